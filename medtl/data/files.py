@@ -1,0 +1,163 @@
+"""User images: class folders, list files and CSV tables, decoded once into an ImageSet."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .imageset import BINARY, MULTI_CLASS, MULTI_LABEL, ImageSet
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm")
+
+
+def decode_images(paths: Sequence[str | os.PathLike], size: int | tuple[int, int], channels: int = 3,
+                  progress: bool = True) -> torch.Tensor:
+    """Decode image files into one uint8 tensor ``N×channels×H×W``.
+
+    Each image is converted to grey (``channels=1``, PIL mode ``L``) or RGB (``channels=3``)
+    and resized to ``size`` (an int for square, or ``(H, W)``) with antialiased bicubic
+    resampling. 16-bit and float images are rescaled to 0..255 first.
+    """
+    from PIL import Image
+
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    h, w = (size, size) if isinstance(size, int) else size
+    out = torch.empty((len(paths), channels, h, w), dtype=torch.uint8)
+    for i, p in enumerate(tqdm(paths, desc="decoding images", disable=not progress or len(paths) < 200)):
+        try:
+            with Image.open(p) as img:
+                img.load()
+                if img.mode in ("I", "I;16", "I;16B", "F"):
+                    arr = np.asarray(img, dtype=np.float64)
+                    lo, hi = arr.min(), arr.max()
+                    arr = (arr - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(arr)
+                    img = Image.fromarray(arr.round().astype(np.uint8))
+                img = img.convert("L" if channels == 1 else "RGB").resize((w, h), Image.Resampling.BICUBIC)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot decode image {p}: {err}") from err
+        arr = np.asarray(img, dtype=np.uint8)
+        out[i] = torch.from_numpy(arr[None] if channels == 1 else arr.transpose(2, 0, 1).copy())
+    return out
+
+
+def _single_label_set(paths, labels, label_names, size, channels, name, progress) -> ImageSet:
+    task = BINARY if len(label_names) == 2 else MULTI_CLASS
+    return ImageSet(
+        images=decode_images(paths, size, channels, progress),
+        labels=torch.as_tensor(np.asarray(labels, dtype=np.int64)),
+        task=task,
+        label_names=list(label_names),
+        name=name,
+        meta={"paths": np.asarray([str(p) for p in paths])},
+    )
+
+
+def from_folder(root: str | os.PathLike, size: int = 28, channels: int = 3, name: str | None = None,
+                progress: bool = True) -> ImageSet:
+    """Images in class sub-folders (``root/<class>/<image>``), classes in sorted order,
+    as torchvision's ``ImageFolder`` orders them."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise ValueError(f"image folder {root} has no class sub-folders (expected root/<class>/<image>)")
+    paths, labels = [], []
+    for c, cls in enumerate(classes):
+        files = sorted(p for p in (root / cls).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths += files
+        labels += [c] * len(files)
+    if not paths:
+        raise ValueError(f"image folder {root} has no image files ({', '.join(IMAGE_SUFFIXES)})")
+    if len(classes) < 2:
+        raise ValueError(f"image folder {root} has a single class {classes[0]!r}; need at least 2")
+    return _single_label_set(paths, labels, classes, size, channels, name or root.name, progress)
+
+
+def _multi_hot_or_single(rows: list[list[str]], where: str, label_names, image_root: Path,
+                         size, channels, name, progress) -> ImageSet:
+    widths = {len(r) for r in rows}
+    if len(widths) != 1:
+        raise ValueError(f"{where}: every line needs the same number of label columns, found {sorted(widths)}")
+    paths = [image_root / r[0] for r in rows]
+    try:
+        values = np.asarray([[float(v) for v in r[1:]] for r in rows])
+    except ValueError as err:
+        raise ValueError(f"{where}: labels must be numbers ({err})") from err
+    n_cols = values.shape[1]
+    if n_cols == 0:
+        raise ValueError(f"{where}: each line needs an image path followed by its label(s)")
+    if n_cols == 1:
+        lab = values[:, 0]
+        if (lab != lab.round()).any() or lab.min() < 0:
+            raise ValueError(f"{where}: class labels must be non-negative integers")
+        n = int(lab.max()) + 1
+        names = list(label_names) if label_names is not None else [str(i) for i in range(n)]
+        if n > len(names):
+            raise ValueError(f"{where}: label {n - 1} but only {len(names)} label names")
+        return _single_label_set(paths, lab.astype(np.int64), names, size, channels, name, progress)
+    if not np.isin(values, (0, 1)).all():
+        raise ValueError(f"{where}: multi-label columns must hold 0 or 1")
+    names = list(label_names) if label_names is not None else [str(i) for i in range(n_cols)]
+    if len(names) != n_cols:
+        raise ValueError(f"{where}: {n_cols} label columns but {len(names)} label names")
+    return ImageSet(
+        images=decode_images(paths, size, channels, progress),
+        labels=torch.as_tensor(values, dtype=torch.float32),
+        task=MULTI_LABEL,
+        label_names=names,
+        name=name,
+        meta={"paths": np.asarray([str(p) for p in paths])},
+    )
+
+
+def from_list(list_file: str | os.PathLike, image_root: str | os.PathLike | None = None, size: int = 28,
+              channels: int = 3, label_names: Sequence[str] | None = None, name: str | None = None,
+              progress: bool = True) -> ImageSet:
+    """A whitespace-separated list file, one image per line: ``path label`` (single label,
+    0..C-1) or ``path l1 l2 … lL`` (multi-hot, as the benchmark study's ChestX-ray14 lists).
+    Paths are relative to ``image_root`` (default: the list file's folder). Blank lines and
+    lines starting with ``#`` are skipped."""
+    list_file = Path(list_file)
+    if not list_file.is_file():
+        raise FileNotFoundError(f"list file {list_file} does not exist")
+    rows = [ln.split() for ln in list_file.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not rows:
+        raise ValueError(f"list file {list_file} has no entries")
+    root = Path(image_root) if image_root is not None else list_file.parent
+    return _multi_hot_or_single(rows, f"list file {list_file}", label_names, root, size, channels,
+                                name or list_file.stem, progress)
+
+
+def from_csv(csv_file: str | os.PathLike, path_column: str = "path", label_columns: str | Sequence[str] = "label",
+             image_root: str | os.PathLike | None = None, size: int = 28, channels: int = 3,
+             label_names: Sequence[str] | None = None, name: str | None = None, progress: bool = True) -> ImageSet:
+    """A CSV table with an image-path column and one label column (class index or class
+    name) or several 0/1 label columns (multi-hot; their names become the label names)."""
+    import pandas as pd
+
+    csv_file = Path(csv_file)
+    table = pd.read_csv(csv_file)
+    cols = [label_columns] if isinstance(label_columns, str) else list(label_columns)
+    missing = [c for c in [path_column, *cols] if c not in table.columns]
+    if missing:
+        raise ValueError(f"CSV {csv_file} lacks column(s) {missing}; it has {list(table.columns)}")
+    root = Path(image_root) if image_root is not None else csv_file.parent
+    where = f"CSV {csv_file}"
+    if len(cols) == 1 and not pd.api.types.is_numeric_dtype(table[cols[0]]):
+        names = sorted(table[cols[0]].astype(str).unique()) if label_names is None else list(label_names)
+        index = {n: i for i, n in enumerate(names)}
+        unknown = sorted(set(table[cols[0]].astype(str)) - set(index))
+        if unknown:
+            raise ValueError(f"{where}: labels {unknown} are not in label_names {names}")
+        rows = [[p, str(index[v])] for p, v in zip(table[path_column].astype(str), table[cols[0]].astype(str))]
+        return _multi_hot_or_single(rows, where, names, root, size, channels, name or csv_file.stem, progress)
+    rows = [[str(p), *map(str, vals)] for p, vals in zip(table[path_column], table[cols].to_numpy())]
+    names = label_names if label_names is not None else (cols if len(cols) > 1 else None)
+    return _multi_hot_or_single(rows, where, names, root, size, channels, name or csv_file.stem, progress)

@@ -1,0 +1,133 @@
+"""Seeded subsets and the dataset-transferability study's fold protocol."""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from . import catalog
+from .imageset import ImageSet
+
+
+def subset(
+    data: ImageSet,
+    n: int | None = None,
+    *,
+    per_class: int | None = None,
+    fraction: float | None = None,
+    stratified: bool = False,
+    seed: int = 0,
+    name: str | None = None,
+) -> ImageSet:
+    """A seeded random subset of ``data``, drawn without replacement.
+
+    Give exactly one of ``n`` (images in total), ``per_class`` (images of each class; always
+    stratified) or ``fraction`` (of ``len(data)``, rounded to the nearest integer).
+    With ``stratified=True`` the class proportions of ``data`` are kept (largest-remainder
+    allocation). Multi-label sets stratify on each image's first positive label.
+    The result's ``meta["indices"]`` holds the chosen positions (sorted).
+    """
+    given = [x is not None for x in (n, per_class, fraction)]
+    if sum(given) != 1:
+        raise ValueError("subset: give exactly one of n, per_class or fraction")
+    rng = np.random.default_rng(seed)
+    total = len(data)
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"subset: fraction must be in (0, 1], got {fraction}")
+        n = int(round(fraction * total))
+    classes = data.primary_labels()
+    if per_class is not None:
+        if per_class < 1:
+            raise ValueError(f"subset: per_class must be >= 1, got {per_class}")
+        chosen = []
+        for c in np.unique(classes):
+            pool = np.flatnonzero(classes == c)
+            if len(pool) < per_class:
+                label = data.label_names[c] if c >= 0 else "no label"
+                raise ValueError(
+                    f"subset: class {c} ({label!r}) of {data.name!r} has only {len(pool)} images, "
+                    f"fewer than per_class={per_class}"
+                )
+            chosen.append(rng.choice(pool, per_class, replace=False))
+        idx = np.concatenate(chosen)
+    else:
+        if not 1 <= n <= total:
+            raise ValueError(f"subset: n must be in 1..{total} (len of {data.name!r}), got {n}")
+        if stratified:
+            values, counts = np.unique(classes, return_counts=True)
+            quota = counts * n / total
+            take = np.floor(quota).astype(int)
+            rest = n - take.sum()
+            order = np.argsort(-(quota - take), kind="stable")
+            take[order[:rest]] += 1
+            idx = np.concatenate(
+                [rng.choice(np.flatnonzero(classes == c), k, replace=False) for c, k in zip(values, take)]
+            )
+        else:
+            idx = rng.choice(total, n, replace=False)
+    return data.subset(np.sort(idx), name=name)
+
+
+class Fold(NamedTuple):
+    """One fold of :func:`folds`: the train and val subsets and their positions in the
+    official splits."""
+
+    index: int
+    train: ImageSet
+    val: ImageSet
+
+    @property
+    def train_indices(self) -> np.ndarray:
+        return self.train.meta["indices"]
+
+    @property
+    def val_indices(self) -> np.ndarray:
+        return self.val.meta["indices"]
+
+
+def fold_indices(
+    n_train: int, n_val: int, n_classes: int, n_folds: int = 5, seed: int = 24,
+    train_per_class: int = 100, val_per_class: int = 25,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The study's draw (dataset-transferability spec §4.1): NumPy's legacy generator seeded
+    once with ``seed``; for each fold in turn, ``train_per_class·C`` train positions drawn
+    uniformly without replacement from the whole train split, then ``val_per_class·C`` val
+    positions (or the whole val split when it is not larger than that). Not stratified.
+    Positions are in draw order, as the study stored them."""
+    rs = np.random.RandomState(seed)  # identical stream to np.random.seed(seed); np.random.choice
+    n_tr, n_va = train_per_class * n_classes, val_per_class * n_classes
+    if n_tr > n_train:
+        raise ValueError(f"fold protocol needs {n_tr} train images but the split has {n_train}")
+    out = []
+    for _ in range(n_folds):
+        tr = rs.choice(n_train, n_tr, replace=False)
+        va = rs.choice(n_val, n_va, replace=False) if n_val > n_va else np.arange(n_val)
+        out.append((tr, va))
+    return out
+
+
+def folds(
+    flag: str,
+    size: int = 28,
+    n_folds: int = 5,
+    seed: int = 24,
+    root: str | os.PathLike | None = None,
+    verify: bool = True,
+) -> list[Fold]:
+    """The dataset-transferability study's fold subsets of a MedMNIST flag.
+
+    Fold i has N = 100·C train images drawn from the official train split and 25·C val
+    images from the official val split (the whole val split when it has ≤ 25·C images, e.g.
+    retinamnist's 120), C = INFO's class count; see :func:`fold_indices`. The test split is
+    the full official one (``load(flag, "test", size)``).
+    """
+    train = catalog.load(flag, "train", size, root, verify=verify)
+    val = catalog.load(flag, "val", size, root, verify=False)
+    draws = fold_indices(len(train), len(val), train.n_classes, n_folds, seed)
+    return [
+        Fold(i + 1, train.subset(tr, name=f"{train.name}/fold{i + 1}"), val.subset(va, name=f"{val.name}/fold{i + 1}"))
+        for i, (tr, va) in enumerate(draws)
+    ]

@@ -1,0 +1,80 @@
+"""Shared fixtures: the real MedMNIST root (skipped with a reason where absent) and small
+MedMNIST-format files written by the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep medtl's MD5 cache out of the user's home during tests."""
+    if "MEDTL_CACHE" not in os.environ:
+        os.environ["MEDTL_CACHE"] = str(tmp_path_factory.mktemp("medtl-cache"))
+    yield
+
+
+def shared_medmnist_root() -> Path | None:
+    """$MEDTL_DATA if it holds .npz files, else ../shared/data/medmnist, else None."""
+    env = os.environ.get("MEDTL_DATA")
+    for cand in ([Path(env)] if env else []) + [SHARED / "medmnist"]:
+        if cand.is_dir() and any(cand.glob("*.npz")):
+            return cand
+    return None
+
+
+@pytest.fixture(scope="session")
+def medmnist_root() -> Path:
+    root = shared_medmnist_root()
+    if root is None:
+        pytest.skip("official MedMNIST files absent: set MEDTL_DATA or provide ../shared/data/medmnist")
+    return root
+
+
+def need_file(root: Path, name: str) -> Path:
+    file = root / name
+    if not file.is_file():
+        pytest.skip(f"{file} is absent from the shared MedMNIST data")
+    return file
+
+
+@pytest.fixture(scope="session")
+def manifest() -> dict:
+    file = SHARED / "manifest.json"
+    if not file.is_file():
+        pytest.skip(f"{file} absent (the shared data manifest)")
+    return json.loads(file.read_text())
+
+
+def write_fake_medmnist(root: Path, flag: str, size: int = 28, n: dict | None = None,
+                        drop_keys: tuple[str, ...] = (), seed: int = 0) -> Path:
+    """Write a MedMNIST-format npz for ``flag`` (INFO's channels and label layout) with
+    ``n`` images per split (INFO's sizes unless given)."""
+    from medmnist.info import INFO
+
+    info = INFO[flag]
+    rng = np.random.default_rng(seed)
+    n = n or info["n_samples"]
+    arrays = {}
+    for split, count in n.items():
+        shape = (count, size, size) if info["n_channels"] == 1 else (count, size, size, 3)
+        arrays[f"{split}_images"] = rng.integers(0, 256, shape, dtype=np.uint8)
+        c = len(info["label"])
+        if info["task"] == "multi-label, binary-class":
+            arrays[f"{split}_labels"] = rng.integers(0, 2, (count, c), dtype=np.uint8)
+        else:
+            arrays[f"{split}_labels"] = rng.integers(0, c, (count, 1), dtype=np.uint8)
+    for key in drop_keys:
+        arrays.pop(key)
+    root.mkdir(parents=True, exist_ok=True)
+    file = root / (f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz")
+    np.savez_compressed(file, **arrays)
+    return file
