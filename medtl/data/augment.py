@@ -65,7 +65,9 @@ def sample_crop_boxes(g: torch.Generator, n: int, height: int, width: int,
 def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Crop each image of ``x`` (``B×C×H×W``) to its box (``B×4`` pixel edges x1, y1, x2, y2)
     and resize it to ``size``, averaging ⌈box/size⌉ bilinear samples per output pixel
-    (antialiased when shrinking) via ``torchvision.ops.roi_align``."""
+    (antialiased when shrinking) via ``torchvision.ops.roi_align``. Inside the crop this
+    equals torchvision's ``resized_crop``; samples within half a pixel of the crop's edge read
+    the true neighbouring pixels instead of repeating the edge pixel."""
     rois = torch.cat([torch.arange(len(x), dtype=x.dtype, device=x.device)[:, None],
                       boxes.to(device=x.device, dtype=x.dtype)], dim=1)
     return roi_align(x, rois, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
@@ -85,6 +87,44 @@ def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     theta[:, 1, 1] = cos
     grid = F.affine_grid(theta.to(device=x.device, dtype=x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _affine(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], hflip: torch.Tensor | None,
+            vflip: torch.Tensor | None, angles: torch.Tensor | None) -> torch.Tensor:
+    """Crop to ``boxes``, resize to ``size``, flip, then rotate about the centre, as one
+    ``grid_sample``: output point p → q = R·p (rotation) → flip → crop box → input. Samples
+    beyond the image edge repeat the edge pixel (as cropping then resizing does); points
+    rotated out of the crop frame are 0 (torchvision's rotation fill)."""
+    b = len(x)
+    h_in, w_in = x.shape[-2:]
+    boxes = boxes.to(torch.float64)
+    ax = (boxes[:, 2] - boxes[:, 0]) / w_in
+    ay = (boxes[:, 3] - boxes[:, 1]) / h_in
+    bx = (boxes[:, 0] + boxes[:, 2]) / w_in - 1
+    by = (boxes[:, 1] + boxes[:, 3]) / h_in - 1
+    sx = torch.where(hflip, -1.0, 1.0).to(torch.float64) if hflip is not None else torch.ones(b, dtype=torch.float64)
+    sy = torch.where(vflip, -1.0, 1.0).to(torch.float64) if vflip is not None else torch.ones(b, dtype=torch.float64)
+    rot = torch.zeros(b, 2, 2, dtype=torch.float64)
+    if angles is not None:
+        t = torch.deg2rad(angles.to(torch.float64))
+        h, w = size
+        rot[:, 0, 0], rot[:, 0, 1] = torch.cos(t), -torch.sin(t) * h / w
+        rot[:, 1, 0], rot[:, 1, 1] = torch.sin(t) * w / h, torch.cos(t)
+    else:
+        rot[:, 0, 0] = rot[:, 1, 1] = 1.0
+    theta = torch.zeros(b, 2, 3, dtype=torch.float64)
+    theta[:, 0, :2] = (ax * sx)[:, None] * rot[:, 0]
+    theta[:, 1, :2] = (ay * sy)[:, None] * rot[:, 1]
+    theta[:, 0, 2], theta[:, 1, 2] = bx, by
+    grid = F.affine_grid(theta.to(device=x.device, dtype=x.dtype), [b, x.shape[1], *size], align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if angles is not None:  # zero the corners rotated in from outside the crop frame
+        scale = torch.stack([ax * sx, ay * sy], 1).to(device=x.device, dtype=x.dtype)
+        shift = torch.stack([bx, by], 1).to(device=x.device, dtype=x.dtype)
+        q = (grid - shift[:, None, None]) / scale[:, None, None]
+        inside = (q.abs() <= 1 + 1e-6).all(-1)
+        out = out * inside[:, None]
+    return out
 
 
 def _where(mask: torch.Tensor, fn, x: torch.Tensor) -> torch.Tensor:
@@ -126,17 +166,25 @@ class Augment:
                  resize_mode: str = "bilinear") -> torch.Tensor:
         """Augment a float batch ``B×C×H×W`` in [0, 1]; returns ``B×C×size``."""
         b = len(x)
+        boxes = None
         if self.crop_scale is not None:
             boxes = sample_crop_boxes(g, b, x.shape[-2], x.shape[-1], self.crop_scale, self.crop_ratio)
-            x = resized_crop(x, boxes, size)
+        hflip = _rand(g, b) < self.hflip if self.hflip > 0 else None
+        vflip = _rand(g, b) < self.vflip if self.vflip > 0 else None
+        angles = (2 * _rand(g, b) - 1) * self.rotate if self.rotate > 0 else None
+        enlarging = boxes is not None and bool(
+            ((boxes[:, 2] - boxes[:, 0]) <= size[1]).all() and ((boxes[:, 3] - boxes[:, 1]) <= size[0]).all()
+        )
+        if enlarging:  # crop, flips and rotation in one bilinear pass (no antialiasing needed)
+            x = _affine(x, boxes, size, hflip, vflip, angles)
         else:
-            x = resize(x, size, resize_mode)
-        if self.hflip > 0:
-            x = _where(_rand(g, b) < self.hflip, lambda t: t.flip(-1), x)
-        if self.vflip > 0:
-            x = _where(_rand(g, b) < self.vflip, lambda t: t.flip(-2), x)
-        if self.rotate > 0:
-            x = rotate(x, (2 * _rand(g, b) - 1) * self.rotate)
+            x = resized_crop(x, boxes, size) if boxes is not None else resize(x, size, resize_mode)
+            if hflip is not None:
+                x = _where(hflip, lambda t: t.flip(-1), x)
+            if vflip is not None:
+                x = _where(vflip, lambda t: t.flip(-2), x)
+            if angles is not None:
+                x = rotate(x, angles)
         x = x.clamp_(0, 1)
         if self.sharpness is not None:
             factor, p = self.sharpness

@@ -41,8 +41,8 @@ def decode_images(paths: Sequence[str | os.PathLike], size: int | tuple[int, int
                 img = img.convert("L" if channels == 1 else "RGB").resize((w, h), Image.Resampling.BICUBIC)
         except (OSError, ValueError) as err:
             raise ValueError(f"cannot decode image {p}: {err}") from err
-        arr = np.asarray(img, dtype=np.uint8)
-        out[i] = torch.from_numpy(arr[None] if channels == 1 else arr.transpose(2, 0, 1).copy())
+        arr = np.array(img, dtype=np.uint8)  # a writable copy
+        out[i] = torch.from_numpy(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
     return out
 
 

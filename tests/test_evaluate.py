@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from medmnist.evaluator import getACC, getAUC
+
+from medtl.evaluate import acc, auc, bootstrap_ci
+
+
+def _case(task, n, c, seed):
+    rng = np.random.default_rng(seed)
+    if task == "multi-label, binary-class":
+        y = rng.integers(0, 2, (n, c))
+        y[0], y[1] = 0, 1  # every label has both values
+        s = rng.random((n, c))
+    elif task == "binary-class":
+        y = rng.integers(0, 2, (n, 1))
+        y[0], y[1] = 0, 1
+        s = rng.random((n, 2))
+        s /= s.sum(1, keepdims=True)
+    else:
+        y = rng.integers(0, c, (n, 1))
+        y[:c, 0] = np.arange(c)
+        s = rng.random((n, c))
+        s /= s.sum(1, keepdims=True)
+    return y, s
+
+
+TASKS = ["multi-class", "ordinal-regression", "binary-class", "multi-label, binary-class"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(task=st.sampled_from(TASKS), n=st.integers(20, 300), c=st.integers(2, 14), seed=st.integers(0, 2**31))
+def test_equal_to_medmnist(task, n, c, seed):
+    y, s = _case(task, n, c, seed)
+    assert abs(auc(y, s, task) - getAUC(y, s, task)) <= 1e-12
+    assert abs(acc(y, s, task) - getACC(y, s, task)) <= 1e-12
+
+
+def test_accepts_torch_and_flat_labels():
+    y, s = _case("multi-class", 100, 5, 0)
+    assert auc(torch.as_tensor(y[:, 0]), torch.as_tensor(s), "multi-class") == getAUC(y, s, "multi-class")
+    yb, sb = _case("binary-class", 100, 2, 1)
+    assert auc(yb[:, 0], sb[:, 1], "binary-class") == getAUC(yb, sb, "binary-class")
+
+
+def test_perfect_and_inverted_scores():
+    y = np.array([0, 1, 2, 0, 1, 2])
+    s = np.eye(3)[y]
+    assert auc(y, s, "multi-class") == 1.0 and acc(y, s, "multi-class") == 1.0
+    assert auc(y, 1 - s, "multi-class") == 0.0
+
+
+def test_errors():
+    y, s = _case("multi-class", 50, 4, 0)
+    with pytest.raises(ValueError, match="same number of rows"):
+        auc(y[:-1], s, "multi-class")
+    with pytest.raises(ValueError, match="unknown task 'multiclass'"):
+        auc(y, s, "multiclass")
+    with pytest.raises(ValueError, match="class 3: y_true has a single value"):
+        auc(np.minimum(y, 2), s, "multi-class")
+    with pytest.raises(ValueError, match=r"labels must lie in 0..3"):
+        auc(y + 1, s, "multi-class")
+    bad = s.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        auc(y, bad, "multi-class")
+
+
+def test_bootstrap_ci():
+    y, s = _case("multi-class", 300, 3, 2)
+    s[np.arange(300), y[:, 0]] += 0.5  # informative scores
+    a = bootstrap_ci(y, s, "multi-class", n_boot=200, seed=1)
+    b = bootstrap_ci(y, s, "multi-class", n_boot=200, seed=1)
+    assert a == b
+    assert a["low"] < a["value"] < a["high"] and a["value"] == auc(y, s, "multi-class")
+    # the interval shrinks with more data
+    y4, s4 = np.tile(y, (4, 1)), np.tile(s, (4, 1))
+    c = bootstrap_ci(y4, s4, "multi-class", n_boot=200, seed=1)
+    assert (c["high"] - c["low"]) < (a["high"] - a["low"])
+    with pytest.raises(ValueError, match="alpha"):
+        bootstrap_ci(y, s, "multi-class", alpha=1.5)
