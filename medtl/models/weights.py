@@ -1,0 +1,242 @@
+"""Weight sources: torchvision ImageNet weights (its own enums and TORCH_HOME cache),
+checkpoints in any common wrapping, self-supervised checkpoints through the benchmark
+study's key-remap rules, and sources trained by medtl (state dict + metadata JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+#: Wrapper keys tried in order when a checkpoint is a dict holding the state dict.
+UNWRAP_KEYS: tuple[str, ...] = ("state_dict", "model", "net", "resnet", "module")
+
+#: Self-supervised / medical ResNet-50 checkpoints of the benchmark study (spec §2.1):
+#: method → the one prefix stripped (anchored) from every key.
+SSL_PREFIXES: dict[str, str] = {
+    "simclr-v1": "", "simclr-v2": "", "byol": "", "barlowtwins": "", "chestx-ray14": "",
+    "imagenet_chestx-ray14": "",
+    "swav": "module.", "deepcluster-v2": "module.", "sela-v2": "module.", "chexpert": "module.",
+    "imagenet_chexpert": "module.",
+    "moco-v1": "module.encoder_q.", "moco-v2": "module.encoder_q.", "pcl-v1": "module.encoder_q.",
+    "pcl-v2": "module.encoder_q.",
+    "infomin": "module.encoder.", "insdis": "module.encoder.", "pirl": "module.encoder.",
+    "cmc": "module.encoder1.",
+}
+#: Keys containing any of these are dropped (after prefix stripping) for SSL checkpoints.
+SSL_DROP_SUBSTRINGS: tuple[str, ...] = ("module.jigsaw", "module.head_jig", "projection", "prototypes",
+                                        "fc", "linear", "head")
+#: Generic wrapper prefixes tried (longest first) for plain checkpoints.
+GENERIC_PREFIXES: tuple[str, ...] = ("module.encoder_q.", "module.model.", "module.", "model.", "net.",
+                                     "backbone.", "encoder_q.")
+
+
+@dataclass
+class LoadReport:
+    """What a state-dict load did: ``loaded`` keys, ``missing`` model keys, ``unexpected``
+    checkpoint keys, ``mismatched`` keys (shape differs) and the ``prefix`` stripped."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    prefix: str = ""
+
+    def __str__(self) -> str:
+        def short(keys):
+            return ", ".join(keys[:6]) + (f", … ({len(keys)} in all)" if len(keys) > 6 else "")
+
+        return (f"loaded {len(self.loaded)} tensors; missing {len(self.missing)} [{short(self.missing)}]; "
+                f"unexpected {len(self.unexpected)} [{short(self.unexpected)}]; "
+                f"shape-mismatched {len(self.mismatched)} [{short(self.mismatched)}]")
+
+
+def unwrap(obj) -> dict[str, torch.Tensor]:
+    """The state dict inside a checkpoint object: the first of ``state_dict``, ``model``,
+    ``net``, ``resnet``, ``module`` holding a dict (recursively), else the object itself."""
+    for _ in range(4):  # a wrapper holds no tensors itself, the state dict does
+        if not isinstance(obj, dict) or any(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        inner = next((obj[k] for k in UNWRAP_KEYS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, dict) or not obj:
+        raise ValueError("checkpoint holds no state dict (expected a dict of tensors, possibly under "
+                         f"one of {UNWRAP_KEYS})")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ValueError(f"checkpoint dict has no tensors (keys: {list(obj)[:8]})")
+    return tensors
+
+
+def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Remove ``prefix`` from the keys that **start** with it (anchored, unlike the study's
+    substring test); other keys are kept unchanged."""
+    if not prefix:
+        return dict(state)
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+def drop_keys(state: dict[str, torch.Tensor], substrings) -> tuple[dict, list[str]]:
+    kept, dropped = {}, []
+    for k, v in state.items():
+        (dropped.append(k) if any(s in k for s in substrings) else kept.__setitem__(k, v))
+    return kept, dropped
+
+
+def best_prefix(state: dict[str, torch.Tensor], model_keys, candidates=GENERIC_PREFIXES) -> str:
+    """The wrapper prefix whose stripping makes the most checkpoint keys match the model."""
+    model_keys = set(model_keys)
+    best, best_hits = "", len(model_keys & set(state))
+    for p in candidates:
+        hits = len(model_keys & set(strip_prefix(state, p)))
+        if hits > best_hits:
+            best, best_hits = p, hits
+    return best
+
+
+def remap(state: dict[str, torch.Tensor], method: str | None, model_keys) -> tuple[dict, LoadReport]:
+    """Apply the key-remap rules: SSL rules of ``method`` (see :data:`SSL_PREFIXES`) or,
+    with ``method=None``, the automatically chosen generic wrapper prefix."""
+    report = LoadReport()
+    if method is not None:
+        m = method.lower()
+        if m not in SSL_PREFIXES:
+            raise ValueError(f"unknown checkpoint method {method!r}; valid: {', '.join(SSL_PREFIXES)}")
+        if m == "simclr-v2":
+            raise ValueError("SimCLR-v2 TF checkpoints need an external TF→PyTorch key map; convert them first")
+        state = strip_prefix(state, SSL_PREFIXES[m])
+        report.prefix = SSL_PREFIXES[m]
+        jig = [k for k in state if "module.jigsaw" in k or "module.head_jig" in k]
+        if jig:
+            warnings.warn(f"dropping {len(jig)} PIRL jigsaw-stream keys", stacklevel=3)
+        state, report.dropped = drop_keys(state, SSL_DROP_SUBSTRINGS)
+    else:
+        report.prefix = best_prefix(state, model_keys)
+        state = strip_prefix(state, report.prefix)
+    return state, report
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], allowed_missing=(), strict: bool = True,
+               report: LoadReport | None = None, what: str = "checkpoint") -> LoadReport:
+    """Copy matching tensors of ``state`` into ``model`` and report the rest.
+
+    Keys whose shapes differ are skipped and listed as mismatched. Missing keys other than
+    ``allowed_missing`` (prefixes, e.g. the head) raise a ValueError unless ``strict=False``;
+    so does a load that matched no key at all (whatever ``strict`` says).
+    """
+    report = report or LoadReport()
+    own = model.state_dict()
+    usable = {}
+    for k, v in state.items():
+        if k not in own:
+            report.unexpected.append(k)
+        elif own[k].shape != v.shape:
+            report.mismatched.append(k)
+        else:
+            usable[k] = v
+    report.loaded = sorted(usable)
+    report.missing = [k for k in own if k not in usable]
+    if not usable:
+        raise ValueError(
+            f"{what} matched none of the model's {len(own)} parameters/buffers "
+            f"({type(model).__name__}); is it a checkpoint of another architecture? {report}"
+        )
+    serious = [k for k in report.missing if not any(k == a or k.startswith(a + ".") for a in allowed_missing)]
+    if serious and strict:
+        raise ValueError(
+            f"{what} does not fit {type(model).__name__}: {len(serious)} non-head tensors missing or "
+            f"of another shape ({', '.join(serious[:5])}{', …' if len(serious) > 5 else ''}); "
+            f"{report}. If it is a checkpoint of another architecture, build that one; "
+            "pass strict=False to load the matching part anyway."
+        )
+    with torch.no_grad():
+        for k, v in usable.items():
+            own[k].copy_(v.to(own[k].dtype))
+    if report.unexpected or report.mismatched or serious:
+        warnings.warn(f"{what}: {report}", stacklevel=3)
+    return report
+
+
+# --- torchvision ImageNet weights ----------------------------------------------------------
+def imagenet_weights(arch_name: str, version: str = "IMAGENET1K_V1"):
+    from torchvision import models as tvm
+
+    enum = tvm.get_model_weights(arch_name)
+    try:
+        return enum[version]
+    except KeyError as err:
+        raise ValueError(f"{arch_name} has no weights {version!r}; available: {[w.name for w in enum]}") from err
+
+
+def imagenet_file(weights) -> Path:
+    """Where torchvision caches a weights enum's file: ``$TORCH_HOME/hub/checkpoints/<name>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+
+
+def imagenet_state_dict(arch_name: str, version: str = "IMAGENET1K_V1", progress: bool = True) -> dict:
+    """torchvision's own ``weights.get_state_dict`` (its cache under ``TORCH_HOME``); when the
+    file is absent and cannot be downloaded, a FileNotFoundError names the exact file and
+    folder to place it in."""
+    weights = imagenet_weights(arch_name, version)
+    file = imagenet_file(weights)
+    try:
+        return weights.get_state_dict(progress=progress, check_hash=False)
+    except Exception as err:  # URLError, socket errors, HTTP errors …
+        if file.is_file():
+            raise
+        raise FileNotFoundError(
+            f"ImageNet weights {arch_name} {version} are not in torchvision's cache and could not be "
+            f"downloaded ({type(err).__name__}: {err}). Place the file {file.name} (from {weights.url}) "
+            f"in {file.parent} (torchvision's cache: $TORCH_HOME/hub/checkpoints)."
+        ) from err
+
+
+# --- sources trained by medtl --------------------------------------------------------------
+def models_dir(root: str | os.PathLike | None = None) -> Path:
+    """Folder of named medtl sources: ``root``, else ``$MEDTL_MODELS``, else
+    ``~/.cache/medtl/models``."""
+    if root is not None:
+        return Path(root)
+    env = os.environ.get("MEDTL_MODELS")
+    return Path(env) if env else Path.home() / ".cache" / "medtl" / "models"
+
+
+def save_source(model: nn.Module, name: str, *, root: str | os.PathLike | None = None, **meta) -> Path:
+    """Save a trained model as a named source: ``<name>.pt`` (plain state dict) and
+    ``<name>.json`` (arch, classes, normalisation, source data, … from ``model.medtl`` and
+    ``meta``), both written atomically. Returns the ``.pt`` path."""
+    from ..data.catalog import atomic_write_bytes
+
+    folder = models_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    info = {**getattr(model, "medtl", {}), **meta, "name": name}
+    if "arch" not in info:
+        raise ValueError("save_source needs the architecture: build the model with medtl.models.create or pass arch=")
+    file = folder / f"{name}.pt"
+    tmp = folder / f".{name}.pt.part"
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, file)
+    atomic_write_bytes(folder / f"{name}.json", json.dumps(info, indent=2, default=str).encode())
+    return file
+
+
+def source_info(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None) -> tuple[Path, dict]:
+    """Resolve a named source (or a ``.pt`` path with a sidecar ``.json``) to its weight file
+    and metadata."""
+    p = Path(name_or_path)
+    file = p if p.suffix in (".pt", ".pth") and p.is_file() else models_dir(root) / f"{name_or_path}.pt"
+    meta_file = file.with_suffix(".json")
+    if not file.is_file():
+        raise FileNotFoundError(f"no medtl source {name_or_path!r}: looked for {file}")
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"medtl source {file} has no metadata file {meta_file}")
+    return file, json.loads(meta_file.read_text())
