@@ -140,25 +140,36 @@ def create(arch: str, num_classes: int | None = None, weights=None, in_chans: in
         version = weights.split(":", 1)[1] if ":" in weights else "IMAGENET1K_V1"
         _imagenet_into(model, a, version, image_size, allowed)
         info.update(weights=f"imagenet:{version}", normalize="imagenet")
-    elif isinstance(weights, dict):
-        load_checkpoint(model, weights, method, strict, allowed)
-        info.update(weights="state dict")
-    elif isinstance(weights, (str, os.PathLike)):
-        if not Path(weights).is_file():
+    elif isinstance(weights, (dict, str, os.PathLike)):
+        if isinstance(weights, dict):
+            state = unwrap(weights)
+        elif Path(weights).is_file():
+            state = unwrap(torch.load(weights, map_location="cpu", weights_only=False))
+        else:
             raise FileNotFoundError(
                 f"weights {weights!r} is neither None, 'imagenet[:VERSION]', 'source:NAME' nor an existing "
                 "checkpoint file"
             )
-        state = unwrap(torch.load(weights, map_location="cpu", weights_only=False))
-        stem_w = state.get(f"{a.stem}.weight")
-        if stem_w is not None and stem_w.ndim == 4 and stem_w.shape[1] == 1:
-            adapt_in_chans(model, 1, a.name, grey_init)
+        _match_checkpoint_shape(model, a, remap(state, method, model.state_dict().keys())[0], grey_init)
         load_checkpoint(model, state, method, strict, allowed)
-        info.update(weights=str(weights))
+        info.update(weights="state dict" if isinstance(weights, dict) else str(weights))
     else:
         raise TypeError(f"weights must be None, a string, a path or a state dict, got {type(weights).__name__}")
     info["num_classes"] = _head_out(model, a)
     return _finish(model, a, in_chans, num_classes, dropout, grey_init, seed)
+
+
+def _match_checkpoint_shape(model: nn.Module, a: ArchSpec, state: dict, grey_init: str) -> None:
+    """Give ``model`` the checkpoint's stem channels and head size, so both load."""
+    stem_w = state.get(f"{a.stem}.weight")
+    if stem_w is not None and stem_w.ndim == 4 and stem_w.shape[1] == 1:
+        adapt_in_chans(model, 1, a.name, grey_init)
+    for key, dropout in ((f"{a.head}.weight", 0.0), (f"{a.head}.1.weight", 0.5)):
+        w = state.get(key)
+        if w is not None and w.ndim == 2 and w.shape[1] == a.head_in:
+            replace_head(model, w.shape[0], dropout, a.name)
+            model.medtl["num_classes"] = w.shape[0]
+            return
 
 
 def _finish(model: nn.Module, a: ArchSpec, in_chans: int, num_classes: int | None, dropout: float,
