@@ -1,0 +1,167 @@
+"""Judging transferability metrics against fine-tuned ground truth: per-target correlations
+(weighted Kendall τ_w as the dataset-transferability study, τ-b, Spearman, Pearson), top-1
+hit and regret, method ranks, Friedman and Nemenyi tests, the critical difference, and the
+self-source bias count."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def _wide(table: pd.DataFrame | Mapping, value: str = "value") -> dict[str, pd.DataFrame]:
+    """Normalise scores to ``{metric: DataFrame(sources × targets)}``.
+
+    Accepts a tidy table with columns source, target, metric, value; a mapping
+    metric → wide DataFrame; or a single wide DataFrame (metric "score")."""
+    if isinstance(table, Mapping):
+        return {m: pd.DataFrame(t) for m, t in table.items()}
+    if {"source", "target", "metric", value} <= set(table.columns):
+        return {m: g.pivot_table(index="source", columns="target", values=value, aggfunc="first", dropna=False)
+                for m, g in table.groupby("metric", sort=False)}
+    return {"score": table}
+
+
+def _ground_truth(gt) -> pd.DataFrame:
+    if isinstance(gt, pd.DataFrame) and {"source", "target", "value"} <= set(gt.columns):
+        return gt.pivot_table(index="source", columns="target", values="value", aggfunc="first")
+    return pd.DataFrame(gt)
+
+
+def correlate(scores, ground_truth, exclude_self: bool = True) -> pd.DataFrame:
+    """Per (metric, target) agreement between metric scores and fine-tuned performance.
+
+    Args:
+        scores: tidy (source, target, metric, value), ``{metric: sources × targets}``, or
+            one wide DataFrame.
+        ground_truth: fine-tuned test AUC, sources × targets (or tidy source, target, value).
+        exclude_self: drop the row where the source is the target (the study's rule).
+
+    Returns:
+        One row per (metric, target): ``tau_w`` (``scipy.stats.weightedtau`` with its
+        defaults — hyperbolic weigher, additive, rank=True — as the study), ``kendall_tau_b``,
+        ``spearman``, ``pearson``, ``n`` (sources used), ``top1_hit`` (the metric's best
+        source is the truly best), ``regret`` (best true AUC minus the AUC of the metric's
+        choice) and ``chosen``. Correlations of a constant score vector are NaN.
+    """
+    gt = _ground_truth(ground_truth)
+    rows = []
+    for metric, table in _wide(scores).items():
+        for target in table.columns:
+            if target not in gt.columns:
+                continue
+            s = table[target]
+            g = gt[target].reindex(s.index)
+            keep = s.notna() & g.notna()
+            if exclude_self:
+                keep &= s.index != target
+            x, y = s[keep].to_numpy(float), g[keep].to_numpy(float)
+            row = {"metric": metric, "target": target, "n": int(keep.sum())}
+            if len(x) >= 2 and np.ptp(x) > 0 and np.ptp(y) > 0:
+                row.update(
+                    tau_w=float(stats.weightedtau(x, y).statistic),
+                    kendall_tau_b=float(stats.kendalltau(x, y).statistic),
+                    spearman=float(stats.spearmanr(x, y).statistic),
+                    pearson=float(stats.pearsonr(x, y).statistic),
+                )
+            else:
+                row.update(tau_w=np.nan, kendall_tau_b=np.nan, spearman=np.nan, pearson=np.nan)
+            if len(x):
+                chosen = s[keep].idxmax()
+                row.update(chosen=chosen, top1_hit=bool(g[keep].idxmax() == chosen) if np.ptp(x) > 0 else False,
+                           regret=float(g[keep].max() - g[chosen]))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def tau_table(corr: pd.DataFrame, value: str = "tau_w") -> pd.DataFrame:
+    """targets × metrics table of one correlation column, with a MEAN row (NaN skipped)."""
+    wide = corr.pivot(index="target", columns="metric", values=value)
+    wide = wide[list(dict.fromkeys(corr["metric"]))]
+    wide.loc["MEAN"] = wide.mean()
+    return wide
+
+
+def ranks(corr: pd.DataFrame | None = None, value: str = "tau_w", metrics: Iterable[str] | None = None,
+          table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rank ``metrics`` (default all) within each target by ``value`` (1 = best; NaN ranked
+    last; ties share the lowest rank). Returns targets × metrics, as the study's
+    ``ktau_*_rank.csv``; ``table`` gives a ready targets × metrics table instead of ``corr``."""
+    if table is None:
+        table = corr.pivot(index="target", columns="metric", values=value)
+        table = table[list(dict.fromkeys(corr["metric"]))]
+    wide = table.drop(index="MEAN", errors="ignore")
+    if metrics is not None:
+        wide = wide[list(metrics)]
+    filled = wide.fillna(-np.inf)
+    return filled.rank(axis=1, ascending=False, method="min")
+
+
+def friedman(rank_table: pd.DataFrame) -> dict[str, float]:
+    """Friedman test over the metrics (columns) across targets (rows)."""
+    res = stats.friedmanchisquare(*[rank_table[c].to_numpy() for c in rank_table.columns])
+    return {"statistic": float(res.statistic), "pvalue": float(res.pvalue), "k": rank_table.shape[1],
+            "n": rank_table.shape[0]}
+
+
+def nemenyi(rank_table: pd.DataFrame) -> pd.DataFrame:
+    """Nemenyi post-hoc p-values between every pair of metrics (scikit-posthocs'
+    ``posthoc_nemenyi_friedman`` on the targets × metrics table)."""
+    import scikit_posthocs as sp
+
+    return sp.posthoc_nemenyi_friedman(rank_table.to_numpy()).set_axis(rank_table.columns, axis=0).set_axis(
+        rank_table.columns, axis=1)
+
+
+#: Demšar (2006), Table 5(a): two-tailed Nemenyi q_α for k = 2..10 methods.
+DEMSAR_Q = {
+    0.05: (1.960, 2.343, 2.569, 2.728, 2.850, 2.949, 3.031, 3.102, 3.164),
+    0.10: (1.645, 2.052, 2.291, 2.459, 2.589, 2.693, 2.780, 2.855, 2.920),
+}
+
+
+def q_alpha(k: int, alpha: float = 0.05) -> float:
+    """Nemenyi's critical value q_α for k methods: Demšar's (2006) table for k ≤ 10 at
+    α ∈ {0.05, 0.10} (k = 3 → 2.343), else the studentized range quantile over √2
+    (which the table rounds)."""
+    if k < 2:
+        raise ValueError(f"need at least 2 methods, got {k}")
+    if alpha in DEMSAR_Q and k <= 10:
+        return DEMSAR_Q[alpha][k - 2]
+    return float(stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2))
+
+
+def critical_difference(k: int, n: int, alpha: float = 0.05) -> float:
+    """Nemenyi critical difference CD = q_α(k) · √(k(k+1) / (6n)) for k methods ranked on n
+    targets, with the q of k methods (the study's notebook used k+1's, giving 1.095
+    instead of 0.999 for k = 3, n = 11)."""
+    return q_alpha(k, alpha) * math.sqrt(k * (k + 1) / (6 * n))
+
+
+def self_source_bias(scores, targets: Iterable[str] | None = None) -> pd.DataFrame:
+    """How often each metric scores the target itself as the best source (the motivation of
+    the dataset-transferability study). Needs scores that include the target-as-source row.
+
+    Returns one row per metric: ``self_best`` (count), ``targets`` (count with a self row)."""
+    rows = []
+    for metric, table in _wide(scores).items():
+        cols = [t for t in (targets or table.columns) if t in table.index and t in table.columns]
+        best = [t for t in cols if table[t].notna().any() and table[t].idxmax() == t]
+        rows.append({"metric": metric, "self_best": len(best), "targets": len(cols), "which": ", ".join(best)})
+    return pd.DataFrame(rows)
+
+
+def flip(scores, metrics: Iterable[str]):
+    """Reverse the direction of some metrics (score → 1 − score), as the study's scenario B
+    did for LEEP, PARC, NCTI and N-LEEP."""
+    metrics = set(metrics)
+    if isinstance(scores, Mapping):
+        return {m: (1 - t if m in metrics else t) for m, t in scores.items()}
+    out = scores.copy()
+    mask = out["metric"].isin(metrics)
+    out.loc[mask, "value"] = 1 - out.loc[mask, "value"]
+    return out

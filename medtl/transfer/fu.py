@@ -1,0 +1,139 @@
+"""FU, the backward half of LP×FU, and its all-triplets margin loss, plus the LP×FU
+combination (Juodelyte et al., arXiv 2412.20172; spec §2.2–2.3)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .metrics import minmax
+
+
+def triplet_margin_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.05,
+                        chunk: int = 32) -> torch.Tensor:
+    """Mean over active triplets of max(0, ‖ê_a − ê_p‖ − ‖ê_a − ê_n‖ + margin), over all
+    triplets (a, p, n) of the batch with y_a = y_p, a ≠ p, y_n ≠ y_a, ê = e/‖e‖; "active"
+    means a positive loss (pytorch-metric-learning's TripletMarginLoss defaults with its
+    AvgNonZeroReducer). A batch without active triplets gives 0 (still in the graph).
+
+    Anchors are processed ``chunk`` at a time, so memory is O(chunk·B²), not O(B³).
+
+    Shapes: embeddings ``B×D``, labels ``B``.
+    """
+    if embeddings.ndim != 2 or len(embeddings) != len(labels):
+        raise ValueError(f"embeddings must be B×D with B labels, got {tuple(embeddings.shape)} and {len(labels)}")
+    e = nn.functional.normalize(embeddings, p=2, dim=1)
+    sq = (e.unsqueeze(1) - e.unsqueeze(0)).pow(2).sum(-1)
+    dist = torch.sqrt(sq.clamp_min(0) + 1e-12 * (sq == 0))
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    pos_mask, neg_mask = same & ~eye, ~same
+    total = embeddings.new_zeros(())
+    count = 0
+    for start in range(0, len(labels), chunk):
+        a = slice(start, start + chunk)
+        valid = pos_mask[a].unsqueeze(2) & neg_mask[a].unsqueeze(1)
+        loss = torch.relu(dist[a].unsqueeze(2) - dist[a].unsqueeze(1) + margin) * valid
+        total = total + loss.sum()
+        count += int((loss > 0).sum())
+    return total / count if count else total * 0.0
+
+
+def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size: int | None = None,
+       margin: float = 0.05, device=None, seed: int = 42, **batch) -> float:
+    """FU: how strongly the target would still move the early layers.
+
+    The source head (the architecture table's ``feature_node``) becomes Identity, the model
+    is put in eval mode, and the target's training images go through it in stored order in
+    batches of B = ⌊N/6⌋ (plus the remainder). For each batch b, the all-triplets margin
+    loss (:func:`triplet_margin_loss`, margin 0.05) is back-propagated and the Frobenius
+    norms of the two monitored weight gradients are recorded:
+
+        FU = mean_b ‖∂L_b/∂W₂‖_F / mean_b ‖∂L_b/∂W₁‖_F,
+
+    W₁ the stem convolution and W₂ the first convolution of the first block (the table's
+    ``fu_layers``).
+
+    Args:
+        model: a model built by :func:`medtl.models.create` (its table row gives the layers).
+        data: the target ImageSet (training subset).
+        layers: override the (W₁, W₂) module paths.
+        batch: loader settings (normalize, image_size, channels); default from the model.
+    """
+    from ..data import loader
+    from ..models import get_module, set_module, spec
+    from ..train import _device, batch_settings
+
+    a = spec(model.medtl["arch"])
+    w1_name, w2_name = layers or a.fu_layers
+    dev = _device(device)
+    net = copy.deepcopy(model).to(dev).eval()
+    set_module(net, a.feature_node, nn.Identity())
+    w1, w2 = get_module(net, w1_name).weight, get_module(net, w2_name).weight
+    n = len(data)
+    bs = batch_size or max(n // 6, 2)
+    settings = batch_settings(model, data, **batch)
+    g1, g2 = [], []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for x, y in loader(data, batch_size=bs, device=dev, **settings):
+            net.zero_grad(set_to_none=True)
+            loss = triplet_margin_loss(net(x).float(), y)
+            if loss.requires_grad:
+                loss.backward()
+            g1.append(float(w1.grad.norm()) if w1.grad is not None else 0.0)
+            g2.append(float(w2.grad.norm()) if w2.grad is not None else 0.0)
+    if not np.mean(g1) > 0:
+        raise ValueError("FU is undefined: the stem received no gradient (no active triplet in any batch)")
+    return float(np.mean(g2) / np.mean(g1))
+
+
+def lp_fu(lp_scores, fu_scores, reverse: bool = False, exclude: str | None = None,
+          variant: str = "official") -> pd.Series | pd.DataFrame:
+    """LP×FU: per target, min–max normalise LP and FU across the candidate sources and
+    multiply,
+
+        Score(s) = LP̃(s) · FŨ(s)              (same-domain sources, scenario A),
+        Score(s) = (1 − LP̃(s)) · (1 − FŨ(s))  (``reverse=True``, the cross-domain direction
+                                               the study found for scenario B).
+
+    Args:
+        lp_scores, fu_scores: a Series (source → score) for one target, or DataFrames with
+            sources as rows and targets as columns.
+        exclude: a source left out of the candidates (the target itself); for DataFrames,
+            every source named like a target column is excluded from that column.
+        variant: ``"study"`` reproduces the study's quirk of normalising FU over all sources
+            including the excluded one (its published numbers need it).
+
+    Returns:
+        Scores with NaN for excluded sources, shaped like the inputs.
+    """
+    if variant not in ("official", "study"):
+        raise ValueError(f"variant must be 'official' or 'study', got {variant!r}")
+    if isinstance(lp_scores, pd.DataFrame):
+        out = {}
+        for target in lp_scores.columns:
+            if target not in fu_scores.columns:
+                raise ValueError(f"target {target!r} has LP scores but no FU scores")
+            ex = target if target in lp_scores.index else None
+            out[target] = lp_fu(lp_scores[target], fu_scores[target], reverse, ex, variant)
+        return pd.DataFrame(out)
+    lp_s, fu_s = pd.Series(lp_scores, dtype=float), pd.Series(fu_scores, dtype=float)
+    if set(lp_s.index) != set(fu_s.index):
+        raise ValueError(f"LP and FU cover different sources: {sorted(set(lp_s.index) ^ set(fu_s.index))}")
+    fu_s = fu_s[lp_s.index]
+    cand = lp_s.index != exclude if exclude is not None else np.ones(len(lp_s), dtype=bool)
+    lp_n = pd.Series(np.nan, index=lp_s.index)
+    lp_n[cand] = minmax(lp_s[cand].to_numpy())
+    fu_n = pd.Series(np.nan, index=fu_s.index)
+    if variant == "study":
+        fu_n[:] = minmax(fu_s.to_numpy())
+    else:
+        fu_n[cand] = minmax(fu_s[cand].to_numpy())
+    score = (1 - lp_n) * (1 - fu_n) if reverse else lp_n * fu_n
+    score[~cand] = np.nan
+    return score

@@ -1,0 +1,435 @@
+"""Transferability metrics as pure functions on arrays (float64 inside).
+
+Inputs: ``features`` ``N×D`` (penultimate activations of a source model on the target's
+training images), ``labels`` ``N`` integers in ``0..C-1``, ``probs`` ``N×K`` rows summing
+to 1 (a source head's class probabilities). Every metric returns a float, higher =
+predicted better transfer. ``variant="study"`` reproduces the dataset-transferability
+study's deviations (Juodelyte et al., arXiv 2412.20172; spec §3) where it has any.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import stats
+
+VARIANTS = ("official", "study")
+
+
+# --- validation ----------------------------------------------------------------------------
+def _as_array(x, name: str) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def check_labels(labels, n: int | None = None, min_per_class: int = 1) -> tuple[np.ndarray, int]:
+    """Validate integer class labels ``0..C-1`` (every class present, at least 2 classes);
+    returns ``(labels int64, C)``."""
+    y = _as_array(labels, "labels")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"labels must be a 1-D array of class indices, got shape {y.shape}")
+    if n is not None and len(y) != n:
+        raise ValueError(f"labels has {len(y)} entries but the features/probabilities have {n} rows")
+    if y.size == 0:
+        raise ValueError("labels is empty")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError("labels must be integers 0..C-1")
+    y = y.astype(np.int64)
+    if y.min() < 0:
+        raise ValueError(f"labels must be integers 0..C-1, found {y.min()}")
+    c = int(y.max()) + 1
+    counts = np.bincount(y, minlength=c)
+    if c < 2:
+        raise ValueError("labels hold a single class; transferability needs at least 2 classes")
+    absent = np.flatnonzero(counts == 0)
+    if absent.size:
+        raise ValueError(f"labels must be 0..C-1 with every class present; classes {absent.tolist()} have no sample "
+                         "(re-index the labels)")
+    if counts.min() < min_per_class:
+        raise ValueError(f"every class needs at least {min_per_class} samples; class {int(counts.argmin())} has "
+                         f"{int(counts.min())}")
+    return y, c
+
+
+def check_features(features, labels, min_n_per_class: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validate ``features`` ``N×D`` (finite) against ``labels``; N must exceed C."""
+    x = _as_array(features, "features")
+    if x.ndim != 2:
+        raise ValueError(f"features must be N×D, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        bad = int((~np.isfinite(x)).any(1).sum())
+        raise ValueError(f"features contain NaN or inf ({bad} of {len(x)} rows)")
+    y, c = check_labels(labels, len(x))
+    if min_n_per_class and len(x) <= c:
+        raise ValueError(f"N={len(x)} samples must exceed the number of classes C={c}")
+    return x.astype(np.float64), y, c
+
+
+def check_probs(probs, labels, atol: float = 1e-4) -> tuple[np.ndarray, np.ndarray, int]:
+    p = _as_array(probs, "probs").astype(np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"probs must be N×K, got shape {p.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("probs contain NaN or inf")
+    if (p < 0).any() or not np.allclose(p.sum(1), 1.0, atol=atol):
+        worst = float(np.abs(p.sum(1) - 1).max())
+        raise ValueError(f"probs rows must be non-negative and sum to 1 (worst row is off by {worst:.3g}); "
+                         "pass softmax probabilities, not logits")
+    y, c = check_labels(labels, len(p))
+    if len(p) <= c:
+        raise ValueError(f"N={len(p)} samples must exceed the number of classes C={c}")
+    return p, y, c
+
+
+def _variant(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    return variant
+
+
+def _one_hot(y: np.ndarray, c: int) -> np.ndarray:
+    return np.eye(c)[y]
+
+
+# --- LEEP ----------------------------------------------------------------------------------
+def leep(probs, labels) -> float:
+    """LEEP (Nguyen et al., ICML 2020).
+
+    With θ_i = probs[i] over the K source classes z: P̂(y, z) = (1/N) Σ_{i: y_i=y} θ_i(z),
+    P̂(y|z) = P̂(y, z) / Σ_y' P̂(y', z) (0 where that is 0), and
+
+        LEEP = (1/N) Σ_i log Σ_z P̂(y_i|z) θ_i(z)   (≤ 0).
+
+    Args:
+        probs: ``N×K`` source-head probabilities (rows sum to 1).
+        labels: ``N`` target labels ``0..C-1``.
+    """
+    p, y, c = check_probs(probs, labels)
+    joint = _one_hot(y, c).T @ p / len(p)  # C×K
+    marginal = joint.sum(0, keepdims=True)
+    cond = np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)
+    eep = (p * cond[y]).sum(1)
+    return float(np.mean(np.log(eep)))
+
+
+# --- N-LEEP --------------------------------------------------------------------------------
+def nleep_from_posteriors(posteriors, labels, log: bool = True) -> float:
+    """N-LEEP given mixture posteriors p(z|x_i) (``N×K``): LEEP's expected empirical
+    prediction with the mixture components as pseudo source classes.
+    ``log=False`` returns the study's (1/N) Σ_i p(y_i|x_i) instead of the mean log."""
+    p, y, c = check_probs(posteriors, labels)
+    joint = _one_hot(y, c).T @ p / len(p)
+    marginal = joint.sum(0, keepdims=True)
+    cond = np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)
+    eep = (p * cond[y]).sum(1)
+    return float(np.mean(np.log(eep)) if log else np.mean(eep))
+
+
+def gmm_posteriors(features, n_components: int, variance: float = 0.8, seed: int | None = 0,
+                   pca_seed: int = 42) -> np.ndarray:
+    """PCA keeping ``variance`` of the variance, then a full-covariance Gaussian mixture with
+    ``n_components`` components (k-means init, seeded); returns p(z|x) ``N×K``."""
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    x = _as_array(features, "features").astype(np.float64)
+    z = PCA(n_components=variance, random_state=pca_seed, svd_solver="full").fit_transform(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.simplefilter("ignore", category=ConvergenceWarning)
+        gmm = GaussianMixture(n_components=n_components, covariance_type="full", random_state=seed).fit(z)
+    return gmm.predict_proba(z)
+
+
+def nleep(features, labels, component_ratio: int = 5, variance: float = 0.8, seed: int | None = 0,
+          variant: str = "official") -> float:
+    """N-LEEP (Li et al., CVPR 2021): PCA to ``variance`` (80 %) of the variance, a Gaussian
+    mixture of K = ``component_ratio``·C components, then LEEP with p(z|x) in place of the
+    source head:
+
+        N-LEEP = (1/N) Σ_i log Σ_z P̂(y_i|z) p(z|x_i).
+
+    ``seed`` fixes the mixture (the study left it unseeded). ``variant="study"`` drops the
+    log, as the study's code did: (1/N) Σ_i p(y_i|x_i).
+
+    Shapes: features ``N×D``, labels ``N``.
+    """
+    x, y, c = check_features(features, labels)
+    post = gmm_posteriors(x, component_ratio * c, variance, seed)
+    return nleep_from_posteriors(post, y, log=_variant(variant) == "official")
+
+
+# --- LogME ---------------------------------------------------------------------------------
+def logme_evidence(sigma: np.ndarray, x2: np.ndarray, res_x2: float, n: int, d: int, max_iter: int = 11,
+                   tol: float = 1e-3) -> tuple[float, float, float, int]:
+    """Fixed-point maximisation of one target column's evidence (You et al., ICML 2021;
+    the official code's evaluation point). Returns (evidence / N, α, β, iterations)."""
+    alpha, beta = 1.0, 1.0
+    evidence = -np.inf
+    for it in range(1, max_iter + 1):
+        t = alpha / beta
+        gamma = (sigma / (sigma + t)).sum()
+        m2 = (sigma * x2 / (t + sigma) ** 2).sum()
+        res2 = (x2 / (1 + sigma / t) ** 2).sum() + res_x2
+        alpha = gamma / (m2 + 1e-5)
+        beta = (n - gamma) / (res2 + 1e-5)
+        evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * np.sum(np.log(alpha + beta * sigma))
+                    - beta / 2 * res2 - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi)) / n
+        if abs(alpha / beta - t) / t <= tol:
+            break
+    return float(evidence), float(alpha), float(beta), it
+
+
+def logme(features, labels, max_iter: int = 11) -> float:
+    """LogME (You et al., ICML 2021), the fixed-point version: for each class c, the
+    maximised log marginal evidence of Bayesian linear regression of the indicator
+    1[y = c] on the features,
+
+        L(α, β) = D/2 log α + N/2 log β − ½ log|αI + βFᵀF| − β/2 ‖y − Fm‖² − α/2 ‖m‖² − N/2 log 2π,
+
+    divided by N, averaged over classes. α, β follow the fixed-point updates, at most
+    ``max_iter`` (11, as the official code) iterations.
+
+    Shapes: features ``N×D``, labels ``N``.
+    """
+    f, y, c = check_features(features, labels)
+    n, d = f.shape
+    if n > d:
+        sigma, v = np.linalg.eigh(f.T @ f)
+        keep = sigma > 1e-10
+        sigma, v = sigma[keep], v[:, keep]
+        u = f @ v / np.sqrt(sigma)
+    else:
+        u, s, _ = np.linalg.svd(f, full_matrices=False)
+        keep = s > 1e-10
+        u, sigma = u[:, keep], s[keep] ** 2
+    onehot = _one_hot(y, c)
+    x = u.T @ onehot  # k×C
+    evidences = []
+    for k in range(c):
+        x2 = x[:, k] ** 2
+        res_x2 = float(onehot[:, k] @ onehot[:, k] - x2.sum())
+        evidences.append(logme_evidence(sigma, x2, res_x2, n, d, max_iter)[0])
+    return float(np.mean(evidences))
+
+
+# --- PARC ----------------------------------------------------------------------------------
+def parc(features, labels, dim: int = 32, max_samples: int = 15000, seed: int = 1919) -> float:
+    """PARC (Bolya et al., NeurIPS 2021): the Spearman correlation between the feature and
+    label representational dissimilarity matrices,
+
+        PARC = 100 · ρ_S(triu(1 − corr(F̂)), triu(1 − corr(Ŷ))),
+
+    with F̂ the features PCA-reduced to ``dim`` (32) dimensions and z-scored, Ŷ the one-hot
+    labels, corr the N×N Pearson correlation between samples, triu the strict upper
+    triangle. Above ``max_samples`` a seeded subset is used (features and labels with the
+    same indices; the study's code mixed them up).
+
+    Shapes: features ``N×D``, labels ``N``.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    x, y, c = check_features(features, labels)
+    if len(x) > max_samples:
+        idx = np.random.default_rng(seed).choice(len(x), max_samples, replace=False)
+        x, y = x[idx], y[idx]
+    k = min(dim, len(x), x.shape[1])
+    z = PCA(n_components=k, svd_solver="randomized", random_state=seed, iterated_power=1).fit_transform(x)
+    z = StandardScaler().fit_transform(z)
+    rdm_f = 1 - np.corrcoef(z)
+    rdm_y = 1 - np.corrcoef(_one_hot(y, c))
+    iu = np.triu_indices(len(x), 1)
+    return float(100 * stats.spearmanr(rdm_f[iu], rdm_y[iu]).statistic)
+
+
+# --- H-score -------------------------------------------------------------------------------
+def hscore(features, labels, shrinkage: float | None = None) -> float:
+    """H-score (Bao et al., ICIP 2019):
+
+        H = tr(cov(f)⁻¹ · cov(E[f | y])),
+
+    cov(f) the feature covariance (pseudo-inverse; optionally Ledoit–Wolf-style shrinkage
+    towards (tr/D)·I by ``shrinkage`` in [0, 1], Ibrahim et al. 2022) and E[f|y] each
+    sample's class mean.
+
+    Shapes: features ``N×D``, labels ``N``.
+    """
+    x, y, c = check_features(features, labels)
+    x = x - x.mean(0)
+    cov = x.T @ x / len(x)
+    if shrinkage is not None:
+        if not 0 <= shrinkage <= 1:
+            raise ValueError(f"shrinkage must be in [0, 1], got {shrinkage}")
+        cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / len(cov) * np.eye(len(cov))
+    means = np.stack([x[y == k].mean(0) for k in range(c)])
+    g = means[y]
+    cov_g = g.T @ g / len(x)
+    return float(np.trace(np.linalg.pinv(cov, hermitian=True) @ cov_g))
+
+
+# --- LP ------------------------------------------------------------------------------------
+def lp(features, labels, n_components: int = 50, k: int = 5, seed: int = 42, max_iter: int = 50) -> float:
+    """LP, the forward half of LP×FU (Juodelyte et al., arXiv 2412.20172; spec §2.1):
+    Neighbourhood Components Analysis to ``n_components`` (50) dimensions fitted on all N
+    samples, then a k-NN classifier (k = 5, uniform, Euclidean) fitted and queried on the
+    same embedded samples (resubstitution):
+
+        LP = (1/N) Σ_i |{j ∈ N_k(z_i) : y_j = y_i}| / k,   z = A x,
+
+    so LP ∈ [1/k, 1] and is a multiple of 1/(kN).
+
+    Shapes: features ``N×D``, labels ``N``.
+    """
+    from sklearn.neighbors import KNeighborsClassifier, NeighborhoodComponentsAnalysis
+
+    x, y, c = check_features(features, labels)
+    if len(x) < k:
+        raise ValueError(f"LP needs at least k={k} samples, got {len(x)}")
+    d = min(n_components, x.shape[1], len(x))
+    nca = NeighborhoodComponentsAnalysis(n_components=d, random_state=seed, max_iter=max_iter, tol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        z = nca.fit_transform(x, y)
+    knn = KNeighborsClassifier(n_neighbors=k).fit(z, y)
+    proba = knn.predict_proba(z)
+    return float(proba[np.arange(len(y)), np.searchsorted(knn.classes_, y)].mean())
+
+
+# --- SFDA ----------------------------------------------------------------------------------
+def _cov(x: np.ndarray) -> np.ndarray:
+    xc = x - x.mean(0)
+    return xc.T @ xc / len(x)
+
+
+def _power_top_eig(a: np.ndarray, iterations: int = 3) -> float:
+    x = a.sum(1)
+    y = x
+    for _ in range(iterations):
+        y = a @ x
+        y = y / np.linalg.norm(y)
+        x = a @ y
+        x = x / np.linalg.norm(x)
+    return float(x @ a @ y)
+
+
+def _fda_proba(x: np.ndarray, y: np.ndarray, c: int, lam: float | None) -> tuple[np.ndarray, float]:
+    from scipy.linalg import eigh
+
+    n, d = x.shape
+    priors = np.bincount(y, minlength=c) / n
+    means = np.stack([x[y == k].mean(0) for k in range(c)])
+    sw = sum(priors[k] * _cov(x[y == k]) for k in range(c))
+    if lam is None:
+        lam = max(float(np.exp(-5 * _power_top_eig(sw))), 1e-10)
+    st = _cov(x)
+    st = (1 - lam) * st + lam * np.trace(st) / d * np.eye(d)
+    sw = (1 - lam) * sw + lam * np.trace(sw) / d * np.eye(d)
+    sb = st - sw
+    evals, evecs = eigh(sb, sw)
+    evecs = evecs[:, np.argsort(evals)[::-1]]
+    coef = means @ evecs @ evecs.T
+    intercept = -0.5 * np.sum(means * coef, axis=1) + np.log(priors)
+    return _softmax(x @ coef.T + intercept), lam
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def sfda(features, labels) -> float:
+    """SFDA, self-challenging Fisher discriminant analysis (Shao et al., ECCV 2022), as the
+    official code computes it: fit a shrinkage FDA (λ = exp(−5·ρ̂), ρ̂ the top eigenvalue of
+    the within-class scatter by 3 power iterations), take its class probabilities P, soften
+    them with a second softmax (P' = softmax(P), the official code's step), mix every sample
+    towards the other classes' mean (ConfMix: x_i ← P'_i(y_i)·x_i + (1 − P'_i(y_i))·μ̄_{−y_i}),
+    refit FDA with the same λ and return the mean true-class probability
+
+        SFDA = (1/N) Σ_i P₂,i(y_i)  ∈ (0, 1].
+
+    Shapes: features ``N×D``, labels ``N``.
+    """
+    x, y, c = check_features(features, labels)
+    p, lam = _fda_proba(x, y, c, None)
+    p = _softmax(p)
+    means = np.stack([x[y == k].mean(0) for k in range(c)])
+    others = (means.sum(0, keepdims=True) - means) / (c - 1)  # mean of the other classes' means
+    w = p[np.arange(len(y)), y][:, None]
+    mixed = w * x + (1 - w) * others[y]
+    p2, _ = _fda_proba(mixed, y, c, lam)
+    return float(p2[np.arange(len(y)), y].mean())
+
+
+# --- NCTI ----------------------------------------------------------------------------------
+def ncti_components(features, labels, dim: int = 64, seed: int = 42) -> dict[str, float]:
+    """The three neural-collapse terms of NCTI (Wang et al., CVPR 2023) for one source:
+
+    * ``seli`` — nuclear norm ‖H‖_* of the column-centred LDA projection H of the
+      PCA-64 features (within-class variability collapse);
+    * ``ncc`` — (1/N) Σ_i P_i(y_i), the LDA nearest-class-centre probability of the true class;
+    * ``vc`` — log Σ_c ‖P[y = c]‖_*, the per-class nuclear norms of the probabilities.
+
+    LDA shrinkage λ = max(exp(−Σ_{j≤32} ev_j), 1e-10) (ev the PCA eigenvalues; SVD solver
+    without shrinkage at the floor). Shapes: features ``N×D``, labels ``N``.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    x, y, c = check_features(features, labels)
+    k = min(dim, len(x), x.shape[1])
+    pca = PCA(n_components=k, random_state=seed)
+    z = pca.fit_transform(x)
+    lam = max(float(np.exp(-pca.explained_variance_[:32].sum())), 1e-10)
+    lda = (LinearDiscriminantAnalysis(solver="svd") if lam == 1e-10
+           else LinearDiscriminantAnalysis(solver="eigen", shrinkage=lam))
+    h = lda.fit_transform(z, y)
+    h = h - h.mean(0)
+    seli = float(np.linalg.norm(h, ord="nuc"))
+    p = lda.predict_proba(z)
+    ncc = float(p[np.arange(len(y)), y].mean())
+    vc = float(np.log(sum(np.linalg.norm(p[y == k], ord="nuc") for k in range(c))))
+    return {"seli": seli, "ncc": ncc, "vc": vc}
+
+
+def minmax(values: dict[str, float] | np.ndarray):
+    """Min–max normalise to [0, 1] (NaN-aware; a constant vector gives 0)."""
+    if isinstance(values, dict):
+        keys = list(values)
+        arr = minmax(np.array([values[k] for k in keys], dtype=np.float64))
+        return dict(zip(keys, arr.tolist()))
+    v = np.asarray(values, dtype=np.float64)
+    lo, hi = np.nanmin(v), np.nanmax(v)
+    return np.zeros_like(v) if hi == lo else (v - lo) / (hi - lo)
+
+
+def ncti(features_by_source, labels, dim: int = 64, seed: int = 42, variant: str = "official") -> dict[str, float]:
+    """NCTI (Wang et al., CVPR 2023), a zoo-level score: the three components of
+    :func:`ncti_components` for every source, min–max normalised across the sources, then
+
+        NCTI = S̃_seli + S̃_ncc − S̃_vc   (official code),
+
+    ``variant="study"`` adds the VC term (the dataset-transferability study's code).
+
+    Args:
+        features_by_source: ``{source: N×D features}`` of the candidate sources on the same
+            target images (at least 2 sources).
+        labels: ``N`` target labels.
+
+    Returns:
+        ``{source: score}``.
+    """
+    sign = -1.0 if _variant(variant) == "official" else 1.0
+    if len(features_by_source) < 2:
+        raise ValueError("NCTI normalises across sources: give features of at least 2 sources")
+    comps = {s: ncti_components(f, labels, dim, seed) for s, f in features_by_source.items()}
+    norm = {k: minmax({s: comps[s][k] for s in comps}) for k in ("seli", "ncc", "vc")}
+    return {s: norm["seli"][s] + norm["ncc"][s] + sign * norm["vc"][s] for s in comps}
