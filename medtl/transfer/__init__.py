@@ -30,10 +30,11 @@ from .metrics import (
     parc,
     sfda,
 )
+from .score import METRICS, score, source_probs
 
 __all__ = [
-    "check_features", "check_labels", "check_probs", "correlate", "critical_difference", "flip", "friedman", "fu",
+    "METRICS", "check_features", "check_labels", "check_probs", "correlate", "critical_difference", "flip", "friedman", "fu",
     "gmm_posteriors", "hscore", "leep", "logme", "lp", "lp_fu", "minmax", "ncti", "ncti_components", "nemenyi",
-    "nleep", "nleep_from_posteriors", "parc", "q_alpha", "ranks", "self_source_bias", "sfda", "tau_table",
+    "nleep", "nleep_from_posteriors", "parc", "q_alpha", "ranks", "self_source_bias", "score", "sfda", "source_probs", "tau_table",
     "triplet_margin_loss",
 ]

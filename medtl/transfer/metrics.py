@@ -173,7 +173,7 @@ def logme_evidence(sigma: np.ndarray, x2: np.ndarray, res_x2: float, n: int, d: 
     the official code's evaluation point). Returns (evidence / N, α, β, iterations)."""
     alpha, beta = 1.0, 1.0
     evidence = -np.inf
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (it is returned)
         t = alpha / beta
         gamma = (sigma / (sigma + t)).sum()
         m2 = (sigma * x2 / (t + sigma) ** 2).sum()

@@ -1,0 +1,255 @@
+"""Each transferability metric against an independent computation of its formula."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import optimize, stats
+
+import medtl.transfer as TR
+
+
+def _data(n=60, d=8, c=3, seed=0, sep=1.5):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % c
+    centers = rng.normal(size=(c, d)) * sep
+    x = centers[y] + rng.normal(size=(n, d))
+    return x, y
+
+
+def _probs(n=40, k=5, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, k)) * 2
+    return np.exp(z) / np.exp(z).sum(1, keepdims=True)
+
+
+# --- LEEP / N-LEEP -------------------------------------------------------------------------
+def _leep_loops(p, y, log=True):
+    n, k = p.shape
+    c = y.max() + 1
+    joint = np.zeros((c, k))
+    for i in range(n):
+        for z in range(k):
+            joint[y[i], z] += p[i, z] / n
+    total = 0.0
+    for i in range(n):
+        eep = 0.0
+        for z in range(k):
+            marg = sum(joint[yy, z] for yy in range(c))
+            eep += (joint[y[i], z] / marg if marg > 0 else 0.0) * p[i, z]
+        total += math.log(eep) if log else eep
+    return total / n
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(2, 7), c=st.integers(2, 4))
+def test_leep_equals_loops(seed, k, c):
+    p = _probs(30, k, seed)
+    y = np.arange(30) % c
+    assert math.isclose(TR.leep(p, y), _leep_loops(p, y), rel_tol=1e-10)
+    assert TR.leep(p, y) <= 0
+
+
+def test_nleep_given_posteriors_equals_loops():
+    post, y = _probs(36, 6, 3), np.arange(36) % 3
+    assert math.isclose(TR.nleep_from_posteriors(post, y), _leep_loops(post, y), rel_tol=1e-10)
+    assert math.isclose(TR.nleep_from_posteriors(post, y, log=False), _leep_loops(post, y, log=False), rel_tol=1e-10)
+
+
+def test_nleep_variants_and_seed():
+    x, y = _data(90, 10, 3)
+    a = TR.nleep(x, y, seed=0)
+    assert a == TR.nleep(x, y, seed=0)
+    study = TR.nleep(x, y, seed=0, variant="study")
+    post = TR.gmm_posteriors(x, 15, seed=0)
+    assert math.isclose(study, TR.nleep_from_posteriors(post, y, log=False), rel_tol=1e-12)
+    assert math.isclose(a, TR.nleep_from_posteriors(post, y), rel_tol=1e-12)
+    assert a <= 0 < study <= 1
+
+
+# --- LogME ---------------------------------------------------------------------------------
+def _log_evidence(f, t, alpha, beta):
+    """log p(t | α, β) of Bayesian linear regression t ~ N(Fw, 1/β), w ~ N(0, 1/α), directly."""
+    n, d = f.shape
+    a = alpha * np.eye(d) + beta * f.T @ f
+    m = beta * np.linalg.solve(a, f.T @ t)
+    return (d / 2 * math.log(alpha) + n / 2 * math.log(beta) - 0.5 * np.linalg.slogdet(a)[1]
+            - beta / 2 * np.sum((t - f @ m) ** 2) - alpha / 2 * m @ m - n / 2 * math.log(2 * math.pi))
+
+
+def test_logme_equals_brute_force_evidence_maximisation():
+    x, y = _data(80, 5, 3, seed=2)
+    brute = []
+    for c in range(3):
+        t = (y == c).astype(float)
+        res = optimize.minimize(lambda v, t=t: -_log_evidence(x, t, math.exp(v[0]), math.exp(v[1])), [0.0, 0.0],
+                                method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})
+        brute.append(-res.fun / len(x))
+    assert abs(TR.logme(x, y, max_iter=1000) - np.mean(brute)) < 1e-6
+    # the official 11-iteration cap stays close on this well-conditioned case
+    assert abs(TR.logme(x, y) - np.mean(brute)) < 1e-3
+
+
+def test_logme_n_smaller_than_d_uses_thin_svd():
+    x, y = _data(20, 40, 2, seed=1)
+    value = TR.logme(x, y)
+    assert np.isfinite(value)
+
+
+# --- PARC ----------------------------------------------------------------------------------
+def test_parc_equals_pairwise_loops():
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _data(30, 40, 3, seed=4)
+    z = StandardScaler().fit_transform(PCA(30, svd_solver="randomized", random_state=1919,
+                                           iterated_power=1).fit_transform(x.astype(np.float64)))
+    onehot = np.eye(3)[y]
+    fd, yd = [], []
+    for i in range(30):
+        for j in range(i + 1, 30):
+            fd.append(1 - stats.pearsonr(z[i], z[j]).statistic)
+            yd.append(1 - np.corrcoef(onehot[i], onehot[j])[0, 1])
+    assert math.isclose(TR.parc(x, y), 100 * stats.spearmanr(fd, yd).statistic, rel_tol=1e-9)
+
+
+# --- H-score -------------------------------------------------------------------------------
+def test_hscore_equals_loops():
+    x, y = _data(40, 4, 3, seed=5)
+    n, d = x.shape
+    mu = sum(x[i] for i in range(n)) / n
+    cov = sum(np.outer(x[i] - mu, x[i] - mu) for i in range(n)) / n
+    means = {c: sum(x[i] for i in range(n) if y[i] == c) / np.sum(y == c) for c in range(3)}
+    cov_g = sum(np.outer(means[y[i]] - mu, means[y[i]] - mu) for i in range(n)) / n
+    assert math.isclose(TR.hscore(x, y), np.trace(np.linalg.inv(cov) @ cov_g), rel_tol=1e-9)
+
+
+# --- LP ------------------------------------------------------------------------------------
+def test_lp_equals_knn_resubstitution_loops_and_is_a_multiple_of_1_over_5n():
+    from sklearn.neighbors import NeighborhoodComponentsAnalysis
+
+    x, y = _data(45, 60, 3, seed=6, sep=0.6)
+    z = NeighborhoodComponentsAnalysis(n_components=45, random_state=42, max_iter=50, tol=1e-5).fit_transform(x, y)
+    total = 0.0
+    for i in range(len(z)):
+        dist = [np.sum((z[i] - z[j]) ** 2) for j in range(len(z))]
+        nearest = np.argsort(dist, kind="stable")[:5]  # includes i itself
+        total += np.mean(y[nearest] == y[i])
+    value = TR.lp(x, y)
+    assert math.isclose(value, total / len(z), rel_tol=1e-12)
+    assert abs(value * 5 * len(z) - round(value * 5 * len(z))) < 1e-9 and 0.2 <= value <= 1
+
+
+# --- SFDA / NCTI ---------------------------------------------------------------------------
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 1000), sep=st.floats(0.0, 3.0))
+def test_sfda_in_unit_interval(seed, sep):
+    x, y = _data(60, 6, 3, seed=seed, sep=sep)
+    assert 0 < TR.sfda(x, y) <= 1
+
+
+def test_sfda_prefers_separable_features():
+    x_good, y = _data(90, 6, 3, seed=1, sep=4.0)
+    x_bad, _ = _data(90, 6, 3, seed=1, sep=0.0)
+    assert TR.sfda(x_good, y) > TR.sfda(x_bad, y)
+
+
+def test_ncti_official_and_study_signs():
+    feats = {f"s{i}": _data(90, 70, 3, seed=i, sep=0.5 + i)[0] for i in range(3)}
+    y = _data(90, 70, 3)[1]
+    comps = {s: TR.ncti_components(f, y) for s, f in feats.items()}
+    norm = {k: TR.minmax({s: comps[s][k] for s in comps}) for k in ("seli", "ncc", "vc")}
+    official, study = TR.ncti(feats, y), TR.ncti(feats, y, variant="study")
+    for s in feats:
+        assert math.isclose(official[s], norm["seli"][s] + norm["ncc"][s] - norm["vc"][s], abs_tol=1e-12)
+        assert math.isclose(study[s] - official[s], 2 * norm["vc"][s], abs_tol=1e-12)
+        assert 0 <= study[s] <= 3
+
+
+# --- FU loss -------------------------------------------------------------------------------
+def test_triplet_loss_matches_pytorch_metric_learning():
+    pml = pytest.importorskip("pytorch_metric_learning.losses", reason="dev-only reference")
+    torch.manual_seed(0)
+    for b, chunk in ((24, 5), (17, 32)):
+        e1 = torch.randn(b, 12, dtype=torch.float64, requires_grad=True)
+        e2 = e1.detach().clone().requires_grad_(True)
+        y = torch.randint(0, 3, (b,))
+        ours = TR.triplet_margin_loss(e1, y, chunk=chunk)
+        ref = pml.TripletMarginLoss()(e2, y)
+        assert torch.allclose(ours, ref, rtol=1e-10)
+        ours.backward()
+        ref.backward()
+        assert torch.allclose(e1.grad, e2.grad, rtol=1e-7, atol=1e-12)
+
+
+def test_triplet_loss_without_triplets_is_zero_and_attached():
+    e = torch.randn(4, 3, requires_grad=True)
+    loss = TR.triplet_margin_loss(e, torch.zeros(4, dtype=torch.long))
+    assert float(loss.detach()) == 0 and loss.requires_grad
+
+
+# --- LP×FU ---------------------------------------------------------------------------------
+def test_lp_fu_minmax_product_and_reverse():
+    import pandas as pd
+
+    lp = pd.Series({"a": 0.5, "b": 0.7, "c": 0.9, "t": 0.95})
+    fu = pd.Series({"a": 1.0, "b": 0.5, "c": 2.0, "t": 0.1})
+    s = TR.lp_fu(lp, fu, exclude="t")
+    assert np.isnan(s["t"])
+    assert math.isclose(s["a"], 0.0) and math.isclose(s["b"], 0.5 * 0.0) and math.isclose(s["c"], 1.0)
+    r = TR.lp_fu(lp, fu, exclude="t", reverse=True)
+    assert math.isclose(r["a"], 1.0 * (1 - 1 / 3))
+    q = TR.lp_fu(lp, fu, exclude="t", variant="study")  # FU normalised with t (min 0.1)
+    assert math.isclose(q["b"], 0.5 * (0.5 - 0.1) / 1.9)
+
+
+# --- evaluation statistics -----------------------------------------------------------------
+def test_correlate_excludes_self_and_reports_regret():
+    import pandas as pd
+
+    scores = pd.DataFrame({"x": {"x": 9.0, "a": 1.0, "b": 2.0, "c": 3.0}})
+    auc = pd.DataFrame({"x": {"x": 1.0, "a": 0.7, "b": 0.9, "c": 0.8}})
+    row = TR.correlate(scores, auc).iloc[0]
+    assert row.n == 3 and row.chosen == "c" and not row.top1_hit
+    assert math.isclose(row.regret, 0.1)
+    assert math.isclose(row.tau_w, stats.weightedtau([1, 2, 3], [0.7, 0.9, 0.8]).statistic)
+
+
+def test_q_alpha_table_agrees_with_studentized_range():
+    for k in range(2, 11):
+        exact = stats.studentized_range.ppf(0.95, k, np.inf) / math.sqrt(2)
+        assert abs(TR.q_alpha(k) - exact) < 1.5e-3
+    assert abs(TR.q_alpha(12) - stats.studentized_range.ppf(0.95, 12, np.inf) / math.sqrt(2)) < 1e-9
+
+
+# --- bad input -----------------------------------------------------------------------------
+@pytest.mark.parametrize("fn", [TR.nleep, TR.logme, TR.parc, TR.sfda, TR.hscore, TR.lp])
+def test_feature_metric_errors(fn):
+    x, y = _data(30, 5, 3)
+    with pytest.raises(ValueError, match="N=3 samples must exceed the number of classes C=3"):
+        fn(x[:3], y[:3])
+    with pytest.raises(ValueError, match="single class"):
+        fn(x, np.zeros(30, dtype=int))
+    with pytest.raises(ValueError, match=r"classes \[1\] have no sample"):
+        fn(x, np.where(y == 1, 2, y))
+    with pytest.raises(ValueError, match="labels must be integers 0..C-1"):
+        fn(x, y - 1)
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"features contain NaN or inf \(1 of 30 rows\)"):
+        fn(bad, y)
+    with pytest.raises(ValueError, match="labels has 29 entries but the features/probabilities have 30 rows"):
+        fn(x, y[:-1])
+
+
+def test_leep_errors():
+    p, y = _probs(30, 4), np.arange(30) % 3
+    with pytest.raises(ValueError, match="rows must be non-negative and sum to 1"):
+        TR.leep(p * 2, y)
+    with pytest.raises(ValueError, match="labels has 29 entries"):
+        TR.leep(p, y[:-1])
+    with pytest.raises(ValueError, match="probs contain NaN"):
+        TR.leep(np.full((30, 4), np.nan), y)
