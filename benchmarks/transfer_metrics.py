@@ -47,6 +47,21 @@ def timed(fn, repeat: int) -> tuple[float, float]:
     return best, value
 
 
+def metric_runs(x, y, probs, model, images) -> dict:
+    """The timed calls for one size (one source, one target)."""
+    return {
+        "leep": lambda: TR.leep(probs, y),
+        "nleep": lambda: TR.nleep(x, y),
+        "logme": lambda: TR.logme(x, y),
+        "parc": lambda: TR.parc(x, y),
+        "sfda": lambda: TR.sfda(x, y),
+        "ncti (one source)": lambda: TR.ncti_components(x, y)["seli"],
+        "hscore": lambda: TR.hscore(x, y),
+        "lp": lambda: TR.lp(x, y),
+        "fu (resnet18, 28 px)": lambda: TR.fu(model, images),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="small,large")
@@ -63,17 +78,7 @@ def main() -> None:
         model = M.create("resnet18", num_classes=c, seed=0)
         images = D.synthetic("texture-a", n=n)
         images = D.ImageSet(images.images, torch.as_tensor(y), "multi-class", [str(i) for i in range(c)])
-        runs = {
-            "leep": lambda: TR.leep(probs, y),
-            "nleep": lambda: TR.nleep(x, y),
-            "logme": lambda: TR.logme(x, y),
-            "parc": lambda: TR.parc(x, y),
-            "sfda": lambda: TR.sfda(x, y),
-            "ncti (one source)": lambda: TR.ncti_components(x, y)["seli"],
-            "hscore": lambda: TR.hscore(x, y),
-            "lp": lambda: TR.lp(x, y),
-            "fu (resnet18, 28 px)": lambda: TR.fu(model, images),
-        }
+        runs = metric_runs(x, y, probs, model, images)
         print(f"\n{size}: N={n}, D={d}, C={c}")
         print(f"{'metric':<24}{'seconds':>10}{'value':>14}")
         total = 0.0

@@ -1,0 +1,176 @@
+"""Figures over medtl's tidy tables (matplotlib + seaborn). Every function returns the
+matplotlib Figure; ``save(fig, path)`` writes PNG (and closes it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+if not os.environ.get("DISPLAY") and "ipykernel" not in os.environ.get("MPLBACKEND", ""):
+    try:  # headless default, without overriding an explicit notebook/inline backend
+        import IPython
+
+        if IPython.get_ipython() is None:
+            matplotlib.use("Agg")
+    except ImportError:
+        matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+
+def save(fig, path: str | os.PathLike, dpi: int = 150) -> Path:
+    """Write ``fig`` as PNG (folders created) and close it; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+# --- transferability -----------------------------------------------------------------------
+def tau_bars(corr: pd.DataFrame, value: str = "tau_w", title: str | None = None):
+    """Per-target bars of a correlation (τ_w by default) for every metric, with the mean."""
+    data = corr.dropna(subset=[value])
+    order = data.groupby("metric")[value].mean().sort_values(ascending=False).index
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * data.target.nunique() + 3), 4))
+    sns.barplot(data=data, x="target", y=value, hue="metric", hue_order=order, ax=ax)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylabel({"tau_w": "weighted Kendall τ_w"}.get(value, value))
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", rotation=45)
+    means = data.groupby("metric")[value].mean()
+    ax.legend([f"{m} (mean {means[m]:.2f})" for m in order], title="metric", bbox_to_anchor=(1.01, 1),
+              loc="upper left", fontsize=8)
+    ax.set_title(title or f"{value} per target")
+    return fig
+
+
+def score_vs_auc(scores: pd.DataFrame, ground_truth: pd.DataFrame, metrics: Sequence[str] | None = None,
+                 exclude_self: bool = True):
+    """A grid of scatter plots: metric score (x) against fine-tuned AUC (y), one panel per
+    (metric, target); ground truth as sources × targets."""
+    tidy = scores[scores.metric != "features"] if "metric" in scores else scores
+    metrics = list(metrics or dict.fromkeys(tidy.metric))
+    gt = ground_truth.stack().rename("auc").rename_axis(["source", "target"]).reset_index()
+    data = tidy.merge(gt, on=["source", "target"])
+    if exclude_self:
+        data = data[data.source != data.target]
+    data = data[data.metric.isin(metrics)]
+    targets = list(dict.fromkeys(data.target))
+    fig, axes = plt.subplots(len(metrics), len(targets), figsize=(2.6 * len(targets) + 1, 2.2 * len(metrics) + 0.5),
+                             squeeze=False)
+    for i, m in enumerate(metrics):
+        for j, t in enumerate(targets):
+            ax = axes[i, j]
+            d = data[(data.metric == m) & (data.target == t)]
+            ax.scatter(d.value, d.auc, s=18)
+            for _, r in d.iterrows():
+                ax.annotate(str(r.source)[:10], (r.value, r.auc), fontsize=6, alpha=0.7)
+            if i == 0:
+                ax.set_title(t, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"{m}\nAUC", fontsize=8)
+            ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def rank_table(ranks: pd.DataFrame):
+    """A heatmap of per-target method ranks (1 = best) with the mean rank row."""
+    table = ranks.copy()
+    table.loc["MEAN"] = table.mean()
+    fig, ax = plt.subplots(figsize=(1 + 0.8 * table.shape[1], 0.35 * len(table) + 1))
+    sns.heatmap(table, annot=True, fmt=".2f", cmap="viridis_r", cbar=False, ax=ax)
+    ax.set_title("rank of each metric per target (1 = best)")
+    ax.set_ylabel("")
+    return fig
+
+
+def cd_diagram(ranks: pd.DataFrame, cd: float, title: str | None = None):
+    """Critical-difference diagram (Demšar 2006): mean ranks on an axis, and bars joining
+    methods whose mean ranks differ by less than ``cd``."""
+    means = ranks.mean().sort_values()
+    k = len(means)
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.25 * k))
+    ax.set_xlim(1, max(k, 2))
+    ax.set_ylim(0, k + 2)
+    ax.invert_xaxis()
+    ax.hlines(k + 1, 1, k, color="black")
+    for r in range(1, k + 1):
+        ax.vlines(r, k + 0.9, k + 1.1, color="black")
+        ax.text(r, k + 1.3, str(r), ha="center", fontsize=8)
+    for i, (name, value) in enumerate(means.items()):
+        y = k - i
+        ax.plot([value, value], [y, k + 1], color="gray", lw=0.8)
+        ax.text(value, y - 0.3, f"{name} ({value:.2f})", ha="center", fontsize=8)
+    # cliques of methods within CD
+    level = 0.5
+    vals = means.to_numpy()
+    for i in range(k):
+        j = np.searchsorted(vals, vals[i] + cd, side="right") - 1
+        if j > i and (i == 0 or vals[j] > vals[i - 1] + cd or np.searchsorted(vals, vals[i - 1] + cd, "right") - 1 < j):
+            ax.hlines(level, vals[i], vals[j], color="red", lw=3)
+            level += 0.3
+    ax.hlines(k + 1.6, 1, 1 + cd, color="red", lw=2)
+    ax.text(1 + cd / 2, k + 1.75, f"CD = {cd:.3f}", ha="center", fontsize=8, color="red")
+    ax.axis("off")
+    ax.set_title(title or "mean ranks (lower is better)")
+    return fig
+
+
+def auc_dots(aucs: pd.DataFrame, title: str = "fine-tuned test AUC"):
+    """Dot plot of fine-tuned AUC per target (sources × targets table), one colour per source."""
+    tidy = aucs.stack().rename("auc").rename_axis(["source", "target"]).reset_index()
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * tidy.target.nunique() + 3), 4))
+    sns.stripplot(data=tidy, x="target", y="auc", hue="source", ax=ax, size=6, jitter=0.15)
+    ax.tick_params(axis="x", rotation=45)
+    ax.set_xlabel("")
+    ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=7)
+    ax.set_title(title)
+    return fig
+
+
+# --- similarity ----------------------------------------------------------------------------
+def cka_heatmap(table: pd.DataFrame, title: str = "CKA"):
+    """Heatmap of a :func:`medtl.similarity.cka_matrix` table (layer_a × layer_b)."""
+    wide = table.pivot(index="layer_a", columns="layer_b", values="cka")
+    wide = wide.loc[list(dict.fromkeys(table.layer_a)), list(dict.fromkeys(table.layer_b))]
+    fig, ax = plt.subplots(figsize=(1 + 0.45 * wide.shape[1], 1 + 0.4 * wide.shape[0]))
+    sns.heatmap(wide, vmin=0, vmax=1, cmap="magma", ax=ax, square=True, cbar_kws={"label": "CKA"})
+    ax.invert_yaxis()
+    ax.set_title(title)
+    return fig
+
+
+def layerwise(table: pd.DataFrame, y: str, hue: str | None = None, x: str = "layer", title: str | None = None):
+    """Layer-wise curves (CKA, k-NN AUC, L2, importance) along the depth axis."""
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * table[x].nunique() + 2), 3.5))
+    sns.lineplot(data=table, x=x, y=y, hue=hue, marker="o", ax=ax, sort=False)
+    ax.tick_params(axis="x", rotation=60)
+    ax.set_title(title or f"{y} by layer")
+    return fig
+
+
+def filter_grid(grid: np.ndarray, title: str = "first-layer filters"):
+    """Plot filters from :func:`medtl.similarity.filter_grid` on a square grid."""
+    n = len(grid)
+    side = int(np.ceil(np.sqrt(n)))
+    fig, axes = plt.subplots(side, side, figsize=(side * 0.9, side * 0.9))
+    for i, ax in enumerate(np.ravel(axes)):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(grid[i], cmap=None if grid.ndim == 4 else "gray", vmin=0, vmax=1)
+    fig.suptitle(title)
+    return fig
+
+
+def similarity_vs_auc(table: pd.DataFrame, x: str = "similarity", y: str = "auc_gain", col: str | None = "layer"):
+    """Scatter with regression lines: representation similarity (x) against AUC gain (y)."""
+    grid = sns.lmplot(data=table, x=x, y=y, col=col, height=2.6, facet_kws={"sharex": False})
+    return grid.figure

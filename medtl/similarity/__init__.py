@@ -1,0 +1,39 @@
+"""Representation similarity: CKA (linear/RBF, debiased, minibatch), CCA/SVCCA/PWCCA,
+permutation baselines, prediction similarity, filter similarity, per-layer weight
+distances, k-NN probes, layer importance and layer-by-layer CKA."""
+
+from .measures import (
+    as_datapoints,
+    cca,
+    cca_study,
+    center_gram,
+    cka,
+    cka_gram,
+    gram_linear,
+    gram_rbf,
+    hsic_unbiased,
+    mean_cca,
+    minibatch_cka,
+    permutation_test,
+    pwcca,
+    svcca,
+    svd_reduce,
+)
+from .predictions import hard_predictions, prediction_similarity
+from .probes import (
+    cka_matrix,
+    gain_ratios,
+    knn_eval,
+    knn_scores,
+    layer_importance,
+    layerwise_cka,
+    layerwise_knn,
+)
+from .weights import filter_grid, filter_similarity, l2_distance
+
+__all__ = [
+    "as_datapoints", "cca", "cca_study", "center_gram", "cka", "cka_gram", "cka_matrix", "filter_grid",
+    "filter_similarity", "gain_ratios", "gram_linear", "gram_rbf", "hard_predictions", "hsic_unbiased",
+    "knn_eval", "knn_scores", "l2_distance", "layer_importance", "layerwise_cka", "layerwise_knn", "mean_cca",
+    "minibatch_cka", "permutation_test", "prediction_similarity", "pwcca", "svcca", "svd_reduce",
+]

@@ -1,0 +1,185 @@
+"""Probes and ablations over layers: weighted k-NN, layer-wise k-NN, layer importance by
+re-initialisation, CKA between all layer pairs of two models, feature-reuse gain ratios
+(the feature-reuse study, spec §C.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .. import evaluate as ev
+from ..data import ImageSet
+from ..data.imageset import MULTI_LABEL
+from .measures import cka
+
+
+def knn_scores(train_features, train_labels, test_features, n_classes: int | None = None, k: int = 200,
+               tau: float = 0.1, multilabel: bool = False, batch_size: int = 1024) -> np.ndarray:
+    """Weighted k-NN class scores (Wu et al. 2018 / DINO): cosine similarities s_j of each
+    test feature to the L2-normalised training bank, the top ``k`` neighbours weighted
+    w_j = exp(s_j / τ);
+
+        multi-class: score_c = Σ_j w_j 1[y_j = c] / Σ_j w_j,
+        multi-label: p_c = Σ_j (w_j / Σ w) y_jc.
+
+    Shapes: train ``M×D`` with labels ``M`` (or ``M×L`` multi-hot), test ``N×D``;
+    returns ``N×C`` scores in [0, 1] (no further activation).
+    """
+    bank = torch.nn.functional.normalize(torch.as_tensor(np.asarray(train_features), dtype=torch.float64), dim=1)
+    test = torch.nn.functional.normalize(torch.as_tensor(np.asarray(test_features), dtype=torch.float64), dim=1)
+    if bank.shape[1] != test.shape[1]:
+        raise ValueError(f"train and test features differ in width: {bank.shape[1]} vs {test.shape[1]}")
+    labels = torch.as_tensor(np.asarray(train_labels))
+    if multilabel:
+        targets = labels.to(torch.float64)
+    else:
+        c = n_classes or int(labels.max()) + 1
+        targets = torch.nn.functional.one_hot(labels.long(), c).to(torch.float64)
+    k = min(k, len(bank))
+    out = []
+    for start in range(0, len(test), batch_size):
+        sim = test[start:start + batch_size] @ bank.T
+        top, idx = sim.topk(k, dim=1)
+        w = torch.exp(top / tau - (top / tau).max(1, keepdim=True).values)
+        w = w / w.sum(1, keepdim=True)
+        out.append(torch.einsum("nk,nkc->nc", w, targets[idx]))
+    return torch.cat(out).numpy()
+
+
+def knn_eval(train_features, train_labels, test_features, test_labels, task: str, k: int = 200, tau: float = 0.1,
+             n_classes: int | None = None) -> dict:
+    """k-NN probe: :func:`knn_scores` then medtl's task-aware AUC and ACC on the test
+    labels. Returns ``{"auc", "acc", "scores"}``."""
+    scores = knn_scores(train_features, train_labels, test_features, n_classes, k, tau, task == MULTI_LABEL)
+    y = np.asarray(test_labels)
+
+    def safe(fn):
+        try:
+            return float(fn(y, scores, task))
+        except ValueError:
+            return float("nan")
+
+    return {"auc": safe(ev.auc), "acc": safe(ev.acc), "scores": scores}
+
+
+def _layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
+    if layers is not None:
+        return list(layers)
+    from ..models import spec
+
+    return list(spec(model.medtl["arch"]).layers)
+
+
+def layerwise_knn(model: nn.Module, train: ImageSet, test: ImageSet, layers: Sequence[str] | None = None,
+                  k: int = 200, tau: float = 0.1, pool: str = "avg", progress: bool = False, **batch) -> pd.DataFrame:
+    """k-NN probe accuracy of every listed layer (default: the architecture table's layers,
+    plus the penultimate features): GAP-pooled activations, the training set as the bank.
+    Returns a table: layer, depth (0 = first), auc, acc."""
+    from ..features import extract
+
+    names = _layers(model, layers) + (["penultimate"] if layers is None else [])
+    ftr = extract(model, train, names, pool=pool, progress=progress, **batch)
+    fte = extract(model, test, names, pool=pool, progress=progress, **batch)
+    rows = []
+    for depth, layer in enumerate(names):
+        r = knn_eval(ftr[layer].flatten(1), train.labels, fte[layer].flatten(1), test.labels, test.task, k, tau,
+                     test.n_classes)
+        rows.append({"layer": layer, "depth": depth, "auc": r["auc"], "acc": r["acc"]})
+    return pd.DataFrame(rows)
+
+
+def _is_under(key: str, layer: str) -> bool:
+    return key == layer or key.startswith(layer + ".")
+
+
+def layer_importance(model: nn.Module, init_state: Mapping[str, torch.Tensor], data: ImageSet,
+                     layers: Sequence[str] | None = None, **eval_kwargs) -> pd.DataFrame:
+    """Layer criticality by re-initialisation (Zhang, Bengio & Singer 2019): for each layer,
+    put that layer's parameters **and buffers** back to ``init_state`` (matched by exact
+    module prefix, so ``fc`` does not catch ``mlp.fc1``), evaluate on ``data``, restore.
+
+    Returns a table: layer (``"(none)"`` = the unmodified model first), auc, acc, loss,
+    auc_drop (unmodified AUC − AUC)."""
+    from ..train import evaluate
+
+    names = _layers(model, layers)
+    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    base = evaluate(model, data, **eval_kwargs)
+    rows = [{"layer": "(none)", "auc": base["auc"], "acc": base["acc"], "loss": base["loss"], "auc_drop": 0.0}]
+    try:
+        for layer in names:
+            keys = [k for k in final if _is_under(k, layer)]
+            if not keys:
+                raise ValueError(f"layer {layer!r} matches no parameter or buffer of the model")
+            missing = [k for k in keys if k not in init_state]
+            if missing:
+                raise ValueError(f"init_state lacks {missing[:3]} of layer {layer!r}")
+            state = dict(final)
+            state.update({k: init_state[k] for k in keys})
+            model.load_state_dict(state)
+            r = evaluate(model, data, **eval_kwargs)
+            rows.append({"layer": layer, "auc": r["auc"], "acc": r["acc"], "loss": r["loss"],
+                         "auc_drop": base["auc"] - r["auc"]})
+    finally:
+        model.load_state_dict(final)
+    return pd.DataFrame(rows)
+
+
+def cka_matrix(model_a: nn.Module, model_b: nn.Module, data: ImageSet, layers_a: Sequence[str] | None = None,
+               layers_b: Sequence[str] | None = None, pool: str = "flatten", debiased: bool = True,
+               progress: bool = False, **batch) -> pd.DataFrame:
+    """Linear CKA between every layer of ``model_a`` and every layer of ``model_b`` on the
+    same images (init vs fine-tuned; WT vs ST fine-tuned). ``pool="flatten"`` uses the full
+    activations as the feature-reuse study did; ``debiased`` its unbiased HSIC.
+    Returns a tidy table: layer_a, layer_b, depth_a, depth_b, cka."""
+    from ..features import extract
+
+    la, lb = _layers(model_a, layers_a), _layers(model_b, layers_b)
+    fa = extract(model_a, data, la, pool=pool, progress=progress, **batch)
+    fb = extract(model_b, data, lb, pool=pool, progress=progress, **batch)
+    rows = []
+    for i, a in enumerate(la):
+        for j, b in enumerate(lb):
+            rows.append({"layer_a": a, "layer_b": b, "depth_a": i, "depth_b": j,
+                         "cka": cka(fa[a].flatten(1), fb[b].flatten(1), debiased=debiased)})
+    return pd.DataFrame(rows)
+
+
+def layerwise_cka(init_model: nn.Module, final_model: nn.Module, data: ImageSet, layers: Sequence[str] | None = None,
+                  **kwargs) -> pd.DataFrame:
+    """CKA of each layer with itself before and after fine-tuning (the diagonal of
+    :func:`cka_matrix`): layer, depth, cka."""
+    names = _layers(final_model, layers)
+    out = []
+    from ..features import extract
+
+    pool = kwargs.pop("pool", "flatten")
+    debiased = kwargs.pop("debiased", True)
+    fa = extract(init_model, data, names, pool=pool, progress=False, **kwargs)
+    fb = extract(final_model, data, names, pool=pool, progress=False, **kwargs)
+    for depth, layer in enumerate(names):
+        out.append({"layer": layer, "depth": depth, "cka": cka(fa[layer].flatten(1), fb[layer].flatten(1),
+                                                              debiased=debiased)})
+    return pd.DataFrame(out)
+
+
+def gain_ratios(results: pd.DataFrame, value: str = "auc", init: str = "init",
+                by: Sequence[str] = ("arch", "dataset")) -> pd.DataFrame:
+    """Feature-reuse ratios from a results table with one row per run: the relative gain
+    from transfer G = WT / RI and the share of it due to feature reuse R = (WT − ST) / WT,
+    on the mean ``value`` per (``by`` groups, ``init`` ∈ {ri, wt, st})."""
+    by = [b for b in by if b in results.columns]
+    means = results.assign(**{init: results[init].str.lower()}).groupby(by + [init])[value].mean().unstack(init)
+    missing = {"ri", "wt", "st"} - set(means.columns)
+    if missing:
+        raise ValueError(f"gain ratios need runs of every init (ri, wt, st); missing {sorted(missing)}")
+    out = pd.DataFrame({"ri": means["ri"], "wt": means["wt"], "st": means["st"]})
+    out["gain"] = out.wt / out.ri
+    out["reuse_share"] = (out.wt - out.st) / out.wt
+    return out.reset_index()
+
+

@@ -1,0 +1,44 @@
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SHARED
+
+import medtl.plots as P
+import medtl.similarity as S
+import medtl.transfer as TR
+
+
+def _png_ok(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_transfer_figures_from_published_tables(tmp_path):
+    res = SHARED / "published" / "dataset-transferability" / "results"
+    if not res.is_dir():
+        pytest.skip("published tables absent")
+    read = lambda n: pd.read_csv(res / n, index_col=0).set_index("source")  # noqa: E731
+    scores = {m: read(f"{m}_dataset.csv") for m in ("leep", "nleep", "logme")}
+    auc = read("AUCs_dataset.csv")
+    corr = TR.correlate(scores, auc)
+    ranks = TR.ranks(corr)
+    _png_ok(P.save(P.tau_bars(corr), tmp_path / "tau.png"))
+    _png_ok(P.save(P.rank_table(ranks), tmp_path / "ranks.png"))
+    _png_ok(P.save(P.cd_diagram(ranks, TR.critical_difference(3, len(ranks))), tmp_path / "cd.png"))
+    _png_ok(P.save(P.auc_dots(auc.iloc[:, :4]), tmp_path / "auc.png"))
+    tidy = pd.concat([t.stack().rename("value").rename_axis(["source", "target"]).reset_index().assign(metric=m)
+                      for m, t in scores.items()])
+    _png_ok(P.save(P.score_vs_auc(tidy[tidy.target.isin(["bloodmnist", "dermamnist"])], auc), tmp_path / "sva.png"))
+
+
+def test_similarity_figures(tmp_path):
+    layers = ["conv1", "layer1", "layer2"]
+    table = pd.DataFrame([{"layer_a": a, "layer_b": b, "cka": float(i == j)} for i, a in enumerate(layers)
+                          for j, b in enumerate(layers)])
+    _png_ok(P.save(P.cka_heatmap(table), tmp_path / "cka.png"))
+    curve = pd.DataFrame({"layer": layers * 2, "cka": [1, 0.8, 0.5, 1, 0.9, 0.7], "init": ["wt"] * 3 + ["st"] * 3})
+    _png_ok(P.save(P.layerwise(curve, "cka", hue="init"), tmp_path / "curve.png"))
+    _png_ok(P.save(P.filter_grid(S.filter_grid(np.random.default_rng(0).normal(size=(36, 3, 7, 7)))),
+                   tmp_path / "filters.png"))
+    sim = pd.DataFrame({"similarity": np.linspace(0, 1, 10), "auc_gain": np.linspace(0.1, 0, 10), "layer": "conv1"})
+    _png_ok(P.save(P.similarity_vs_auc(sim), tmp_path / "sim.png"))
