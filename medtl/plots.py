@@ -92,35 +92,44 @@ def rank_table(ranks: pd.DataFrame):
     return fig
 
 
+def cliques(mean_ranks: Sequence[float], cd: float) -> list[tuple[int, int]]:
+    """Maximal runs (i, j) of methods, sorted by mean rank, whose ranks differ by less than
+    ``cd`` (not significantly different under the Nemenyi test)."""
+    vals = np.sort(np.asarray(mean_ranks, dtype=float))
+    runs = []
+    for i in range(len(vals)):
+        j = int(np.searchsorted(vals, vals[i] + cd, side="left")) - 1
+        if j > i:
+            runs.append((i, j))
+    return [r for r in runs if not any(o != r and o[0] <= r[0] and r[1] <= o[1] for o in runs)]
+
+
 def cd_diagram(ranks: pd.DataFrame, cd: float, title: str | None = None):
-    """Critical-difference diagram (Demšar 2006): mean ranks on an axis, and bars joining
-    methods whose mean ranks differ by less than ``cd``."""
+    """Critical-difference diagram (Demšar 2006): mean ranks on an axis (best on the right)
+    and thick bars joining methods whose mean ranks differ by less than ``cd``."""
     means = ranks.mean().sort_values()
     k = len(means)
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.25 * k))
-    ax.set_xlim(1, max(k, 2))
-    ax.set_ylim(0, k + 2)
-    ax.invert_xaxis()
-    ax.hlines(k + 1, 1, k, color="black")
-    for r in range(1, k + 1):
-        ax.vlines(r, k + 0.9, k + 1.1, color="black")
-        ax.text(r, k + 1.3, str(r), ha="center", fontsize=8)
+    groups = cliques(means.to_numpy(), cd)
+    fig, ax = plt.subplots(figsize=(7.5, 1.6 + 0.3 * (k + len(groups))))
+    lo, hi = 1, max(k, 2)
+    ax.hlines(0, lo, hi, color="black")
+    for r in range(lo, hi + 1):
+        ax.vlines(r, -0.08, 0.08, color="black")
+        ax.text(r, 0.2, str(r), ha="center", fontsize=8)
+    ax.hlines(0.75, lo, lo + cd, color="red", lw=2)
+    ax.text(lo + cd / 2, 0.9, f"CD = {cd:.3f}", ha="center", fontsize=8, color="red")
+    for g, (i, j) in enumerate(groups):
+        y = -0.3 - 0.25 * g
+        ax.hlines(y, means.iloc[i] - 0.03, means.iloc[j] + 0.03, color="red", lw=4)
+    base = -0.5 - 0.25 * len(groups)
     for i, (name, value) in enumerate(means.items()):
-        y = k - i
-        ax.plot([value, value], [y, k + 1], color="gray", lw=0.8)
-        ax.text(value, y - 0.3, f"{name} ({value:.2f})", ha="center", fontsize=8)
-    # cliques of methods within CD
-    level = 0.5
-    vals = means.to_numpy()
-    for i in range(k):
-        j = np.searchsorted(vals, vals[i] + cd, side="right") - 1
-        if j > i and (i == 0 or vals[j] > vals[i - 1] + cd or np.searchsorted(vals, vals[i - 1] + cd, "right") - 1 < j):
-            ax.hlines(level, vals[i], vals[j], color="red", lw=3)
-            level += 0.3
-    ax.hlines(k + 1.6, 1, 1 + cd, color="red", lw=2)
-    ax.text(1 + cd / 2, k + 1.75, f"CD = {cd:.3f}", ha="center", fontsize=8, color="red")
+        y = base - 0.35 * i
+        ax.plot([value, value], [0, y], color="gray", lw=0.8)
+        ax.text(value + 0.05, y, f"{name} ({value:.2f})", ha="right", va="center", fontsize=8)
+    ax.set_xlim(hi + 0.3, lo - 0.6)  # best (rank 1) on the right
+    ax.set_ylim(base - 0.35 * k, 1.2)
     ax.axis("off")
-    ax.set_title(title or "mean ranks (lower is better)")
+    ax.set_title(title or "mean ranks (lower is better); bars join methods within CD")
     return fig
 
 

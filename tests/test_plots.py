@@ -42,3 +42,9 @@ def test_similarity_figures(tmp_path):
                    tmp_path / "filters.png"))
     sim = pd.DataFrame({"similarity": np.linspace(0, 1, 10), "auc_gain": np.linspace(0.1, 0, 10), "layer": "conv1"})
     _png_ok(P.save(P.similarity_vs_auc(sim), tmp_path / "sim.png"))
+
+
+def test_cd_cliques():
+    assert P.cliques([1.0, 1.5, 3.0, 3.2, 6.0], cd=1.0) == [(0, 1), (2, 3)]
+    assert P.cliques([1.0, 2.0, 3.0], cd=0.5) == []
+    assert P.cliques([1.91, 3.45, 3.91, 4.0, 4.0, 4.91, 5.82], cd=2.716) == [(0, 4), (1, 6)]
