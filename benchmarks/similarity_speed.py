@@ -71,8 +71,9 @@ def main() -> None:
         ratio = mb[sizes[-1]] / max(mb[sizes[0]], 1.0)
         print(f"minibatch CKA extra memory N={sizes[-1]} / N={sizes[0]}: {ratio:.2f}x (goal <= 2x): "
               f"{'met' if ratio <= 2 else 'NOT met'}")
-    import medtl
     import torch
+
+    import medtl
 
     record = {"benchmark": "similarity_speed", "medtl_version": medtl.__version__, "torch": torch.__version__,
               "cpu_count": os.cpu_count(), "machine": platform.machine(), "results": rows,
