@@ -1,5 +1,9 @@
 """The ``medtl`` command.
 
+    medtl demo [--out DIR] [--quick]            the main job: a small transferability study + report
+    medtl run NOTEBOOK [-p KEY VALUE ...]       execute a notebook with papermill into results/
+    medtl sweep GRID.yaml [--max-parallel N]    run a notebook over a parameter grid (resumable)
+    medtl report RESULTS_DIR                    analysis notebooks -> HTML + PNG figures
     medtl data info [--root DIR] [--no-md5]     every MedMNIST 2D flag and its files' status
     medtl data verify [FLAG ...] [--size N]     MD5-check files (all present ones by default)
     medtl data download FLAG ... [--size N]     fetch official files into the data root
@@ -58,9 +62,83 @@ def _data_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_value(text: str):
+    """A -p value: YAML scalars/lists (``3``, ``0.1``, ``true``, ``[a, b]``), else the string."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, root=args.root, prefer=args.data, quick=args.quick, fresh=args.fresh)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import experiments
+
+    params = {k: _parse_value(v) for k, v in (args.param or [])}
+    r = experiments.run(args.notebook, params, out_dir=args.out, results_dir=args.results, raise_on_error=False,
+                        progress=True)
+    print(f"{r.run_id}: {r.status} in {r.seconds:.1f} s -> {r.run_dir}")
+    if r.error:
+        print(r.error.strip().splitlines()[-1], file=sys.stderr)
+    return 0 if r.status == "finished" else 1
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from . import experiments
+
+    table = experiments.sweep(args.notebook, args.grid, results_dir=args.results, executor=args.executor,
+                              max_parallel=args.max_parallel, retry_failed=args.retry_failed)
+    print(table.to_string(index=False))
+    return 1 if (table.status == "failed").any() else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    print(build_report(args.results_dir, args.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medtl", description="Transfer learning analysis for medical imaging.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p_demo = sub.add_parser("demo", help="run the small end-to-end transferability study (the main job)")
+    p_demo.add_argument("--out", default="results/demo")
+    p_demo.add_argument("--root", default=None, help="MedMNIST data root (default $MEDTL_DATA, else ~/.medmnist)")
+    p_demo.add_argument("--data", default="auto", choices=("auto", "medmnist", "synthetic"))
+    p_demo.add_argument("--quick", action="store_true", help="the reduced form (tiny subsets, one epoch)")
+    p_demo.add_argument("--fresh", action="store_true", help="start over instead of reusing finished steps")
+    p_demo.set_defaults(func=_demo)
+
+    p_run = sub.add_parser("run", help="execute a parameterised notebook with papermill")
+    p_run.add_argument("notebook", help="a path or a name under notebooks/ (e.g. experiments/pretrain)")
+    p_run.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
+    p_run.add_argument("--out", default=None, help="run folder (default results/<notebook>/<run id>)")
+    p_run.add_argument("--results", default="results")
+    p_run.set_defaults(func=_run)
+
+    p_sweep = sub.add_parser("sweep", help="run a notebook over a parameter grid (YAML: notebook, grid)")
+    p_sweep.add_argument("grid", help="YAML file with 'notebook:' and 'grid:' (lists are swept)")
+    p_sweep.add_argument("--notebook", default=None, help="overrides the file's notebook")
+    p_sweep.add_argument("--results", default="results")
+    p_sweep.add_argument("--executor", default="local", choices=("local", "slurm"))
+    p_sweep.add_argument("--max-parallel", type=int, default=1)
+    p_sweep.add_argument("--retry-failed", action="store_true")
+    p_sweep.set_defaults(func=_sweep)
+
+    p_report = sub.add_parser("report", help="analysis notebooks on a results folder -> HTML + PNG figures")
+    p_report.add_argument("results_dir")
+    p_report.add_argument("--out", default=None, help="default RESULTS_DIR/report")
+    p_report.set_defaults(func=_report)
 
     p_data = sub.add_parser("data", help="MedMNIST files: info, verify, download")
     data_sub = p_data.add_subparsers(dest="action", required=True)

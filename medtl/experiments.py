@@ -102,7 +102,8 @@ def run(notebook: str | os.PathLike, parameters: Mapping | None = None, out_dir:
     try:
         pm.execute_notebook(str(nb), str(run_dir / "notebook.ipynb"), parameters={**params, "run_dir": str(run_dir)},
                             kernel_name=kernel_name or "python3", cwd=str(run_dir), progress_bar=progress,
-                            execution_timeout=timeout, report_mode=False)
+                            execution_timeout=timeout, report_mode=False,
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except Exception as err:  # PapermillExecutionError carries the cell's traceback
         message = rs.format_exception(err)
         rs.finish_run(run_dir, "failed", error=message, seconds=time.perf_counter() - t0)

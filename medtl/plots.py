@@ -45,9 +45,10 @@ def tau_bars(corr: pd.DataFrame, value: str = "tau_w", title: str | None = None)
     ax.set_xlabel("")
     ax.tick_params(axis="x", rotation=45)
     means = data.groupby("metric")[value].mean()
-    ax.legend([f"{m} (mean {means[m]:.2f})" for m in order], title="metric", bbox_to_anchor=(1.01, 1),
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, [f"{m} (mean {means[m]:.2f})" for m in labels], title="metric", bbox_to_anchor=(1.01, 1),
               loc="upper left", fontsize=8)
-    ax.set_title(title or f"{value} per target")
+    ax.set_title(title or f"{'weighted Kendall τ_w' if value == 'tau_w' else value} per target")
     return fig
 
 

@@ -1,0 +1,156 @@
+"""ipywidgets explorer to compare sources. The logic is plain functions on tables
+(``ranking``, ``scatter``, ``source_detail``), so it is testable without a browser; the
+:class:`SourceExplorer` only wires controls to them."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from . import analysis
+
+
+def load_tables(results_source: str, scenario: str = "dataset", results_dir="results",
+                published_dir=None) -> tuple[dict, pd.DataFrame]:
+    """Scores ``{metric: sources × targets}`` and ground-truth AUC for the explorer."""
+    if results_source == "published":
+        return analysis.published_transferability(scenario, published_dir)
+    if results_source == "medtl":
+        return analysis.medtl_transferability(results_dir)
+    raise ValueError(f"results source must be 'published' or 'medtl', got {results_source!r}")
+
+
+def ranking(scores: dict, auc: pd.DataFrame, target: str, metrics, exclude_self: bool = True) -> pd.DataFrame:
+    """One row per candidate source on ``target``: fine-tuned AUC and its rank, then each
+    metric's score and rank (1 = predicted best), sorted by true AUC."""
+    if target not in auc.columns:
+        raise ValueError(f"target {target!r} has no ground truth; targets: {', '.join(auc.columns)}")
+    table = pd.DataFrame({"auc": auc[target]})
+    for m in metrics:
+        if m not in scores:
+            raise ValueError(f"unknown metric {m!r}; available: {', '.join(scores)}")
+        table[m] = scores[m][target].reindex(table.index) if target in scores[m] else np.nan
+    if exclude_self:
+        table = table.drop(index=target, errors="ignore")
+    table = table.dropna(subset=["auc"])
+    table.insert(1, "auc_rank", table.auc.rank(ascending=False, method="min"))
+    for m in metrics:
+        table[f"{m}_rank"] = table[m].rank(ascending=False, method="min")
+    return table.sort_values("auc", ascending=False)
+
+
+def scatter(scores: dict, auc: pd.DataFrame, target: str, metrics):
+    """Score (x) vs fine-tuned AUC (y) on ``target``, one panel per metric, with τ_w."""
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    table = ranking(scores, auc, target, metrics)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        d = table[[m, "auc"]].dropna()
+        ax.scatter(d[m], d.auc)
+        for name, r in d.iterrows():
+            ax.annotate(str(name)[:12], (r[m], r.auc), fontsize=7)
+        tau = stats.weightedtau(d[m], d.auc).statistic if len(d) > 1 and np.ptp(d[m]) > 0 else np.nan
+        ax.set_title(f"{m}: τ_w = {tau:.3f}", fontsize=9)
+        ax.set_xlabel(m)
+        ax.set_ylabel("fine-tuned AUC")
+    fig.suptitle(target)
+    fig.tight_layout()
+    return fig
+
+
+def source_detail(scores: dict, auc: pd.DataFrame, source: str) -> pd.DataFrame:
+    """One source across targets: its fine-tuned AUC and rank among sources, and every
+    metric's score."""
+    if source not in auc.index:
+        raise ValueError(f"source {source!r} not in the results; sources: {', '.join(auc.index)}")
+    out = pd.DataFrame({"auc": auc.loc[source], "auc_rank": auc.rank(ascending=False).loc[source]})
+    for m, t in scores.items():
+        if source in t.index:
+            out[m] = t.loc[source].reindex(out.index)
+    return out
+
+
+class SourceExplorer:
+    """Dropdowns for results source, scenario, target, metrics and one source; shows the
+    ranking table, the score-vs-AUC scatter and the source's detail.
+
+    ``explorer.widget`` is the ipywidgets box; ``explorer.table`` / ``explorer.detail`` hold
+    the DataFrames shown."""
+
+    def __init__(self, results_source: str = "published", scenario: str = "dataset", results_dir="results",
+                 published_dir=None, metrics=("leep", "nleep", "logme", "ours")) -> None:
+        import ipywidgets as w
+
+        self.results_dir, self.published_dir = results_dir, published_dir
+        self.results_source = w.ToggleButtons(options=["published", "medtl"], value=results_source,
+                                              description="results")
+        self.scenario = w.ToggleButtons(options=["dataset", "model"], value=scenario, description="scenario")
+        self.target = w.Dropdown(description="target")
+        self.metrics = w.SelectMultiple(description="metrics", rows=6)
+        self.source = w.Dropdown(description="source")
+        self.message = w.HTML()
+        self.out_table, self.out_plot, self.out_detail = w.Output(), w.Output(), w.Output()
+        self.table = self.detail = None
+        self._wanted_metrics = tuple(metrics)
+        self._reload()
+        for control in (self.results_source, self.scenario):
+            control.observe(lambda change: self._reload(), names="value")
+        for control in (self.target, self.metrics):
+            control.observe(lambda change: self.update(), names="value")
+        self.source.observe(lambda change: self._update_detail(), names="value")
+        self.widget = w.VBox([w.HBox([self.results_source, self.scenario]), w.HBox([self.target, self.metrics]),
+                              self.message, self.out_table, self.out_plot, self.source, self.out_detail])
+
+    def _reload(self) -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.scores, self.auc = load_tables(self.results_source.value, self.scenario.value, self.results_dir,
+                                                    self.published_dir)
+        except (FileNotFoundError, ValueError) as err:
+            self.scores, self.auc = {}, pd.DataFrame()
+            self.message.value = f"<b>no results:</b> {err}"
+            return
+        self.message.value = ""
+        targets = [t for t in self.auc.columns if any(t in s.columns for s in self.scores.values())]
+        metrics = list(self.scores)
+        self.metrics.options = metrics
+        self.metrics.value = tuple(m for m in self._wanted_metrics if m in metrics) or tuple(metrics[:3])
+        self.source.options = list(self.auc.index)
+        self.target.options = targets
+        if targets and self.target.value not in targets:
+            self.target.value = targets[0]
+        self.update()
+
+    def update(self) -> None:
+        """Recompute the ranking table and scatter for the current target and metrics."""
+        from IPython.display import display
+
+        if not self.scores or self.target.value is None or not self.metrics.value:
+            return
+        self.table = ranking(self.scores, self.auc, self.target.value, list(self.metrics.value))
+        self.out_table.clear_output(wait=True)
+        with self.out_table:
+            display(self.table.round(4))
+        self.out_plot.clear_output(wait=True)
+        with self.out_plot:
+            import matplotlib.pyplot as plt
+
+            fig = scatter(self.scores, self.auc, self.target.value, list(self.metrics.value))
+            display(fig)
+            plt.close(fig)
+        self._update_detail()
+
+    def _update_detail(self) -> None:
+        from IPython.display import display
+
+        if self.source.value is None or self.auc.empty:
+            return
+        self.detail = source_detail(self.scores, self.auc, self.source.value)
+        self.out_detail.clear_output(wait=True)
+        with self.out_detail:
+            display(self.detail.round(4))

@@ -1,0 +1,181 @@
+"""Notebooks under papermill, sweeps (resume after a kill, failures kept), the submitit
+executor, and the committed notebooks' hygiene."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import nbformat
+import pandas as pd
+import pytest
+from conftest import REPO, SHARED
+
+from medtl import experiments as E
+from medtl import results as rs
+
+NOTEBOOKS = sorted(p for p in (REPO / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def test_notebooks_are_committed_clean_and_parameterised():
+    assert len(NOTEBOOKS) == 12
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert not any(c.get("outputs") or c.get("execution_count") for c in code), path
+        tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1 and "run_dir" in E.notebook_parameters(path), path
+
+
+def _toy_notebook(path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = nbformat.v4.new_code_cell("x = 1\nfail = False\nrun_dir = None")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(
+        "import pandas as pd, time\nfrom medtl import results\n"
+        "if fail:\n    raise RuntimeError(f'failing on purpose for x={x}')\n"
+        "time.sleep(0.5)\nresults.record(pd.DataFrame({'x': [x], 'square': [x * x]}), run_dir)")]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_run_records_and_keeps_the_executed_notebook(tmp_path):
+    nb = _toy_notebook(tmp_path / "toy.ipynb")
+    r = E.run(nb, {"x": 3}, results_dir=tmp_path / "res")
+    assert r.status == "finished" and r.run_id == E.run_id(nb, {"x": 3})
+    assert (r.run_dir / "notebook.ipynb").is_file()
+    assert rs.load(tmp_path / "res").square.tolist() == [9]
+    with pytest.raises(ValueError, match=r"toy.ipynb has no parameter\(s\) \['y'\]; its parameters: x, fail, run_dir"):
+        E.run(nb, {"y": 1}, results_dir=tmp_path / "res")
+    failed = E.run(nb, {"x": 2, "fail": True}, results_dir=tmp_path / "res", raise_on_error=False)
+    assert failed.status == "failed" and "failing on purpose for x=2" in failed.error
+    assert "failing on purpose" in (rs.read_run(failed.run_dir) or {})["error"]
+
+
+def test_sweep_survives_a_failure_and_a_kill(tmp_path):
+    nb = _toy_notebook(tmp_path / "toy.ipynb")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"notebook: {nb}\ngrid:\n  x: [1, 2, 3]\n  fail: [false]\n")
+    res = tmp_path / "res"
+    # a 4-run grid (x = 1, 2 with fail = False / True): two runs fail on purpose
+    script = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from medtl import experiments as E; "
+              f"E.sweep({str(nb)!r}, {{'x': [1, 2], 'fail': [False, True]}}, results_dir={str(res)!r}, "
+              "progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        done = [p for p in res.rglob("run.json") if (rs.read_run(p.parent) or {}).get("status") in ("finished", "failed")]
+        if len(done) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = rs.runs(res)
+    assert (first.status.isin(["finished", "failed"])).sum() == 2 and len(first) <= 3
+    table = E.sweep(nb, {"x": [1, 2], "fail": [False, True]}, results_dir=res, progress=False)
+    assert len(table) == 4 and table.skipped.sum() >= 2
+    assert sorted(table.status) == ["failed", "failed", "finished", "finished"]
+    runs = rs.runs(res)
+    assert len(runs) == 4
+    failed = runs[runs.status == "failed"]
+    assert all("failing on purpose" in e for e in failed.error)
+    assert all((res / "toy" / rid / "notebook.ipynb").is_file() for rid in failed.run_id)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = rs.load(res)
+    assert "ignoring 2 unfinished" in str(caught[0].message)
+    assert sorted(rows.x.tolist()) == [1, 2] and len(rows) == 2  # no row lost or duplicated
+    again = E.sweep(nb, {"x": [1, 2], "fail": [False, True]}, results_dir=res, progress=False)
+    assert again.skipped.all()
+    assert E.load_grid(grid)[1] == {"x": [1, 2, 3], "fail": [False]}
+
+
+def test_submitit_local_executor_runs_a_grid(tmp_path):
+    submitit = pytest.importorskip("submitit")
+    nb = _toy_notebook(tmp_path / "toy.ipynb")
+    executor = submitit.LocalExecutor(folder=str(tmp_path / "jobs"))
+    executor.update_parameters(timeout_min=10)
+    table = E.sweep(nb, {"x": [5, 6]}, results_dir=tmp_path / "res", executor=executor, progress=False)
+    assert sorted(table.status) == ["finished", "finished"]
+    assert sorted(rs.load(tmp_path / "res").square) == [25, 36]
+
+
+# --- every shipped notebook under papermill ------------------------------------------------
+@pytest.fixture(scope="module")
+def synthetic_study(tmp_path_factory):
+    """Run the experiment notebooks on the synthetic suite with tiny parameters."""
+    out = tmp_path_factory.mktemp("study")
+    models = str(out / "models")
+    common = {"models_dir": models}
+    sources = ["texture-a", "shape-a"]
+    runs = {
+        "pretrain": {**common, "sources": sources, "n_train": 80, "n_val": 40, "epochs": 1},
+        "transferability": {**common, "sources": sources, "target": "texture-b"},
+        "finetune": {**common, "sources": sources, "target": "texture-b", "lrs": [1e-3], "epochs": 1},
+        "similarity": {**common, "model_a": "texture-a-resnet18", "model_b": "shape-a-resnet18",
+                       "dataset": "texture-b", "n": 60},
+        "feature_reuse": {**common, "source": "texture-a-resnet18", "target": "texture-b", "n_train": 80,
+                          "n_test": 60, "epochs": 1, "knn_k": 10},
+        "truncation": {**common, "source": "shape-a-resnet18", "target": "shape-b", "n_train": 80, "n_test": 60,
+                       "epochs": 1, "cuts": [1, -1]},
+    }
+    results = {name: E.run(f"experiments/{name}", params, results_dir=out / "results") for name, params in runs.items()}
+    return out, results
+
+
+@pytest.mark.slow
+def test_experiment_notebooks_leave_records(synthetic_study):
+    out, results = synthetic_study
+    assert {n: r.status for n, r in results.items()} == {n: "finished" for n in results}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = rs.load(out / "results", "scores")
+        ft = rs.load(out / "results", "finetune")
+        trunc = rs.load(out / "results", "truncation")
+        aucs = rs.load(out / "results", "aucs")
+        cka = rs.load(out / "results", "cka")
+    assert set(scores.source) == {"texture-a", "shape-a"} and set(ft.source) == {"texture-a", "shape-a"}
+    assert ft.selected.sum() == 2 and trunc.cut.tolist() == [1, -1]
+    assert sorted(aucs.init) == ["ri", "st", "wt"] and len(cka) == 25
+    for r in results.values():
+        assert (r.run_dir / "notebook.ipynb").is_file() and list(r.run_dir.glob("*.png"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dataset_transferability", "architecture_transferability", "finetuned_aucs",
+                                  "representations", "feature_reuse"])
+def test_analysis_notebooks_on_published_tables(tmp_path, name):
+    if not (SHARED / "published").is_dir():
+        pytest.skip("published tables absent")
+    r = E.run(f"analysis/{name}", {"results_source": "published"}, out_dir=tmp_path / name)
+    pngs = list((r.run_dir / "figures").glob("*.png"))
+    assert r.status == "finished" and pngs and all(p.stat().st_size > 5000 for p in pngs)
+    if name == "dataset_transferability":
+        tau = pd.read_csv(r.run_dir / "figures" / "tau_w.csv", index_col=0)
+        assert tau.loc["MEAN"].round(3)[["ours", "nleep", "leep", "logme"]].tolist() == [0.523, 0.411, 0.351, 0.335]
+        ranks = pd.read_csv(r.run_dir / "figures" / "ranks.csv", index_col=0)
+        assert ranks.mean().round(2).tolist() == [4.00, 5.82, 3.91, 4.00, 4.91, 3.45, 1.91]
+    if name == "architecture_transferability":
+        tau = pd.read_csv(r.run_dir / "figures" / "arch_tau_w.csv", index_col=0)
+        assert tau.loc["MEAN"].round(3)[["ours", "leep", "sfda"]].tolist() == [0.261, 0.28, 0.187]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["representations", "feature_reuse", "dataset_transferability", "finetuned_aucs"])
+def test_analysis_notebooks_on_medtl_results(synthetic_study, tmp_path, name):
+    out, _ = synthetic_study
+    r = E.run(f"analysis/{name}", {"results_source": "medtl", "results_dir": str(out / "results")},
+              out_dir=tmp_path / name)
+    assert r.status == "finished" and list((r.run_dir / "figures").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_explore_notebook_executes(tmp_path):
+    r = E.run("explore", {}, out_dir=tmp_path / "explore")
+    assert r.status == "finished"
+    nb = json.loads((r.run_dir / "notebook.ipynb").read_text())
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+               for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))

@@ -1,0 +1,40 @@
+import pandas as pd
+import pytest
+
+from medtl import widgets as W
+
+
+@pytest.fixture
+def tables():
+    auc = pd.DataFrame({"t1": {"a": 0.9, "b": 0.8, "c": 0.7, "t1": 0.95}, "t2": {"a": 0.6, "b": 0.7, "c": 0.8, "t1": 0.5}})
+    scores = {"m1": auc * 2, "m2": -auc}
+    return scores, auc
+
+
+def test_ranking_and_detail(tables):
+    scores, auc = tables
+    r = W.ranking(scores, auc, "t1", ["m1", "m2"])
+    assert list(r.index) == ["a", "b", "c"]  # the target itself is left out
+    assert r.m1_rank.tolist() == [1, 2, 3] and r.m2_rank.tolist() == [3, 2, 1]
+    d = W.source_detail(scores, auc, "b")
+    assert d.loc["t2", "auc_rank"] == 2 and d.loc["t1", "m1"] == 1.6
+    with pytest.raises(ValueError, match="unknown metric 'm3'"):
+        W.ranking(scores, auc, "t1", ["m3"])
+    with pytest.raises(ValueError, match="target 'x' has no ground truth"):
+        W.ranking(scores, auc, "x", ["m1"])
+
+
+def test_explorer_reacts_to_controls():
+    explorer = W.SourceExplorer("published", "dataset", metrics=("leep", "ours"))
+    if explorer.auc.empty:
+        pytest.skip("published tables absent")
+    assert explorer.target.value == "bloodmnist" and explorer.metrics.value == ("leep", "ours")
+    assert explorer.table.index[0] == "imagenet" and "bloodmnist" not in explorer.table.index
+    explorer.target.value = "dermamnist"
+    assert explorer.table.auc.max() == explorer.auc.drop(index="dermamnist")["dermamnist"].max()
+    explorer.source.value = "radimagenet"
+    assert explorer.detail.loc["dermamnist", "auc"] == explorer.auc.loc["radimagenet", "dermamnist"]
+    explorer.scenario.value = "model"
+    assert "densenet" in explorer.source.options and explorer.table.shape[0] == 9
+    explorer.results_source.value = "medtl"  # no medtl results here: a message, not a crash
+    assert "no results" in explorer.message.value
