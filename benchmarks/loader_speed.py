@@ -13,18 +13,15 @@ benchmarks/out/loader_speed.json). Goal: medtl's loader at least 5x faster.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
-from pathlib import Path
 
 import torch
 import torchvision.transforms.v2 as T
+from _common import save_record
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-import medtl
 import medtl.data as D
 
 
@@ -92,17 +89,9 @@ def main() -> None:
     print(f"{'medtl.data.loader (batched tensors)':<40} {ours_rate:>12,.0f}")
     print(f"{f'PIL + transforms.v2 DataLoader (w={args.workers})':<40} {pil_rate:>12,.0f}")
     print(f"speed-up: {ratio:.1f}x (goal >= 5x): {'met' if ratio >= 5 else 'NOT met'}")
-    record = {
-        "benchmark": "loader_speed", "data": source, "batch_size": args.batch_size, "epochs": args.epochs,
-        "medtl_images_per_s": round(ours_rate, 1), "pil_images_per_s": round(pil_rate, 1),
-        "pil_workers": args.workers, "speedup": round(ratio, 2), "goal_speedup": 5.0,
-        "images": {"medtl": ours_n, "pil": pil_n}, "medtl_version": medtl.__version__,
-        "torch": torch.__version__, "cpu_count": os.cpu_count(), "machine": platform.machine(),
-    }
-    out = Path(__file__).parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / "loader_speed.json").write_text(json.dumps(record, indent=2))
-    print(json.dumps(record))
+    save_record("loader_speed", data=source, batch_size=args.batch_size, epochs=args.epochs,
+                medtl_images_per_s=round(ours_rate, 1), pil_images_per_s=round(pil_rate, 1), pil_workers=args.workers,
+                speedup=round(ratio, 2), goal_speedup=5.0, images={"medtl": ours_n, "pil": pil_n})
 
 
 if __name__ == "__main__":

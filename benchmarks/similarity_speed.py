@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
-from pathlib import Path
+
+from _common import save_record
 
 WORKER = r"""
 import json, resource, sys, time, torch
@@ -71,17 +70,8 @@ def main() -> None:
         ratio = mb[sizes[-1]] / max(mb[sizes[0]], 1.0)
         print(f"minibatch CKA extra memory N={sizes[-1]} / N={sizes[0]}: {ratio:.2f}x (goal <= 2x): "
               f"{'met' if ratio <= 2 else 'NOT met'}")
-    import torch
 
-    import medtl
-
-    record = {"benchmark": "similarity_speed", "medtl_version": medtl.__version__, "torch": torch.__version__,
-              "cpu_count": os.cpu_count(), "machine": platform.machine(), "results": rows,
-              "minibatch_memory_ratio": ratio}
-    out_dir = Path(__file__).parent / "out"
-    out_dir.mkdir(exist_ok=True)
-    (out_dir / "similarity_speed.json").write_text(json.dumps(record, indent=2))
-    print(json.dumps(record))
+    save_record("similarity_speed", results=rows, minibatch_memory_ratio=ratio)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,13 @@ metric set for one (source, target) pair at the small size under 10 s on a 2-cor
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import save_record
 
-import medtl
 import medtl.data as D
 import medtl.models as M
 import medtl.transfer as TR
@@ -91,12 +88,7 @@ def main() -> None:
         records.append({"size": size, "n": n, "d": d, "c": c, "metric": "all", "seconds": round(total, 3)})
         if size == "small":
             print(f"goal (< 10 s for the whole set): {'met' if total < 10 else 'NOT met'}")
-    record = {"benchmark": "transfer_metrics", "medtl_version": medtl.__version__, "torch": torch.__version__,
-              "cpu_count": os.cpu_count(), "machine": platform.machine(), "results": records}
-    out = Path(__file__).parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / "transfer_metrics.json").write_text(json.dumps(record, indent=2))
-    print(json.dumps(record))
+    save_record("transfer_metrics", results=records)
 
 
 if __name__ == "__main__":

@@ -78,3 +78,16 @@ def write_fake_medmnist(root: Path, flag: str, size: int = 28, n: dict | None = 
     file = root / (f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz")
     np.savez_compressed(file, **arrays)
     return file
+
+
+def write_toy_notebook(path: Path, body: str, parameters: str = "x = 1\nfail = False\nrun_dir = None") -> Path:
+    """A small parameterised notebook: a tagged parameters cell, then ``body``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path

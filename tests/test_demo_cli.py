@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, shared_medmnist_root
+from conftest import REPO, shared_medmnist_root, write_toy_notebook
 
 from medtl import results as rs
 from medtl.cli import main
@@ -37,17 +37,9 @@ def test_demo_quick_end_to_end(tmp_path):
 
 
 def test_cli_run_sweep_report(tmp_path, capsys):
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    p = nbformat.v4.new_code_cell("k = 1\nname = 'a'\nrun_dir = None")
-    p.metadata["tags"] = ["parameters"]
-    nb.cells = [p, nbformat.v4.new_code_cell(
-        "import pandas as pd\nfrom medtl import results\n"
-        "results.record(pd.DataFrame({'k': [k], 'name': [name]}), run_dir)")]
-    path = tmp_path / "nb.ipynb"
-    nbformat.write(nb, path)
+    path = write_toy_notebook(tmp_path / "nb.ipynb", "import pandas as pd\nfrom medtl import results\n"
+                              "results.record(pd.DataFrame({'k': [k], 'name': [name]}), run_dir)",
+                              parameters="k = 1\nname = 'a'\nrun_dir = None")
     assert main(["run", str(path), "-p", "k", "7", "-p", "name", "b", "--results", str(tmp_path / "r")]) == 0
     row = rs.load(tmp_path / "r").iloc[0]
     assert row.k == 7 and row["name"] == "b"

@@ -11,7 +11,7 @@ import warnings
 import nbformat
 import pandas as pd
 import pytest
-from conftest import REPO, SHARED
+from conftest import REPO, SHARED, write_toy_notebook
 
 from medtl import experiments as E
 from medtl import results as rs
@@ -30,16 +30,9 @@ def test_notebooks_are_committed_clean_and_parameterised():
 
 
 def _toy_notebook(path):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    p = nbformat.v4.new_code_cell("x = 1\nfail = False\nrun_dir = None")
-    p.metadata["tags"] = ["parameters"]
-    nb.cells = [p, nbformat.v4.new_code_cell(
-        "import pandas as pd, time\nfrom medtl import results\n"
-        "if fail:\n    raise RuntimeError(f'failing on purpose for x={x}')\n"
-        "time.sleep(0.5)\nresults.record(pd.DataFrame({'x': [x], 'square': [x * x]}), run_dir)")]
-    nbformat.write(nb, path)
-    return path
+    return write_toy_notebook(path, "import pandas as pd, time\nfrom medtl import results\n"
+                              "if fail:\n    raise RuntimeError(f'failing on purpose for x={x}')\n"
+                              "time.sleep(0.5)\nresults.record(pd.DataFrame({'x': [x], 'square': [x * x]}), run_dir)")
 
 
 def test_run_records_and_keeps_the_executed_notebook(tmp_path):

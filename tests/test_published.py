@@ -8,6 +8,7 @@ import pytest
 from conftest import SHARED
 
 import medtl.transfer as TR
+from medtl import analysis
 
 RESULTS = SHARED / "published" / "dataset-transferability" / "results"
 METHODS = ["logme", "sfda", "leep", "parc", "ncti", "nleep", "ours"]
@@ -38,13 +39,6 @@ TAU_B = {
 MEAN_B = {"logme": 0.036, "parc": 0.113, "sfda": 0.187, "ncti": 0.099, "leep": 0.280, "nleep": 0.140, "ours": 0.261}
 
 
-def _read(name):
-    file = RESULTS / name
-    if not file.is_file():
-        pytest.skip(f"published table {file} absent")
-    return pd.read_csv(file, index_col=0).set_index("source")
-
-
 def _rank_file(name):
     table = pd.read_csv(RESULTS / name, sep=";", index_col=0).set_index("target")
     return table.set_axis(METHODS, axis=1)
@@ -61,19 +55,17 @@ def _check_tau(table, expected, means):
 
 @pytest.fixture(scope="module")
 def scenario_a():
-    scores = {m: _read(f"{m}_dataset.csv") for m in ["logme", "parc", "sfda", "ncti", "leep", "nleep"]}
-    lp, fu = _read("lp_dataset.csv"), _read("fu_dataset.csv")
-    scores["ours"] = TR.lp_fu(lp, fu, variant="study")
-    scores["lp"], scores["fu"] = lp, fu
-    return scores, _read("AUCs_dataset.csv")
+    if not RESULTS.is_dir():
+        pytest.skip(f"published tables {RESULTS} absent")
+    return analysis.published_transferability("dataset", SHARED / "published")  # "ours" = lp_fu(lp, fu)
 
 
 @pytest.fixture(scope="module")
 def scenario_b():
-    scores = {m: _read(f"{m}_model.csv") for m in ["logme", "parc", "sfda", "ncti", "leep", "nleep"]}
-    scores = TR.flip(scores, ["parc", "ncti", "leep", "nleep"])  # the study's scenario-B signs
-    scores["ours"] = TR.lp_fu(_read("lp_model.csv"), _read("fu_model.csv"), reverse=True, variant="study")
-    return scores, _read("AUCs_model.csv")
+    if not RESULTS.is_dir():
+        pytest.skip(f"published tables {RESULTS} absent")
+    scores, auc = analysis.published_transferability("model", SHARED / "published")  # with the study's flips
+    return {m: scores[m] for m in METHODS}, auc
 
 
 def test_scenario_a_tau_w_table(scenario_a):

@@ -1,0 +1,19 @@
+"""Shared by the benchmark scripts: write a JSON record with the environment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from medtl.results import environment
+
+
+def save_record(name: str, **fields) -> dict:
+    """Print and write ``benchmarks/out/<name>.json``: the fields plus medtl's environment
+    (version, git commit, package versions, device)."""
+    record = {"benchmark": name, **fields, **environment()}
+    out = Path(__file__).parent / "out"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(record, indent=2, default=str))
+    print(json.dumps(record, default=str))
+    return record
