@@ -95,7 +95,7 @@ def test_score_on_synthetic_sources_has_every_metric():
 
 
 @pytest.mark.realdata
-def test_score_real_sources_on_a_real_fold(medmnist_root, tmp_path):
+def test_score_real_sources_on_a_real_fold(medmnist_root, tmp_path, monkeypatch):
     """Three sources pre-trained by medtl on other MedMNIST datasets, every metric on
     bloodmnist's fold-1 training subset (800 images): all values finite."""
     need_file(medmnist_root, "bloodmnist.npz")
@@ -107,14 +107,9 @@ def test_score_real_sources_on_a_real_fold(medmnist_root, tmp_path):
                        optimizer="adam", lr=1e-3, schedule=None, augment=None, progress=False)
         sources[flag] = f"source:{flag}"
         assert r.history.train_loss.notna().all()
-    import os
-
-    os.environ["MEDTL_MODELS"] = str(tmp_path)
-    try:
-        fold = D.folds("bloodmnist", root=medmnist_root)[0]
-        table = TR.score(sources, fold, progress=False, cache=tmp_path / "features")
-    finally:
-        del os.environ["MEDTL_MODELS"]
+    monkeypatch.setenv("MEDTL_MODELS", str(tmp_path))
+    fold = D.folds("bloodmnist", root=medmnist_root)[0]
+    table = TR.score(sources, fold, progress=False, cache=tmp_path / "features")
     values = table[table.metric != "features"]
     assert set(values.metric) == set(TR.METRICS) and len(values) == 3 * len(TR.METRICS)
     assert np.isfinite(values.value).all()
