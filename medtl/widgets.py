@@ -96,6 +96,7 @@ class SourceExplorer:
         self.out_table, self.out_plot, self.out_detail = w.Output(), w.Output(), w.Output()
         self.table = self.detail = None
         self._wanted_metrics = tuple(metrics)
+        self._loading = False
         self._reload()
         for control in (self.results_source, self.scenario):
             control.observe(lambda change: self._reload(), names="value")
@@ -106,6 +107,14 @@ class SourceExplorer:
                               self.message, self.out_table, self.out_plot, self.source, self.out_detail])
 
     def _reload(self) -> None:
+        self._loading = True  # control changes below must not render half-updated state
+        try:
+            self._load()
+        finally:
+            self._loading = False
+        self.update()
+
+    def _load(self) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -124,13 +133,12 @@ class SourceExplorer:
         self.target.options = targets
         if targets and self.target.value not in targets:
             self.target.value = targets[0]
-        self.update()
 
     def update(self) -> None:
         """Recompute the ranking table and scatter for the current target and metrics."""
         from IPython.display import display
 
-        if not self.scores or self.target.value is None or not self.metrics.value:
+        if self._loading or not self.scores or self.target.value is None or not self.metrics.value:
             return
         self.table = ranking(self.scores, self.auc, self.target.value, list(self.metrics.value))
         self.out_table.clear_output(wait=True)
@@ -148,7 +156,7 @@ class SourceExplorer:
     def _update_detail(self) -> None:
         from IPython.display import display
 
-        if self.source.value is None or self.auc.empty:
+        if self._loading or self.source.value is None or self.auc.empty:
             return
         self.detail = source_detail(self.scores, self.auc, self.source.value)
         self.out_detail.clear_output(wait=True)

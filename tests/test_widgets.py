@@ -24,8 +24,20 @@ def test_ranking_and_detail(tables):
         W.ranking(scores, auc, "x", ["m1"])
 
 
-def test_explorer_reacts_to_controls():
-    explorer = W.SourceExplorer("published", "dataset", metrics=("leep", "ours"))
+def _medtl_results(folder):
+    """A finished transferability run and fine-tuning run in medtl's record format."""
+    from medtl import results as rs
+
+    scores = pd.DataFrame({"source": ["a", "b", "a", "b"], "target": "t1", "metric": ["leep", "leep", "lp_fu", "lp_fu"],
+                           "value": [0.1, 0.2, 1.0, 0.0], "seconds": 0.0})
+    rs.record(scores, folder / "transferability", "scores")
+    ft = pd.DataFrame({"source": ["a", "b"], "target": "t1", "config_id": ["x", "y"], "val_loss": [0.3, 0.4],
+                       "test_auc": [0.9, 0.8], "selected": True})
+    rs.record(ft, folder / "finetune", "finetune")
+
+
+def test_explorer_reacts_to_controls(tmp_path):
+    explorer = W.SourceExplorer("published", "dataset", results_dir=tmp_path, metrics=("leep", "ours"))
     if explorer.auc.empty:
         pytest.skip("published tables absent")
     assert explorer.target.value == "bloodmnist" and explorer.metrics.value == ("leep", "ours")
@@ -36,5 +48,11 @@ def test_explorer_reacts_to_controls():
     assert explorer.detail.loc["dermamnist", "auc"] == explorer.auc.loc["radimagenet", "dermamnist"]
     explorer.scenario.value = "model"
     assert "densenet" in explorer.source.options and explorer.table.shape[0] == 9
-    explorer.results_source.value = "medtl"  # no medtl results here: a message, not a crash
+    explorer.target.value = "pneumoniamnist"
+    explorer.results_source.value = "medtl"  # no medtl results yet: a message, not a crash
     assert "no results" in explorer.message.value
+    _medtl_results(tmp_path)
+    explorer.results_source.value = "published"
+    explorer.results_source.value = "medtl"
+    assert explorer.message.value == "" and explorer.target.value == "t1"
+    assert list(explorer.table.index) == ["a", "b"] and explorer.metrics.value == ("leep", "ours")
