@@ -6,6 +6,7 @@ many metrics extracts once."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from torch import nn
 from torchvision.models.feature_extraction import NodePathTracer, create_feature_extractor
 from tqdm.auto import tqdm
 
+from ._io import atomic_write_bytes
 from .data import ImageSet, loader
 
 POOLS = ("avg", "flatten", "none", "cls")
@@ -173,10 +175,6 @@ def extract(model: nn.Module, data: ImageSet, layers: str | Sequence[str] = ("pe
         if not torch.isfinite(value).all():
             raise ValueError(f"activations of layer {layer!r} contain NaN or inf")
     if cache_dir is not None:
-        import io
-
-        from .data.catalog import atomic_write_bytes
-
         for layer, value in result.items():
             buf = io.BytesIO()
             np.save(buf, value.numpy())

@@ -8,13 +8,14 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 import traceback
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+
+from ._io import atomic_write
 
 RUN_FILE = "run.json"
 STATUSES = ("running", "finished", "failed")
@@ -54,20 +55,8 @@ def environment() -> dict:
             "python": platform.python_version(), "platform": platform.platform(), "device": device}
 
 
-def _atomic_write(path: Path, writer) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: Path, obj: dict) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=str)))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=str)))
 
 
 def read_run(run_dir: str | os.PathLike) -> dict | None:
@@ -116,7 +105,7 @@ def record(table: pd.DataFrame, run_dir: str | os.PathLike, name: str = "table",
     if read_run(run_dir) is None or parameters is not None:
         start_run(run_dir, parameters)
     path = run_dir / f"{name}.parquet"
-    _atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
+    atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
     info = read_run(run_dir)
     tables = sorted(set(info.get("tables", [])) | {name})
     if finish:

@@ -23,8 +23,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import evaluate as ev
+from ._io import atomic_write, atomic_write_bytes
 from .data import ImageSet, loader
-from .data.catalog import atomic_write_bytes
 from .data.imageset import MULTI_LABEL
 from .models import spec
 
@@ -184,12 +184,6 @@ def make_schedule(opt, name: str | None, epochs: int, step_size: int = 15, miles
     raise ValueError(f"unknown schedule {name!r}; valid: cosine, step, multistep, plateau, None")
 
 
-def _save_atomic(obj, file: Path) -> None:
-    tmp = file.with_name(f".{file.name}.part")
-    torch.save(obj, tmp)
-    os.replace(tmp, file)
-
-
 def fit(model: nn.Module, train: ImageSet, val: ImageSet | None = None, *, task: str | None = None,
         epochs: int = 10, batch_size: int = 128, optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
         nesterov: bool | None = None, weight_decay: float = 0.0, schedule: str | None = "cosine",
@@ -321,11 +315,12 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet | None = None, *, task:
         history.append(row)
         bar.set_postfix({k: f"{row[k]:.4g}" for k in ("train_loss", "val_loss", monitor) if k in row})
         if ckpt_file is not None:
-            _save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict() if sched is not None else None,
-                          "best_value": best_value, "best_epoch": best_epoch, "bad": bad, "best_state": best_state,
-                          "history": history, "rng": torch.get_rng_state(), "stopped": stopped,
-                          "cuda_rng": torch.cuda.get_rng_state() if dev.type == "cuda" else None}, ckpt_file)
+            state = {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict() if sched is not None else None,
+                     "best_value": best_value, "best_epoch": best_epoch, "bad": bad, "best_state": best_state,
+                     "history": history, "rng": torch.get_rng_state(), "stopped": stopped,
+                     "cuda_rng": torch.cuda.get_rng_state() if dev.type == "cuda" else None}
+            atomic_write(ckpt_file, lambda tmp, state=state: torch.save(state, tmp))
         for cb in callbacks:
             cb(epoch, row)
         if stopped:

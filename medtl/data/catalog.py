@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from medmnist.info import DEFAULT_ROOT, INFO
 
+from .._io import atomic_write, atomic_write_bytes
 from .imageset import MULTI_LABEL, ImageSet
 
 #: The 12 MedMNIST 2D flags, in INFO's order.
@@ -130,7 +130,15 @@ def _save_md5_cache() -> None:
         pass  # a read-only home only costs a re-hash next time
 
 
-def file_md5(file: str | os.PathLike, chunk: int = 1 << 22) -> str:
+def _hash_file(file: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    digest = hashlib.md5()
+    with open(file, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_md5(file: str | os.PathLike) -> str:
     """MD5 hex digest of a file, cached by (absolute path, size, mtime)."""
     file = Path(file).resolve()
     stat = file.stat()
@@ -138,13 +146,10 @@ def file_md5(file: str | os.PathLike, chunk: int = 1 << 22) -> str:
     entry = cache.get(str(file))
     if entry and entry["size"] == stat.st_size and entry["mtime_ns"] == stat.st_mtime_ns:
         return entry["md5"]
-    digest = hashlib.md5()
-    with open(file, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    cache[str(file)] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": digest.hexdigest()}
+    digest = _hash_file(file)
+    cache[str(file)] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": digest}
     _save_md5_cache()
-    return digest.hexdigest()
+    return digest
 
 
 def _missing_message(flag: str, size: int, file: Path) -> str:
@@ -210,19 +215,6 @@ def info_table(root: str | os.PathLike | None = None, check_md5: bool = True):
 
 
 # --- download ------------------------------------------------------------------------------
-def atomic_write_bytes(target: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``target`` via a temporary file in the same folder + rename."""
-    target = Path(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def download_file(
     flag: str, size: int = 28, root: str | os.PathLike | None = None, force: bool = False
 ) -> Path:
@@ -234,30 +226,29 @@ def download_file(
     file = path(flag, size, root)
     if file.is_file() and not force:
         return verify_file(flag, size, root)
-    file.parent.mkdir(parents=True, exist_ok=True)
     source = url(flag, size)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source, timeout=60) as resp:
+
+    def fetch(tmp: str) -> None:
+        with open(tmp, "wb") as out, urllib.request.urlopen(source, timeout=60) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=file.name) as bar:
                 while block := resp.read(1 << 20):
                     out.write(block)
                     bar.update(len(block))
-        got = file_md5(tmp)
+        got = _hash_file(tmp)
         if got != md5(flag, size):
             raise ValueError(
                 f"downloaded {source} for flag {flag!r} ({size} px) has MD5 {got}, expected "
                 f"{md5(flag, size)}; nothing was written to {file}. Try again later."
             )
-        os.replace(tmp, file)
+
+    try:
+        atomic_write(file, fetch)
     except OSError as err:
         raise OSError(
             f"download of {flag!r} at {size} px from {source} failed ({err}); place the file "
             f"manually at {file}"
         ) from err
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return file
 
 

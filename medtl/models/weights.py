@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from .._io import atomic_write, atomic_write_bytes
+
 #: Wrapper keys tried in order when a checkpoint is a dict holding the state dict.
 UNWRAP_KEYS: tuple[str, ...] = ("state_dict", "model", "net", "resnet", "module")
 
@@ -214,17 +216,13 @@ def save_source(model: nn.Module, name: str, *, root: str | os.PathLike | None =
     """Save a trained model as a named source: ``<name>.pt`` (plain state dict) and
     ``<name>.json`` (arch, classes, normalisation, source data, … from ``model.medtl`` and
     ``meta``), both written atomically. Returns the ``.pt`` path."""
-    from ..data.catalog import atomic_write_bytes
-
     folder = models_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
     info = {**getattr(model, "medtl", {}), **meta, "name": name}
     if "arch" not in info:
         raise ValueError("save_source needs the architecture: build the model with medtl.models.create or pass arch=")
     file = folder / f"{name}.pt"
-    tmp = folder / f".{name}.pt.part"
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, file)
+    atomic_write(file, lambda tmp: torch.save(model.state_dict(), tmp))
     atomic_write_bytes(folder / f"{name}.json", json.dumps(info, indent=2, default=str).encode())
     return file
 

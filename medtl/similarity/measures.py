@@ -219,6 +219,8 @@ def cca(x: Array, y: Array, epsilon: float = 0.0, method: str = "qr") -> torch.T
 
 
 def _inv_sqrt(s: torch.Tensor) -> torch.Tensor:
+    """Pseudo-inverse square root of a symmetric PSD matrix (eigenvalues below 1e-12 of
+    the largest are treated as 0)."""
     w, v = torch.linalg.eigh(s)
     keep = w > w.max() * 1e-12
     return (v[:, keep] / w[keep].sqrt()) @ v[:, keep].T
@@ -294,13 +296,7 @@ def cca_study(x: Array, y: Array, epsilon: float = 1e-12) -> torch.Tensor:
     sxx, syy, sxy = sxx[kx][:, kx], syy[ky][:, ky], sxy[kx][:, ky]
     sxx = sxx + epsilon * torch.eye(len(sxx), dtype=sxx.dtype)
     syy = syy + epsilon * torch.eye(len(syy), dtype=syy.dtype)
-    return torch.linalg.svdvals(_pinv_sqrt(sxx) @ sxy @ _pinv_sqrt(syy))
-
-
-def _pinv_sqrt(s: torch.Tensor) -> torch.Tensor:
-    w, v = torch.linalg.eigh(s)
-    w = torch.where(w > 1e-15, 1 / w.clamp_min(1e-300).sqrt(), torch.zeros_like(w))
-    return (v * w) @ v.T
+    return torch.linalg.svdvals(_inv_sqrt(sxx) @ sxy @ _inv_sqrt(syy))
 
 
 # --- conv activations ----------------------------------------------------------------------
