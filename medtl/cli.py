@@ -7,6 +7,8 @@
     medtl data info [--root DIR] [--no-md5]     every MedMNIST 2D flag and its files' status
     medtl data verify [FLAG ...] [--size N]     MD5-check files (all present ones by default)
     medtl data download FLAG ... [--size N]     fetch official files into the data root
+    medtl data published                        fetch the studies' large published tables (sha256-checked)
+    medtl list {metrics,measures,archs,datasets}   what medtl knows (its registries)
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def _data_verify(args: argparse.Namespace) -> int:
                 continue
             checked += 1
             try:
-                file = data.verify(flag, size, args.root)
+                file = data.verify(flag, size, args.root, rehash=True)
                 print(f"ok       {file}")
             except (FileNotFoundError, ValueError) as err:
                 bad += 1
@@ -59,6 +61,35 @@ def _data_download(args: argparse.Namespace) -> int:
 
     for flag in args.flags:
         print(data.download(flag, args.size, args.root))
+    return 0
+
+
+def _data_published(args: argparse.Namespace) -> int:
+    from . import analysis
+
+    for file in analysis.fetch_published(args.study, args.dest, args.url):
+        print(file)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from . import data, models, similarity, transfer
+
+    if args.what == "metrics":
+        table = transfer.metrics()[["metric", "label", "kind", "default", "citation"]]
+    elif args.what == "measures":
+        table = similarity.measures()[["measure", "label", "input", "pool", "citation"]]
+    elif args.what == "archs":
+        table = pd.DataFrame([{"arch": a.name, "family": a.family, "head": a.head, "feature_dim": a.feature_dim,
+                               "min_size": a.min_size, "granularities": ", ".join(a.granularities),
+                               "small_stem": a.small_stem or "-", "truncation": a.truncation or "-"}
+                              for a in models.ARCHS.values()])
+    else:
+        table = data.families_table()
+    with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+        print(table.to_string(index=False))
     return 0
 
 
@@ -123,13 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("notebook", help="a path or a name under notebooks/ (e.g. experiments/pretrain)")
     p_run.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
     p_run.add_argument("--out", default=None, help="run folder (default results/<notebook>/<run id>)")
-    p_run.add_argument("--results", default="results")
+    p_run.add_argument("--results", default=None, help="results root (default $MEDTL_RESULTS, else <checkout>/results)")
     p_run.set_defaults(func=_run)
 
     p_sweep = sub.add_parser("sweep", help="run a notebook over a parameter grid (YAML: notebook, grid)")
     p_sweep.add_argument("grid", help="YAML file with 'notebook:' and 'grid:' (lists are swept)")
     p_sweep.add_argument("--notebook", default=None, help="overrides the file's notebook")
-    p_sweep.add_argument("--results", default="results")
+    p_sweep.add_argument("--results", default=None, help="results root (default $MEDTL_RESULTS, else <checkout>/results)")
     p_sweep.add_argument("--executor", default="local", choices=("local", "slurm"))
     p_sweep.add_argument("--max-parallel", type=int, default=1)
     p_sweep.add_argument("--retry-failed", action="store_true")
@@ -156,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_dl.add_argument("--size", type=int, default=28, choices=(28, 64, 128, 224))
     p_dl.add_argument("--root", default=None)
     p_dl.set_defaults(func=_data_download)
+    p_pub = data_sub.add_parser("published", help="fetch the studies' large published tables into the cache")
+    p_pub.add_argument("--study", default="dataset-transferability")
+    p_pub.add_argument("--dest", default=None, help="default <cache>/published")
+    p_pub.add_argument("--url", default=None, help="a mirror replacing the repository URL prefix (e.g. file://...)")
+    p_pub.set_defaults(func=_data_published)
+
+    p_list = sub.add_parser("list", help="list registered metrics, similarity measures, architectures or datasets")
+    p_list.add_argument("what", choices=("metrics", "measures", "archs", "datasets"))
+    p_list.set_defaults(func=_list)
     return parser
 
 

@@ -1,5 +1,7 @@
-"""Task-aware AUC and ACC, identical to medmnist's ``getAUC`` / ``getACC`` (and so to its
-``Evaluator``), plus percentile-bootstrap confidence intervals.
+"""Task-aware metrics of predictions: AUC and ACC identical to medmnist's ``getAUC`` /
+``getACC`` (and so to its ``Evaluator``), the studies' other metrics (quadratic κ, balanced
+accuracy, one-vs-one AUC, AUPRC in both forms), percentile-bootstrap confidence intervals,
+and the losses of a model's outputs (the training loss every selection rule uses).
 
 Tasks are medmnist's strings: ``"multi-class"``, ``"ordinal-regression"`` (scored as
 multi-class), ``"binary-class"`` and ``"multi-label, binary-class"``.
@@ -10,32 +12,57 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from sklearn.metrics import accuracy_score, roc_auc_score
+import torch
+from sklearn import metrics as skm
+from torch import nn
 
 from .data.imageset import BINARY, MULTI_LABEL, TASKS
+
+
+# --- input checks --------------------------------------------------------------------------
+def _to_numpy(x, name: str, dtype=None) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    try:
+        arr = np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be numeric, got {type(x).__name__} ({err})") from err
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    return arr
 
 
 def _arrays(y_true, y_score, task: str) -> tuple[np.ndarray, np.ndarray]:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    y_true = np.asarray(y_true.detach().cpu() if hasattr(y_true, "detach") else y_true)
-    y_score = np.asarray(y_score.detach().cpu() if hasattr(y_score, "detach") else y_score, dtype=np.float64)
-    y_true, y_score = y_true.squeeze(), y_score.squeeze()
+    y_true = _to_numpy(y_true, "y_true")
+    y_score = _to_numpy(y_score, "y_score", np.float64)
+    if y_true.size == 0 or y_score.size == 0:
+        raise ValueError("y_true and y_score are empty: no predictions to score")
+    if y_true.ndim == 2 and y_true.shape[1] == 1 and task != MULTI_LABEL:
+        y_true = y_true[:, 0]
+    if y_score.ndim == 2 and y_score.shape[1] == 1:
+        y_score = y_score[:, 0]
     if y_true.ndim == 0 or y_score.ndim == 0 or len(y_true) != len(y_score):
-        raise ValueError(
-            f"y_true and y_score must have the same number of rows, got shapes "
-            f"{np.shape(y_true)} and {np.shape(y_score)}"
-        )
+        raise ValueError(f"y_true and y_score must have the same number of rows, got shapes "
+                         f"{np.shape(y_true)} and {np.shape(y_score)}")
     if not np.isfinite(y_score).all():
         raise ValueError("y_score contains NaN or inf")
+    if not np.isfinite(y_true.astype(np.float64)).all() or (y_true != np.round(y_true)).any():
+        raise ValueError("y_true must hold class indices (integers) or 0/1 multi-hot labels, got non-integer values")
+    y_true = y_true.astype(np.int64)
     if task == MULTI_LABEL:
         if y_true.ndim != 2 or y_score.shape != y_true.shape:
-            raise ValueError(
-                f"multi-label task needs y_true and y_score of shape N×L, got {y_true.shape} and {y_score.shape}"
-            )
+            raise ValueError(f"multi-label task needs y_true and y_score of shape N×L, got {y_true.shape} and "
+                             f"{y_score.shape}")
+        if not np.isin(y_true, (0, 1)).all():
+            raise ValueError("multi-label y_true must be 0/1")
     elif task == BINARY:
-        if y_true.ndim != 1 or y_score.ndim not in (1, 2):
-            raise ValueError(f"binary task needs y_true (N,) and y_score (N,) or (N, 2), got {y_true.shape}, {y_score.shape}")
+        if y_true.ndim != 1 or y_score.ndim not in (1, 2) or (y_score.ndim == 2 and y_score.shape[1] != 2):
+            raise ValueError(f"binary task needs y_true (N,) and y_score (N,), N×1 or N×2 (column 1 = the positive "
+                             f"class), got {y_true.shape} and {y_score.shape}")
+        if not np.isin(y_true, (0, 1)).all():
+            raise ValueError(f"binary y_true must be 0/1, got values {np.unique(y_true)[:5].tolist()}")
     elif y_true.ndim != 1 or y_score.ndim != 2:
         raise ValueError(f"{task} task needs y_true (N,) and y_score N×C, got {y_true.shape} and {y_score.shape}")
     elif y_true.min() < 0 or y_true.max() >= y_score.shape[1]:
@@ -43,12 +70,17 @@ def _arrays(y_true, y_score, task: str) -> tuple[np.ndarray, np.ndarray]:
     return y_true, y_score
 
 
+def _positive(y_score: np.ndarray) -> np.ndarray:
+    return y_score[:, -1] if y_score.ndim == 2 else y_score
+
+
 def _roc_auc(y, s, what: str) -> float:
     if len(np.unique(y)) < 2:
         raise ValueError(f"AUC is undefined for {what}: y_true has a single value (no positives or no negatives)")
-    return roc_auc_score(y, s)
+    return skm.roc_auc_score(y, s)
 
 
+# --- medmnist's metrics --------------------------------------------------------------------
 def auc(y_true, y_score, task: str) -> float:
     """Area under the ROC curve as MedMNIST defines it.
 
@@ -63,7 +95,7 @@ def auc(y_true, y_score, task: str) -> float:
     if task == MULTI_LABEL:
         return sum(_roc_auc(y_true[:, i], y_score[:, i], f"label {i}") for i in range(y_score.shape[1])) / y_score.shape[1]
     if task == BINARY:
-        return _roc_auc(y_true, y_score[:, -1] if y_score.ndim == 2 else y_score, "the binary task")
+        return _roc_auc(y_true, _positive(y_score), "the binary task")
     return sum(
         _roc_auc((y_true == i).astype(float), y_score[:, i], f"class {i}") for i in range(y_score.shape[1])
     ) / y_score.shape[1]
@@ -76,13 +108,83 @@ def acc(y_true, y_score, task: str, threshold: float = 0.5) -> float:
     y_true, y_score = _arrays(y_true, y_score, task)
     if task == MULTI_LABEL:
         pred = y_score > threshold
-        return sum(accuracy_score(y_true[:, i], pred[:, i]) for i in range(y_true.shape[1])) / y_true.shape[1]
+        return sum(skm.accuracy_score(y_true[:, i], pred[:, i]) for i in range(y_true.shape[1])) / y_true.shape[1]
     if task == BINARY:
-        return accuracy_score(y_true, (y_score[:, -1] if y_score.ndim == 2 else y_score) > threshold)
-    return accuracy_score(y_true, np.argmax(y_score, axis=-1))
+        return skm.accuracy_score(y_true, _positive(y_score) > threshold)
+    return skm.accuracy_score(y_true, np.argmax(y_score, axis=-1))
 
 
-METRICS: dict[str, Callable] = {"auc": auc, "acc": acc}
+def _predictions(y_true: np.ndarray, y_score: np.ndarray, task: str, threshold: float = 0.5) -> np.ndarray:
+    if task == MULTI_LABEL:
+        raise ValueError("this metric is defined for single-label tasks (class predictions), not multi-label")
+    if task == BINARY:
+        return (_positive(y_score) > threshold).astype(np.int64)
+    return np.argmax(y_score, axis=-1)
+
+
+# --- the studies' other metrics -------------------------------------------------------------
+def kappa(y_true, y_score, task: str, weights: str | None = "quadratic") -> float:
+    """Cohen's κ between true and predicted classes (argmax; threshold 0.5 for binary),
+    ``weights="quadratic"`` by default (the feature-reuse study's APTOS metric), ``"linear"``
+    or None (unweighted); scikit-learn's ``cohen_kappa_score``."""
+    y_true, y_score = _arrays(y_true, y_score, task)
+    labels = np.arange(y_score.shape[1]) if y_score.ndim == 2 and task != BINARY else np.array([0, 1])
+    return float(skm.cohen_kappa_score(y_true, _predictions(y_true, y_score, task), labels=labels, weights=weights))
+
+
+def balanced_accuracy(y_true, y_score, task: str) -> float:
+    """Balanced accuracy = macro-averaged recall over the classes present (the feature-reuse
+    study's ISIC metric); scikit-learn's ``balanced_accuracy_score``."""
+    y_true, y_score = _arrays(y_true, y_score, task)
+    return float(skm.balanced_accuracy_score(y_true, _predictions(y_true, y_score, task)))
+
+
+def auc_ovo(y_true, y_score, task: str) -> float:
+    """ROC-AUC with one-vs-one macro averaging over class pairs (Hand & Till 2001; the
+    feature-reuse study's AUC), on probabilities ``N×C``; the positive-class column for
+    binary tasks. Every class must be present."""
+    y_true, y_score = _arrays(y_true, y_score, task)
+    if task == MULTI_LABEL:
+        return auc(y_true, y_score, task)
+    if task == BINARY:
+        return _roc_auc(y_true, _positive(y_score), "the binary task")
+    absent = sorted(set(range(y_score.shape[1])) - set(np.unique(y_true).tolist()))
+    if absent:
+        raise ValueError(f"one-vs-one AUC is undefined: classes {absent} have no sample")
+    p = y_score / y_score.sum(1, keepdims=True)
+    return float(skm.roc_auc_score(y_true, p, multi_class="ovo", average="macro", labels=np.arange(p.shape[1])))
+
+
+def _pr_area(y: np.ndarray, s: np.ndarray, method: str, what: str) -> float:
+    if y.sum() == 0:
+        raise ValueError(f"AUPRC is undefined for {what}: no positive sample")
+    if method == "ap":
+        return float(skm.average_precision_score(y, s))
+    precision, recall, _ = skm.precision_recall_curve(y, s)
+    return float(skm.auc(recall, precision))
+
+
+def auprc(y_true, y_score, task: str, method: str = "ap") -> float:
+    """Area under the precision–recall curve: ``method="ap"`` scikit-learn's average
+    precision (the step-wise sum Σ (R_n − R_{n−1}) P_n), ``"trapezoid"`` the trapezoidal area
+    under ``precision_recall_curve`` (the truncated-transfer study's AUPRC). Binary: the
+    positive class (column 1); multi-class: macro mean of one-vs-rest per class; multi-label:
+    mean over labels."""
+    if method not in ("ap", "trapezoid"):
+        raise ValueError(f"method must be 'ap' or 'trapezoid', got {method!r}")
+    y_true, y_score = _arrays(y_true, y_score, task)
+    if task == BINARY:
+        return _pr_area(y_true, _positive(y_score), method, "the binary task")
+    cols = y_score.shape[1]
+    if task == MULTI_LABEL:
+        return float(np.mean([_pr_area(y_true[:, i], y_score[:, i], method, f"label {i}") for i in range(cols)]))
+    return float(np.mean([_pr_area((y_true == i).astype(int), y_score[:, i], method, f"class {i}")
+                          for i in range(cols)]))
+
+
+METRICS: dict[str, Callable] = {"auc": auc, "acc": acc, "kappa": kappa, "balanced_accuracy": balanced_accuracy,
+                                "auc_ovo": auc_ovo, "auprc": auprc,
+                                "auprc_trapezoid": lambda y, s, t: auprc(y, s, t, "trapezoid")}
 
 
 def bootstrap_ci(y_true, y_score, task: str, metric: str | Callable = "auc", n_boot: int = 1000,
@@ -96,9 +198,13 @@ def bootstrap_ci(y_true, y_score, task: str, metric: str | Callable = "auc", n_b
         ``{"value", "low", "high", "std", "n_boot", "n_skipped"}`` with ``[low, high]`` the
         ``1 - alpha`` percentile interval.
     """
+    if isinstance(metric, str) and metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)} (or a callable)")
     fn = METRICS[metric] if isinstance(metric, str) else metric
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
+        raise ValueError(f"n_boot must be an integer >= 2 (resamples make the interval), got {n_boot!r}")
     y_true, y_score = _arrays(y_true, y_score, task)
     value = fn(y_true, y_score, task)
     rng = np.random.default_rng(seed)
@@ -109,9 +215,74 @@ def bootstrap_ci(y_true, y_score, task: str, metric: str | Callable = "auc", n_b
             stats.append(fn(y_true[idx], y_score[idx], task))
         except ValueError:
             skipped += 1
-    if not stats:
-        raise ValueError("every bootstrap resample left the metric undefined; the data is too small")
+    if len(stats) < 2:
+        raise ValueError("almost every bootstrap resample left the metric undefined; the data is too small")
     stats = np.asarray(stats)
     low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
     return {"value": float(value), "low": float(low), "high": float(high), "std": float(stats.std(ddof=1)),
             "n_boot": n_boot, "n_skipped": skipped}
+
+
+# --- losses of model outputs ---------------------------------------------------------------
+LOSSES = ("ce", "bce")
+
+
+class _OneHotBCE(nn.Module):
+    """BCE-with-logits on one-hot targets for single-label tasks (sigmoid heads, as the
+    benchmark study trains every task), with optional per-class weights."""
+
+    def __init__(self, weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        target = nn.functional.one_hot(y, logits.shape[1]).to(logits.dtype)
+        w = None if self.weight is None else self.weight.to(logits).expand_as(logits)
+        return nn.functional.binary_cross_entropy_with_logits(logits, target, weight=w)
+
+
+def loss_fn(task: str, loss: str | None = None, class_weights=None) -> nn.Module:
+    """The training / selection loss: BCE-with-logits for multi-label tasks (and for
+    ``loss="bce"`` heads on single-label tasks, on one-hot targets), cross-entropy otherwise;
+    ``class_weights`` (``C`` numbers) weight the classes."""
+    loss = loss or ("bce" if task == MULTI_LABEL else "ce")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    w = None if class_weights is None else torch.as_tensor(np.asarray(class_weights, dtype=np.float32))
+    if task == MULTI_LABEL:
+        return nn.BCEWithLogitsLoss(pos_weight=w)
+    return _OneHotBCE(w) if loss == "bce" else nn.CrossEntropyLoss(weight=w)
+
+
+def loss_target(y: torch.Tensor, task: str) -> torch.Tensor:
+    """Labels as the loss wants them (float multi-hot for multi-label tasks)."""
+    return y.float() if task == MULTI_LABEL else y
+
+
+def scores(logits: torch.Tensor, task: str, loss: str | None = None) -> torch.Tensor:
+    """Probabilities from logits: sigmoid for multi-label tasks and BCE heads, softmax
+    otherwise."""
+    if task == MULTI_LABEL or loss == "bce":
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, 1)
+
+
+def score_outputs(logits, y_true, task: str, loss: str | None = None, class_weights=None) -> dict:
+    """Loss, AUC and ACC of a model's outputs: ``logits`` ``N×K`` (float), ``y_true`` ``N``
+    class indices (``N×L`` multi-hot). The loss is the head's training loss (:func:`loss_fn`),
+    the scores its probabilities (:func:`scores`); AUC/ACC are NaN where undefined (a class
+    absent). Returns ``{"loss", "auc", "acc", "y_true", "y_score", "logits"}``."""
+    logits = torch.as_tensor(logits).float()
+    y = torch.as_tensor(np.asarray(y_true))
+    value = float(loss_fn(task, loss, class_weights)(logits, loss_target(y, task)))
+    prob = scores(logits, task, loss).numpy()
+    yt = y.numpy()
+
+    def safe(fn):
+        try:
+            return float(fn(yt, prob, task))
+        except ValueError:
+            return float("nan")
+
+    return {"loss": value, "auc": safe(auc), "acc": safe(acc), "y_true": yt, "y_score": prob,
+            "logits": logits.numpy()}

@@ -1,13 +1,14 @@
 """Activations of named layers through torchvision's ``create_feature_extractor``: the
 architecture table's layers, ``"penultimate"`` (the head's input) and ``"logits"`` (the
 model's output), pooled, batched, in inference mode, and cached on disk so that scoring
-many metrics extracts once."""
+many metrics extracts once. :func:`predict` gives a model's outputs on a dataset."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,10 +18,12 @@ from torch import nn
 from torchvision.models.feature_extraction import NodePathTracer, create_feature_extractor
 from tqdm.auto import tqdm
 
+from . import paths, runtime
 from ._io import atomic_write_bytes
 from .data import ImageSet, loader
+from .runtime import autocast, batch_settings, check_input_size
 
-POOLS = ("avg", "flatten", "none", "cls")
+POOLS = ("avg", "flatten", "none", "cls", "patches", "all")
 
 
 def _trace(model: nn.Module):
@@ -34,27 +37,34 @@ def _trace(model: nn.Module):
     return graph, tracer.node_to_qualname
 
 
+def _feature_node(model: nn.Module) -> str:
+    from .models import spec
+
+    info = getattr(model, "medtl", {})
+    if "arch" not in info:
+        raise ValueError("'penultimate' needs a model built by medtl.models.create (it reads the head from "
+                         "model.medtl['arch'])")
+    return "head" if "truncated" in info else spec(info["arch"]).feature_node
+
+
 def resolve_nodes(model: nn.Module, layers: Sequence[str]) -> dict[str, str]:
     """Map requested layer names to the FX node names ``create_feature_extractor`` wants:
     module paths stay as they are (a container module means its last operation),
     ``"penultimate"`` becomes the input node of the table's ``feature_node`` and
     ``"logits"`` the model's output node. Unknown names raise a ValueError listing the
     valid ones."""
-    from .models import spec
-
     graph, qual = _trace(model)
-    names = list(qual.values())
+    names = set(qual.values())
     modules = {n for n, _ in model.named_modules() if n}
     out = {}
     for layer in layers:
+        if not isinstance(layer, str):
+            raise TypeError(f"layer names must be strings, got {layer!r}")
         if layer == "logits":
             output = next(n for n in graph.nodes if n.op == "output")
             out[layer] = qual[output.args[0]]
         elif layer == "penultimate":
-            info = getattr(model, "medtl", {})
-            if "arch" not in info:
-                raise ValueError("'penultimate' needs a model built by medtl.models.create")
-            node = spec(info["arch"]).feature_node if "truncated" not in info else "head"
+            node = _feature_node(model)
             first = next((n for n, q in qual.items() if q == node or q.startswith(node + ".")), None)
             if first is None:
                 raise ValueError(f"the model has no node for its head {node!r}")
@@ -71,53 +81,75 @@ def resolve_nodes(model: nn.Module, layers: Sequence[str]) -> dict[str, str]:
 
 def pool_activation(x: torch.Tensor, pool: str, channels_last: bool = False) -> torch.Tensor:
     """Pool one batch of activations: conv maps ``B×C×H×W`` (``channels_last``: ``B×H×W×C``)
-    → ``"avg"`` global average ``B×C``, ``"flatten"`` ``B×(C·H·W)``; token sequences
-    ``B×T×D`` → ``"avg"`` mean over tokens, ``"cls"`` the first token; ``"none"`` keeps
-    the shape. 2-D activations pass through."""
+    → ``"avg"`` global average ``B×C``, ``"flatten"`` ``B×(C·H·W)``, ``"none"`` ``B×C×H×W``;
+    token sequences ``B×T×D`` (token 0 the class token) → ``"avg"`` mean over all tokens,
+    ``"cls"`` the first token, ``"patches"`` the mean of the others, ``"all"`` the
+    concatenation [cls, mean of patches] (``B×2D``, the feature-reuse study's token modes).
+    2-D activations pass through."""
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+    if x.ndim == 4 and channels_last:
+        x = x.permute(0, 3, 1, 2)
     if x.ndim <= 2 or pool == "none":
         return x
     if x.ndim == 4:
-        if channels_last:
-            x = x.permute(0, 3, 1, 2)
         if pool == "avg":
             return x.mean((2, 3))
-        if pool == "cls":
-            raise ValueError("pool='cls' applies to token sequences, not conv maps")
-        return x.flatten(1)
+        if pool == "flatten":
+            return x.flatten(1)
+        raise ValueError(f"pool={pool!r} applies to token sequences, not conv maps")
     if x.ndim == 3:
-        if pool == "avg":
-            return x.mean(1)
-        if pool == "cls":
-            return x[:, 0]
-        return x.flatten(1)
+        modes = {"avg": lambda: x.mean(1), "cls": lambda: x[:, 0], "patches": lambda: x[:, 1:].mean(1),
+                 "all": lambda: torch.cat([x[:, 0], x[:, 1:].mean(1)], 1), "flatten": lambda: x.flatten(1)}
+        return modes[pool]()
     return x.flatten(1)
 
 
-def _digest_tensor(h, t: torch.Tensor) -> None:
-    t = t.detach().cpu().contiguous()
-    h.update(str((tuple(t.shape), str(t.dtype))).encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-
-
 def fingerprint(model: nn.Module | None = None, data: ImageSet | None = None, **settings) -> str:
-    """SHA-1 of a model's weights (and buffers), a dataset's images and labels, and settings."""
+    """SHA-1 of a model's weights (and buffers), a dataset's fingerprint, and settings."""
     h = hashlib.sha1()
     if model is not None:
         for k, v in model.state_dict().items():
+            t = v.detach().cpu().contiguous()
             h.update(k.encode())
-            _digest_tensor(h, v)
+            h.update(str((tuple(t.shape), str(t.dtype))).encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     if data is not None:
-        _digest_tensor(h, data.images)
-        _digest_tensor(h, data.labels)
+        h.update(data.fingerprint().encode())
     h.update(repr(sorted(settings.items())).encode())
     return h.hexdigest()
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("MEDTL_CACHE") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "medtl" / "features"
+    """``<medtl cache>/features`` (see :mod:`medtl.paths`)."""
+    return paths.cache_dir("features")
+
+
+def _channels_last_prefixes(model: nn.Module) -> tuple[str, ...]:
+    from .models import spec
+
+    info = getattr(model, "medtl", {})
+    return spec(info["arch"]).channels_last if "arch" in info and "truncated" not in info else ()
+
+
+def _read_cache(files: dict[str, Path]) -> dict[str, torch.Tensor] | None:
+    if not all(f.is_file() for f in files.values()):
+        return None
+    out = {}
+    for layer, f in files.items():
+        try:
+            out[layer] = torch.from_numpy(np.load(f, allow_pickle=False))
+        except (OSError, ValueError, EOFError) as err:
+            warnings.warn(f"feature cache file {f} is unreadable ({err}); extracting again", stacklevel=3)
+            return None
+    return out
+
+
+def _check_data(data: ImageSet, what: str = "data") -> None:
+    if not isinstance(data, ImageSet):
+        raise TypeError(f"{what} must be a medtl ImageSet, got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError(f"{what} {data.name!r} is empty: no images to run the model on")
 
 
 @torch.inference_mode()
@@ -132,41 +164,43 @@ def extract(model: nn.Module, data: ImageSet, layers: str | Sequence[str] = ("pe
         data: the images (no augmentation is applied).
         layers: module paths (the table's ``spec(arch).layers``), ``"penultimate"`` (input of
             the head, e.g. the 512-d GAP features of ResNet-18) and/or ``"logits"``.
-        pool: ``"avg"`` (global average of conv maps / token mean), ``"flatten"``,
-            ``"cls"`` (first token) or ``"none"``.
-        cache: True (``$MEDTL_CACHE/medtl/features``) or a folder: activations are stored
+        pool: see :func:`pool_activation` (``"avg"``, ``"flatten"``, ``"cls"``,
+            ``"patches"``, ``"all"``, ``"none"``).
+        cache: True (``<medtl cache>/features``) or a folder: activations are stored
             per (weights, data, layer, pool, image size, normalisation) and reused.
         batch: loader settings (normalize, image_size, channels); default from the model.
 
     Returns:
         ``{layer: float32 tensor N×…}`` on the CPU, rows in ``data``'s order.
     """
-    from .train import _device, batch_settings
-
+    _check_data(data)
     layers = [layers] if isinstance(layers, str) else list(layers)
+    if not layers:
+        raise ValueError("layers is empty: name at least one layer")
     settings = batch_settings(model, data, **batch)
-    cache_dir = None
+    check_input_size(model, settings["image_size"])
+    cache_dir = files = None
     if cache:
         cache_dir = default_cache_dir() if cache is True else Path(cache)
-        cache_dir.mkdir(parents=True, exist_ok=True)
         key = fingerprint(model, data, pool=pool, **settings)
         files = {layer: cache_dir / f"{key}-{hashlib.sha1(layer.encode()).hexdigest()[:10]}.npy" for layer in layers}
-        if all(f.is_file() for f in files.values()):
-            return {layer: torch.from_numpy(np.load(f)) for layer, f in files.items()}
+        cached = _read_cache(files)
+        if cached is not None:
+            return cached
     nodes = resolve_nodes(model, layers)
-    dev = _device(device)
+    dev = runtime.device(device)
     was = model.training
     model.eval()
     extractor = create_feature_extractor(model, return_nodes={node: node for node in set(nodes.values())})
     extractor.to(dev).eval()
-    channels_last = getattr(model, "medtl", {}).get("arch") == "swin_t"
+    last = _channels_last_prefixes(model)
     chunks: dict[str, list[torch.Tensor]] = {node: [] for node in set(nodes.values())}
     batches = loader(data, batch_size=batch_size, device=dev, **settings)
     try:
         for x, _ in tqdm(batches, desc="features", disable=not progress or len(batches) < 4, leave=False):
             out = extractor(x)
             for node, act in out.items():
-                cl = channels_last and node.startswith(("features", "norm"))
+                cl = bool(last) and node.startswith(last)
                 chunks[node].append(pool_activation(act.float(), pool, cl).cpu())
     finally:
         model.train(was)
@@ -180,3 +214,29 @@ def extract(model: nn.Module, data: ImageSet, layers: str | Sequence[str] = ("pe
             np.save(buf, value.numpy())
             atomic_write_bytes(files[layer], buf.getvalue())
     return result
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, data: ImageSet, batch_size: int = 512, device=None, amp: bool | None = False,
+            **batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's outputs (float32 logits ``N×K``) and the labels of ``data`` in order, in
+    eval mode. ``amp`` (bf16 autocast on CUDA) is off by default, so losses used for model
+    selection are computed in full precision."""
+    _check_data(data)
+    dev = runtime.device(device)
+    amp = dev.type == "cuda" if amp is None else amp
+    was = model.training
+    model.eval().to(dev)
+    settings = batch_settings(model, data, **batch)
+    check_input_size(model, settings["image_size"])
+    outs, ys = [], []
+    try:
+        for x, y in loader(data, batch_size=batch_size, device=dev, **settings):
+            if dev.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(dev, amp):
+                outs.append(model(x).float().cpu())
+            ys.append(y.cpu())
+    finally:
+        model.train(was)
+    return torch.cat(outs), torch.cat(ys)

@@ -1,5 +1,7 @@
 """Figures over medtl's tidy tables (matplotlib + seaborn). Every function returns the
-matplotlib Figure; ``save(fig, path)`` writes PNG (and closes it)."""
+matplotlib Figure; ``save(fig, path)`` writes PNG (and closes it). Importing this module
+leaves matplotlib's backend alone (matplotlib picks a headless one where there is no
+display; notebooks keep their inline backend)."""
 
 from __future__ import annotations
 
@@ -7,21 +9,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-if not os.environ.get("DISPLAY") and "ipykernel" not in os.environ.get("MPLBACKEND", ""):
-    try:  # headless default, without overriding an explicit notebook/inline backend
-        import IPython
-
-        if IPython.get_ipython() is None:
-            matplotlib.use("Agg")
-    except ImportError:
-        matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from scipy import stats
 
 
 def save(fig, path: str | os.PathLike, dpi: int = 150) -> Path:
@@ -52,29 +44,39 @@ def tau_bars(corr: pd.DataFrame, value: str = "tau_w", title: str | None = None)
     return fig
 
 
+def _label_points(ax, names, xs, ys, fontsize: int = 6) -> None:
+    """Full source labels beside their points, alternating above/below to limit overlap."""
+    for i, (name, x, y) in enumerate(sorted(zip(names, xs, ys), key=lambda t: (t[1], t[2]))):
+        ax.annotate(str(name), (x, y), xytext=(3, 4 if i % 2 else -8), textcoords="offset points",
+                    fontsize=fontsize, alpha=0.8)
+
+
 def score_vs_auc(scores: pd.DataFrame, ground_truth: pd.DataFrame, metrics: Sequence[str] | None = None,
-                 exclude_self: bool = True):
+                 exclude_self: bool = True, targets: Sequence[str] | None = None, labels: bool = True):
     """A grid of scatter plots: metric score (x) against fine-tuned AUC (y), one panel per
-    (metric, target); ground truth as sources × targets."""
+    (metric, target) with its τ_w in the title; ground truth as sources × targets; all
+    targets unless ``targets`` is given."""
     tidy = scores[scores.metric != "features"] if "metric" in scores else scores
     metrics = list(metrics or dict.fromkeys(tidy.metric))
     gt = ground_truth.stack().rename("auc").rename_axis(["source", "target"]).reset_index()
     data = tidy.merge(gt, on=["source", "target"])
     if exclude_self:
         data = data[data.source != data.target]
+        if "self_source" in data:
+            data = data[~data.self_source.astype(bool)]
     data = data[data.metric.isin(metrics)]
-    targets = list(dict.fromkeys(data.target))
+    targets = list(targets or dict.fromkeys(data.target))
     fig, axes = plt.subplots(len(metrics), len(targets), figsize=(2.6 * len(targets) + 1, 2.2 * len(metrics) + 0.5),
                              squeeze=False)
     for i, m in enumerate(metrics):
         for j, t in enumerate(targets):
             ax = axes[i, j]
-            d = data[(data.metric == m) & (data.target == t)]
+            d = data[(data.metric == m) & (data.target == t)].dropna(subset=["value", "auc"])
             ax.scatter(d.value, d.auc, s=18)
-            for _, r in d.iterrows():
-                ax.annotate(str(r.source)[:10], (r.value, r.auc), fontsize=6, alpha=0.7)
-            if i == 0:
-                ax.set_title(t, fontsize=9)
+            if labels:
+                _label_points(ax, d.source, d.value, d.auc)
+            tau = stats.weightedtau(d.value, d.auc).statistic if len(d) > 1 and np.ptp(d.value) > 0 else np.nan
+            ax.set_title(f"{t}\nτ_w = {tau:.2f}" if i == 0 else f"τ_w = {tau:.2f}", fontsize=8)
             if j == 0:
                 ax.set_ylabel(f"{m}\nAUC", fontsize=8)
             ax.tick_params(labelsize=6)
@@ -83,9 +85,11 @@ def score_vs_auc(scores: pd.DataFrame, ground_truth: pd.DataFrame, metrics: Sequ
 
 
 def rank_table(ranks: pd.DataFrame):
-    """A heatmap of per-target method ranks (1 = best) with the mean rank row."""
+    """A heatmap of per-target method ranks (1 = best), with the mean rank row when there
+    are several targets."""
     table = ranks.copy()
-    table.loc["MEAN"] = table.mean()
+    if len(table) > 1:
+        table.loc["MEAN"] = table.mean()
     fig, ax = plt.subplots(figsize=(1 + 0.8 * table.shape[1], 0.35 * len(table) + 1))
     sns.heatmap(table, annot=True, fmt=".2f", cmap="viridis_r", cbar=False, ax=ax)
     ax.set_title("rank of each metric per target (1 = best)")
@@ -184,3 +188,39 @@ def similarity_vs_auc(table: pd.DataFrame, x: str = "similarity", y: str = "auc_
     """Scatter with regression lines: representation similarity (x) against AUC gain (y)."""
     grid = sns.lmplot(data=table, x=x, y=y, col=col, height=2.6, facet_kws={"sharex": False})
     return grid.figure
+
+
+# --- small tables as figures ---------------------------------------------------------------
+def bars(table: pd.DataFrame, x: str, y: str, title: str = "", ylabel: str | None = None, ylim=None):
+    """A labelled bar chart of one column per row (e.g. each source's validation AUC)."""
+    fig, ax = plt.subplots(figsize=(max(4, 0.7 * len(table) + 2), 3))
+    ax.bar(table[x].astype(str), table[y])
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=30)
+    return fig
+
+
+def score_heatmap(table: pd.DataFrame, title: str = "transferability scores"):
+    """Sources × metrics scores, coloured by min–max within each metric, annotated with the
+    raw values (a tidy :func:`medtl.transfer.score` table)."""
+    wide = table[table.metric != "features"].pivot(index="source", columns="metric", values="value")
+    span = (wide.max() - wide.min()).replace(0, np.nan)
+    norm = (wide - wide.min()) / span
+    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * wide.shape[1], 0.5 * len(wide) + 1.5))
+    sns.heatmap(norm.fillna(0.5), annot=wide.round(3), fmt="", cmap="viridis",
+                cbar_kws={"label": "min–max within metric"}, ax=ax)
+    ax.set_title(title)
+    ax.set_ylabel("")
+    return fig
+
+
+def paired_boxes(table: pd.DataFrame, x: str, y: str, hue: str, title: str = ""):
+    """Boxplots of ``y`` per ``x`` category, split by ``hue`` (e.g. P_obs vs P_ind per target)."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * table[x].nunique() + 2), 3.5))
+    sns.boxplot(data=table, x=x, y=y, hue=hue, ax=ax)
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=30)
+    return fig

@@ -18,7 +18,7 @@ from . import results as rs
 ANALYSES = {
     "dataset_transferability": ("scores", "finetune"),
     "finetuned_aucs": ("finetune",),
-    "representations": ("cka",),
+    "representations": ("layers",),
     "feature_reuse": ("gain_ratios",),
 }
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import paths
 from ._io import atomic_write
 
 RUN_FILE = "run.json"
-STATUSES = ("running", "finished", "failed")
+STATUSES = ("running", "finished", "failed", "interrupted")
 
 
 def _now() -> str:
@@ -45,7 +46,8 @@ def environment() -> dict:
     from . import __version__
 
     versions = {}
-    for pkg in ("torch", "torchvision", "numpy", "scipy", "pandas", "scikit-learn", "medmnist", "papermill"):
+    for pkg in ("torch", "torchvision", "numpy", "scipy", "pandas", "scikit-learn", "medmnist", "papermill", "timm",
+                "segmentation-models-pytorch"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -62,9 +64,10 @@ def _write_json(path: Path, obj: dict) -> None:
 def read_run(run_dir: str | os.PathLike) -> dict | None:
     """A run's metadata (``run.json``) or None when absent/unreadable."""
     try:
-        return json.loads((Path(run_dir) / RUN_FILE).read_text())
+        info = json.loads((Path(run_dir) / RUN_FILE).read_text())
     except (OSError, ValueError):
         return None
+    return info if isinstance(info, dict) else None
 
 
 def start_run(run_dir: str | os.PathLike, parameters: dict | None = None, **meta) -> dict:
@@ -82,7 +85,8 @@ def start_run(run_dir: str | os.PathLike, parameters: dict | None = None, **meta
 
 
 def finish_run(run_dir: str | os.PathLike, status: str = "finished", error: str | None = None, **meta) -> dict:
-    """Close a run: status ``finished`` or ``failed`` (with the error/traceback) and end time."""
+    """Close a run: status ``finished``, ``failed`` (with the error/traceback) or
+    ``interrupted``, and the end time."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
     run_dir = Path(run_dir)
@@ -98,15 +102,22 @@ def record(table: pd.DataFrame, run_dir: str | os.PathLike, name: str = "table",
            finish: bool = True) -> Path:
     """Write one run's tidy ``table`` as ``<run_dir>/<name>.parquet`` (temp file + rename)
     and its metadata; with ``finish`` the run is marked finished. Call it once per table;
-    the last call of a run should finish it. Returns the Parquet path."""
+    the last call of a run should finish it. The table is written before ``run.json`` is
+    touched, so a failed write (disk full) raises and leaves the run's record as it was — a
+    finished run is never demoted. Returns the Parquet path."""
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"record needs a pandas DataFrame, got {type(table).__name__}")
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise ValueError(f"a table name must be a plain file name, got {name!r}")
     run_dir = Path(run_dir)
-    if read_run(run_dir) is None or parameters is not None:
-        start_run(run_dir, parameters)
     path = run_dir / f"{name}.parquet"
-    atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
+    try:
+        atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
+    except OSError as err:
+        raise OSError(f"could not write table {name!r} to {path} ({err}); the run's record is unchanged") from err
     info = read_run(run_dir)
+    if info is None or (parameters is not None and info.get("status") != "finished"):
+        info = start_run(run_dir, parameters)
     tables = sorted(set(info.get("tables", [])) | {name})
     if finish:
         finish_run(run_dir, tables=tables)
@@ -116,30 +127,50 @@ def record(table: pd.DataFrame, run_dir: str | os.PathLike, name: str = "table",
     return path
 
 
-def runs(results_dir: str | os.PathLike) -> pd.DataFrame:
-    """Every run under ``results_dir`` (searched recursively for ``run.json``): run_id,
-    status, path, started, finished, error and the parameters (one column each)."""
+def _check_dir(results_dir) -> Path:
+    folder = paths.results_dir(results_dir) if results_dir is None else Path(results_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"results folder {folder} does not exist")
+    return folder
+
+
+def runs(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Every run under ``results_dir`` (default the results root; searched recursively for
+    ``run.json``): run_id, status, path, started, finished, error, tables and the parameters
+    (one ``param.*`` column each)."""
     rows = []
-    for file in sorted(Path(results_dir).rglob(RUN_FILE)):
+    for file in sorted(_check_dir(results_dir).rglob(RUN_FILE)):
         info = read_run(file.parent)
         if info is None:
             rows.append({"run_id": file.parent.name, "status": "unreadable", "path": str(file.parent)})
             continue
         rows.append({"run_id": info.get("run_id", file.parent.name), "status": info.get("status"),
                      "path": str(file.parent), "started": info.get("started"), "finished": info.get("finished"),
-                     "error": info.get("error"),
-                     "notebook": info.get("notebook"), **{f"param.{k}": v for k, v in info.get("parameters", {}).items()
-                                                          if not isinstance(v, (list, dict))}})
+                     "error": info.get("error"), "notebook": info.get("notebook"),
+                     "tables": ",".join(info.get("tables", [])),
+                     **{f"param.{k}": v for k, v in info.get("parameters", {}).items() if not isinstance(v, (list, dict))}})
     return pd.DataFrame(rows)
 
 
-def load(results_dir: str | os.PathLike, name: str = "table", with_parameters: bool = False) -> pd.DataFrame:
+def load(results_dir: str | os.PathLike | None = None, name: str = "table", with_parameters: bool = False,
+         missing_ok: bool = False) -> pd.DataFrame:
     """All finished runs' ``name`` tables under ``results_dir`` as one DataFrame, with a
     ``run_id`` column (and the run parameters as ``param.*`` columns if asked). Unfinished
-    or failed runs are left out, with a warning that names them."""
+    or failed runs, and unreadable Parquet files, are left out with a warning that names
+    them. A missing folder raises; so does a table no finished run records (the error lists
+    the tables there), unless ``missing_ok`` (then an empty frame)."""
     table = runs(results_dir)
     if table.empty:
-        return pd.DataFrame()
+        if missing_ok:
+            return pd.DataFrame()
+        raise ValueError(f"no runs (run.json) under {results_dir}")
+    finished = table[table.status == "finished"]
+    known = sorted({t for ts in finished.get("tables", pd.Series(dtype=str)).dropna() for t in ts.split(",") if t})
+    if name not in known:
+        if missing_ok:
+            return pd.DataFrame()
+        raise ValueError(f"no finished run under {results_dir} records a table {name!r}; tables there: "
+                         f"{', '.join(known) or 'none'}")
     frames, skipped = [], []
     for _, r in table.iterrows():
         path = Path(r.path) / f"{name}.parquet"
@@ -148,7 +179,11 @@ def load(results_dir: str | os.PathLike, name: str = "table", with_parameters: b
             continue
         if not path.is_file():
             continue
-        df = pd.read_parquet(path)
+        try:
+            df = pd.read_parquet(path)
+        except Exception as err:  # a torn or foreign file must not hide every other run
+            skipped.append(f"{r.run_id} (unreadable {path.name}: {type(err).__name__})")
+            continue
         df.insert(0, "run_id", r.run_id)
         if with_parameters:
             for col in [c for c in table.columns if c.startswith("param.")]:

@@ -10,16 +10,14 @@ import numpy as np
 import pandas as pd
 
 from . import analysis
+from . import plots as P
 
 
-def load_tables(results_source: str, scenario: str = "dataset", results_dir="results",
+def load_tables(results_source: str, scenario: str = "dataset", results_dir=None,
                 published_dir=None) -> tuple[dict, pd.DataFrame]:
-    """Scores ``{metric: sources × targets}`` and ground-truth AUC for the explorer."""
-    if results_source == "published":
-        return analysis.published_transferability(scenario, published_dir)
-    if results_source == "medtl":
-        return analysis.medtl_transferability(results_dir)
-    raise ValueError(f"results source must be 'published' or 'medtl', got {results_source!r}")
+    """Scores ``{metric: sources × targets}`` and ground-truth AUC for the explorer
+    (:func:`medtl.analysis.load_results`)."""
+    return analysis.load_results("transferability", results_source, results_dir, published_dir, scenario=scenario)
 
 
 def ranking(scores: dict, auc: pd.DataFrame, target: str, metrics, exclude_self: bool = True) -> pd.DataFrame:
@@ -42,23 +40,12 @@ def ranking(scores: dict, auc: pd.DataFrame, target: str, metrics, exclude_self:
 
 
 def scatter(scores: dict, auc: pd.DataFrame, target: str, metrics):
-    """Score (x) vs fine-tuned AUC (y) on ``target``, one panel per metric, with τ_w."""
-    import matplotlib.pyplot as plt
-    from scipy import stats
-
-    table = ranking(scores, auc, target, metrics)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3), squeeze=False)
-    for ax, m in zip(axes[0], metrics):
-        d = table[[m, "auc"]].dropna()
-        ax.scatter(d[m], d.auc)
-        for name, r in d.iterrows():
-            ax.annotate(str(name)[:12], (r[m], r.auc), fontsize=7)
-        tau = stats.weightedtau(d[m], d.auc).statistic if len(d) > 1 and np.ptp(d[m]) > 0 else np.nan
-        ax.set_title(f"{m}: τ_w = {tau:.3f}", fontsize=9)
-        ax.set_xlabel(m)
-        ax.set_ylabel("fine-tuned AUC")
+    """Score (x) vs fine-tuned AUC (y) on ``target``, one panel per metric, with τ_w
+    (:func:`medtl.plots.score_vs_auc` on one target)."""
+    ranking(scores, auc, target, metrics)  # validates target and metrics
+    tidy = analysis.tidy_scores({m: scores[m][[target]] for m in metrics if target in scores[m]})
+    fig = P.score_vs_auc(tidy, auc[[target]], list(metrics))
     fig.suptitle(target)
-    fig.tight_layout()
     return fig
 
 
@@ -81,8 +68,8 @@ class SourceExplorer:
     ``explorer.widget`` is the ipywidgets box; ``explorer.table`` / ``explorer.detail`` hold
     the DataFrames shown."""
 
-    def __init__(self, results_source: str = "published", scenario: str = "dataset", results_dir="results",
-                 published_dir=None, metrics=("leep", "nleep", "logme", "ours")) -> None:
+    def __init__(self, results_source: str = "published", scenario: str = "dataset", results_dir=None,
+                 published_dir=None, metrics=("leep", "nleep", "logme", "lp_fu")) -> None:
         import ipywidgets as w
 
         self.results_dir, self.published_dir = results_dir, published_dir
@@ -114,11 +101,21 @@ class SourceExplorer:
             self._loading = False
         self.update()
 
+    def _scenario(self) -> str:
+        """The scenario to load: the toggle's, except for medtl results that record a single
+        scenario (then the toggle does nothing and is disabled)."""
+        if self.results_source.value != "medtl":
+            self.scenario.disabled = False
+            return self.scenario.value
+        found = analysis.medtl_scenarios(self.results_dir)
+        self.scenario.disabled = len(found) <= 1
+        return self.scenario.value if self.scenario.value in found or not found else found[0]
+
     def _load(self) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.scores, self.auc = load_tables(self.results_source.value, self.scenario.value, self.results_dir,
+                self.scores, self.auc = load_tables(self.results_source.value, self._scenario(), self.results_dir,
                                                     self.published_dir)
         except (FileNotFoundError, ValueError) as err:
             self.scores, self.auc = {}, pd.DataFrame()

@@ -28,7 +28,7 @@ def test_demo_quick_end_to_end(tmp_path):
     header, _, rest = index.partition("<h2>")
     assert first in header  # the report says which data it used
     assert rest.startswith("Weighted Kendall τ<sub>w</sub> per metric")  # and opens with the τ_w table
-    for metric in ("leep", "nleep", "logme", "ours"):
+    for metric in ("leep", "nleep", "logme", "lp_fu"):
         assert f"<th>{metric}</th>" in index
     for step in ("pretrain", "transferability", "finetune"):
         assert (out / step / "notebook.ipynb").is_file() and rs.read_run(out / step)["status"] == "finished"

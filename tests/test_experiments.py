@@ -148,12 +148,12 @@ def test_analysis_notebooks_on_published_tables(tmp_path, name):
     assert r.status == "finished" and pngs and all(p.stat().st_size > 5000 for p in pngs)
     if name == "dataset_transferability":
         tau = pd.read_csv(r.run_dir / "figures" / "tau_w.csv", index_col=0)
-        assert tau.loc["MEAN"].round(3)[["ours", "nleep", "leep", "logme"]].tolist() == [0.523, 0.411, 0.351, 0.335]
+        assert tau.loc["MEAN"].round(3)[["lp_fu", "nleep", "leep", "logme"]].tolist() == [0.523, 0.411, 0.351, 0.335]
         ranks = pd.read_csv(r.run_dir / "figures" / "ranks.csv", index_col=0)
         assert ranks.mean().round(2).tolist() == [4.00, 5.82, 3.91, 4.00, 4.91, 3.45, 1.91]
     if name == "architecture_transferability":
         tau = pd.read_csv(r.run_dir / "figures" / "arch_tau_w.csv", index_col=0)
-        assert tau.loc["MEAN"].round(3)[["ours", "leep", "sfda"]].tolist() == [0.261, 0.28, 0.187]
+        assert tau.loc["MEAN"].round(3)[["lp_fu", "leep", "sfda"]].tolist() == [0.261, 0.28, 0.187]
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import medtl.transfer as TR
 from medtl import analysis
 
 RESULTS = SHARED / "published" / "dataset-transferability" / "results"
-METHODS = ["logme", "sfda", "leep", "parc", "ncti", "nleep", "ours"]
+METHODS = ["logme", "sfda", "leep", "parc", "ncti", "nleep", "lp_fu"]
 
 # spec §5.3, printed to 3 decimals (targets in file order)
 TAU_A = {
@@ -21,12 +21,12 @@ TAU_A = {
     "ncti": [0.068, -0.151, 0.192, 0.274, -0.265, 0.457, 0.314, 0.403, -0.365, 0.472, 0.618],
     "leep": [0.482, 0.260, 0.229, 0.518, 0.175, 0.404, 0.238, 0.561, 0.222, 0.345, 0.422],
     "nleep": [0.748, 0.206, 0.438, 0.234, 0.323, 0.466, 0.103, 0.568, 0.307, 0.553, 0.578],
-    "ours": [0.777, 0.441, 0.702, 0.452, 0.566, 0.109, 0.219, 0.615, 0.612, 0.602, 0.653],
+    "lp_fu": [0.777, 0.441, 0.702, 0.452, 0.566, 0.109, 0.219, 0.615, 0.612, 0.602, 0.653],
     "lp": [0.534, 0.253, 0.539, 0.525, 0.459, 0.513, 0.215, 0.472, 0.065, 0.740, 0.529],
     "fu": [0.576, 0.385, 0.739, 0.256, 0.448, -0.175, -0.042, 0.762, 0.528, 0.542, 0.493],
 }
 MEAN_A = {"logme": 0.335, "parc": 0.297, "sfda": 0.267, "ncti": 0.183, "leep": 0.351, "nleep": 0.411,
-          "ours": 0.523, "lp": 0.440, "fu": 0.410}
+          "lp_fu": 0.523, "lp": 0.440, "fu": 0.410}
 TAU_B = {
     "logme": [-0.203, -0.229, -0.152, 0.262, 0.360, 0.293, 0.395, -0.502, -0.079, 0.286, -0.033],
     "parc": [-0.009, -0.175, 0.463, 0.513, 0.603, 0.088, 0.207, -0.753, 0.281, -0.180, 0.208],
@@ -34,9 +34,9 @@ TAU_B = {
     "ncti": [0.318, 0.695, -0.009, 0.377, 0.000, 0.007, -0.140, -0.391, 0.289, 0.093, -0.149],
     "leep": [0.483, 0.218, 0.454, 0.442, 0.527, 0.103, 0.350, 0.144, 0.249, -0.090, 0.194],
     "nleep": [0.350, 0.168, 0.384, 0.657, 0.517, 0.037, -0.057, -0.508, 0.120, -0.124, -0.006],
-    "ours": [-0.004, 0.216, 0.194, 0.114, 0.698, 0.192, 0.419, -0.298, 0.323, 0.698, 0.320],
+    "lp_fu": [-0.004, 0.216, 0.194, 0.114, 0.698, 0.192, 0.419, -0.298, 0.323, 0.698, 0.320],
 }
-MEAN_B = {"logme": 0.036, "parc": 0.113, "sfda": 0.187, "ncti": 0.099, "leep": 0.280, "nleep": 0.140, "ours": 0.261}
+MEAN_B = {"logme": 0.036, "parc": 0.113, "sfda": 0.187, "ncti": 0.099, "leep": 0.280, "nleep": 0.140, "lp_fu": 0.261}
 
 
 def _rank_file(name):
@@ -57,7 +57,7 @@ def _check_tau(table, expected, means):
 def scenario_a():
     if not RESULTS.is_dir():
         pytest.skip(f"published tables {RESULTS} absent")
-    return analysis.published_transferability("dataset", SHARED / "published")  # "ours" = lp_fu(lp, fu)
+    return analysis.published_transferability("dataset", SHARED / "published")  # "lp_fu" = lp_fu(lp, fu)
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +83,10 @@ def test_scenario_a_ranks_friedman_nemenyi(scenario_a):
     assert ranks.mean().round(2).tolist() == [4.00, 5.82, 3.91, 4.00, 4.91, 3.45, 1.91]
     f7 = TR.friedman(ranks)
     assert round(f7["statistic"], 2) == 20.77 and round(f7["pvalue"], 4) == 0.0020
-    f3 = TR.friedman(ranks[["leep", "nleep", "ours"]])
+    f3 = TR.friedman(ranks[["leep", "nleep", "lp_fu"]])
     assert round(f3["statistic"], 2) == 7.09 and round(f3["pvalue"], 4) == 0.0289
-    p = TR.nemenyi(ranks[["leep", "nleep", "ours"]])
-    assert round(p.loc["ours", "leep"], 3) == 0.028 and round(p.loc["ours", "nleep"], 3) == 0.133
+    p = TR.nemenyi(ranks[["leep", "nleep", "lp_fu"]])
+    assert round(p.loc["lp_fu", "leep"], 3) == 0.028 and round(p.loc["lp_fu", "nleep"], 3) == 0.133
     assert round(p.loc["leep", "nleep"], 3) == 0.798
     # the correct CD for k = 3, n = 11, and the notebook's off-by-one value (q of k = 4)
     assert round(TR.q_alpha(3), 3) == 2.343 and round(TR.critical_difference(3, 11), 3) == 0.999
@@ -109,7 +109,7 @@ def test_scenario_b_ranks_and_friedman(scenario_b):
     # the spec's mean ranks and Friedman statistic are those of the file itself.
     same = (ranks.to_numpy() == published.to_numpy()).all(1)
     assert list(ranks.index[~same]) == ["dermamnist", "tissuemnist"]
-    assert ranks[["leep", "parc", "ours"]].mean().round(2).tolist() == [2.91, 4.09, 2.82]
+    assert ranks[["leep", "parc", "lp_fu"]].mean().round(2).tolist() == [2.91, 4.09, 2.82]
     f = TR.friedman(published)
     assert round(f["statistic"], 2) == 10.29 and round(f["pvalue"], 3) == 0.113
     assert published.mean().round(2).tolist() == [4.91, 3.91, 2.91, 4.09, 4.64, 4.73, 2.82]

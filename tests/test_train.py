@@ -120,7 +120,7 @@ def test_grid_search_resumes_and_selects_min_val_loss(tmp_path, monkeypatch):
     best = T.select(table)
     assert best.val_loss == table.val_loss.min()
     calls = []
-    monkeypatch.setattr(T, "fit", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr("medtl.train._recipes.fit", lambda *a, **k: calls.append(1))  # the grid's own fit
     again = T.grid_search(build, train, val, val, grid, out_dir=tmp_path, epochs=1, progress=False)
     assert calls == [] and again.equals(table)
     row = json.loads((tmp_path / f"{best.config_id}.json").read_text())

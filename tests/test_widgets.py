@@ -37,10 +37,10 @@ def _medtl_results(folder):
 
 
 def test_explorer_reacts_to_controls(tmp_path):
-    explorer = W.SourceExplorer("published", "dataset", results_dir=tmp_path, metrics=("leep", "ours"))
+    explorer = W.SourceExplorer("published", "dataset", results_dir=tmp_path, metrics=("leep", "lp_fu"))
     if explorer.auc.empty:
         pytest.skip("published tables absent")
-    assert explorer.target.value == "bloodmnist" and explorer.metrics.value == ("leep", "ours")
+    assert explorer.target.value == "bloodmnist" and explorer.metrics.value == ("leep", "lp_fu")
     assert explorer.table.index[0] == "imagenet" and "bloodmnist" not in explorer.table.index
     explorer.target.value = "dermamnist"
     assert explorer.table.auc.max() == explorer.auc.drop(index="dermamnist")["dermamnist"].max()
@@ -55,4 +55,4 @@ def test_explorer_reacts_to_controls(tmp_path):
     explorer.results_source.value = "published"
     explorer.results_source.value = "medtl"
     assert explorer.message.value == "" and explorer.target.value == "t1"
-    assert list(explorer.table.index) == ["a", "b"] and explorer.metrics.value == ("leep", "ours")
+    assert list(explorer.table.index) == ["a", "b"] and explorer.metrics.value == ("leep", "lp_fu")

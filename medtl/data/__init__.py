@@ -3,7 +3,8 @@
 MedMNIST 2D files (``load``, verified against ``medmnist.INFO``), the dataset-transferability
 study's fold subsets (``folds``), seeded ``subset``s, the leave-target-out union
 (``leave_target_out``), user images (``from_folder``, ``from_list``, ``from_csv``), the
-synthetic suite (``synthetic``) and fast tensor batches (``loader``).
+synthetic suite (``synthetic``), fast tensor batches (``loader``) — and one entry point for
+all of them, ``get(name, split, size)``, backed by the :data:`FAMILIES` registry.
 """
 
 from .augment import RECIPES, Augment
@@ -23,18 +24,31 @@ from .catalog import (
 )
 from .catalog import download_file as download
 from .catalog import verify_file as verify
+from .families import (
+    FAMILIES,
+    USER_SPLIT,
+    Family,
+    families_table,
+    family_of,
+    get,
+    register_family,
+    related,
+    split_whole,
+    target_splits,
+)
+from .families import available as is_available
 from .files import decode_images, from_csv, from_folder, from_list
 from .imageset import BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL, TASKS, ImageSet, concat
 from .loader import NORMALIZE, Loader, loader
 from .splits import Fold, fold_indices, folds, subset
-from .synthetic import SYNTHETIC, related, synthetic, synthetic_info, synthetic_suite
+from .synthetic import SYNTHETIC, synthetic, synthetic_info, synthetic_suite
 from .union import leave_target_out, union_layout
 
 __all__ = [
-    "BINARY", "FLAGS", "MULTI_CLASS", "MULTI_LABEL", "NORMALIZE", "ORDINAL", "RECIPES", "SIZES",
-    "SPLITS", "SYNTHETIC", "TASKS", "Augment", "Fold", "ImageSet", "Loader", "available",
-    "check_flag", "concat", "decode_images", "download", "fold_indices", "folds", "from_csv",
-    "from_folder", "from_list", "info_table", "label_names", "leave_target_out", "load",
-    "loader", "n_classes", "related", "resolve_root", "status", "subset", "synthetic",
-    "synthetic_info", "synthetic_suite", "task", "union_layout", "verify",
+    "BINARY", "FAMILIES", "FLAGS", "MULTI_CLASS", "MULTI_LABEL", "NORMALIZE", "ORDINAL", "RECIPES", "SIZES",
+    "SPLITS", "SYNTHETIC", "TASKS", "USER_SPLIT", "Augment", "Family", "Fold", "ImageSet", "Loader", "available", "check_flag", "concat", "decode_images", "download", "families_table", "family_of",
+    "fold_indices", "folds", "from_csv", "from_folder", "from_list", "get", "info_table", "is_available",
+    "label_names", "leave_target_out", "load", "loader", "n_classes", "register_family", "related",
+    "resolve_root", "split_whole", "status", "subset", "synthetic", "synthetic_info", "synthetic_suite",
+    "target_splits", "task", "union_layout", "verify",
 ]

@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 from medmnist.info import DEFAULT_ROOT, INFO
 
-from .._io import atomic_write, atomic_write_bytes
+from .. import paths
+from .._io import atomic_write_bytes, download
 from .imageset import MULTI_LABEL, ImageSet
 
 #: The 12 MedMNIST 2D flags, in INFO's order.
@@ -105,8 +105,7 @@ def path(flag: str, size: int = 28, root: str | os.PathLike | None = None) -> Pa
 
 # --- verification --------------------------------------------------------------------------
 def _cache_file() -> Path:
-    base = os.environ.get("MEDTL_CACHE") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "medtl" / "md5.json"
+    return paths.cache_dir() / "md5.json"
 
 
 _MD5_MEMO: dict[str, dict] = {}
@@ -138,13 +137,14 @@ def _hash_file(file: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def file_md5(file: str | os.PathLike) -> str:
-    """MD5 hex digest of a file, cached by (absolute path, size, mtime)."""
+def file_md5(file: str | os.PathLike, cached: bool = True) -> str:
+    """MD5 hex digest of a file; with ``cached`` a digest recorded for the same (absolute
+    path, size, mtime) is reused (fast repeated loads), otherwise the file is re-hashed."""
     file = Path(file).resolve()
     stat = file.stat()
     cache = _load_md5_cache()
     entry = cache.get(str(file))
-    if entry and entry["size"] == stat.st_size and entry["mtime_ns"] == stat.st_mtime_ns:
+    if cached and entry and entry["size"] == stat.st_size and entry["mtime_ns"] == stat.st_mtime_ns:
         return entry["md5"]
     digest = _hash_file(file)
     cache[str(file)] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": digest}
@@ -162,13 +162,15 @@ def _missing_message(flag: str, size: int, file: Path) -> str:
     )
 
 
-def verify_file(flag: str, size: int = 28, root: str | os.PathLike | None = None) -> Path:
-    """Check that the file exists and has INFO's MD5; return its path or raise."""
+def verify_file(flag: str, size: int = 28, root: str | os.PathLike | None = None, rehash: bool = True) -> Path:
+    """Check that the file exists and has INFO's MD5 (re-hashed from its bytes unless
+    ``rehash=False``, which trusts a digest cached for the same size and mtime — what
+    :func:`load` does, to stay fast); return its path or raise."""
     flag = check_flag(flag)
     file = path(flag, size, root)
     if not file.is_file():
         raise FileNotFoundError(_missing_message(flag, size, file))
-    got, want = file_md5(file), md5(flag, size)
+    got, want = file_md5(file, cached=not rehash), md5(flag, size)
     if got != want:
         raise ValueError(
             f"MD5 mismatch for {file} (flag {flag!r}, {size} px): got {got}, medmnist INFO says "
@@ -218,38 +220,14 @@ def info_table(root: str | os.PathLike | None = None, check_md5: bool = True):
 def download_file(
     flag: str, size: int = 28, root: str | os.PathLike | None = None, force: bool = False
 ) -> Path:
-    """Download the official file from INFO's URL with a progress bar, write it atomically
-    and check its MD5. Returns the file's path."""
-    from tqdm.auto import tqdm
-
+    """Download the official file from INFO's URL with a progress bar, check its MD5 and
+    write it atomically (an interrupted download continues on the next call). Returns the
+    file's path."""
     flag = check_flag(flag)
     file = path(flag, size, root)
     if file.is_file() and not force:
         return verify_file(flag, size, root)
-    source = url(flag, size)
-
-    def fetch(tmp: str) -> None:
-        with open(tmp, "wb") as out, urllib.request.urlopen(source, timeout=60) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=file.name) as bar:
-                while block := resp.read(1 << 20):
-                    out.write(block)
-                    bar.update(len(block))
-        got = _hash_file(tmp)
-        if got != md5(flag, size):
-            raise ValueError(
-                f"downloaded {source} for flag {flag!r} ({size} px) has MD5 {got}, expected "
-                f"{md5(flag, size)}; nothing was written to {file}. Try again later."
-            )
-
-    try:
-        atomic_write(file, fetch)
-    except OSError as err:
-        raise OSError(
-            f"download of {flag!r} at {size} px from {source} failed ({err}); place the file "
-            f"manually at {file}"
-        ) from err
-    return file
+    return download(url(flag, size), file, md5=md5(flag, size), what=f"MedMNIST file {flag} ({size} px)")
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -265,7 +243,11 @@ def _read_split(file: Path, flag: str, size: int, split: str) -> tuple[np.ndarra
                 f"{file} (flag {flag!r}, {size} px) lacks the key(s) {missing}; a MedMNIST file "
                 f"has {list(_KEYS)} (found {npz.files}). Re-download it."
             )
-        return npz[f"{split}_images"], npz[f"{split}_labels"]
+        try:
+            return npz[f"{split}_images"], npz[f"{split}_labels"]
+        except (ValueError, OSError, EOFError) as err:  # object arrays (pickles), truncated members
+            raise ValueError(f"cannot read {split} arrays of {file} (flag {flag!r}, {size} px): {err}; a MedMNIST "
+                             "file holds plain uint8 arrays. Re-download it.") from err
 
 
 def _check_arrays(file: Path, flag: str, size: int, split: str, images: np.ndarray, labels: np.ndarray) -> None:
@@ -281,6 +263,9 @@ def _check_arrays(file: Path, flag: str, size: int, split: str, images: np.ndarr
         problems.append(f"{split}_labels has shape {labels.shape}, INFO implies {(n, n_lab)}")
     if images.dtype != np.uint8:
         problems.append(f"{split}_images has dtype {images.dtype}, expected uint8")
+    if not np.issubdtype(labels.dtype, np.integer) and not (
+            np.issubdtype(labels.dtype, np.floating) and np.isfinite(labels).all() and (labels == np.round(labels)).all()):
+        problems.append(f"{split}_labels has non-integer values (dtype {labels.dtype}); class labels must be integers")
     if problems:
         raise ValueError(
             f"{file} (flag {flag!r}, {size} px) disagrees with medmnist INFO: "
@@ -305,7 +290,8 @@ def load(
         size: 28, 64, 128 or 224.
         root: data folder; default ``$MEDTL_DATA``, else ``~/.medmnist``.
         download: fetch the official file when it is missing.
-        verify: check INFO's MD5 (computed once per file; cached by size and mtime).
+        verify: check INFO's MD5 (computed once per file, then cached by size and mtime;
+            ``medtl data verify`` re-hashes).
 
     Returns:
         ImageSet with uint8 images ``N×C×size×size`` and int64 labels ``N`` (float multi-hot
@@ -318,7 +304,7 @@ def load(
             raise FileNotFoundError(_missing_message(flag, size, file))
         download_file(flag, size, root)
     if verify:
-        verify_file(flag, size, root)
+        verify_file(flag, size, root, rehash=False)
     images, labels = _read_split(file, flag, size, split)
     _check_arrays(file, flag, size, split, images, labels)
     images = torch.from_numpy(images)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,14 +66,19 @@ def from_folder(root: str | os.PathLike, size: int = 28, channels: int = 3, name
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
+    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not folders:
         raise ValueError(f"image folder {root} has no class sub-folders (expected root/<class>/<image>)")
+    found = {cls: sorted(p for p in (root / cls).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) for cls in folders}
+    empty = [cls for cls, files in found.items() if not files]
+    if empty:
+        warnings.warn(f"image folder {root}: ignoring sub-folder(s) {empty} without images (not classes)",
+                      stacklevel=2)
+    classes = [cls for cls in folders if found[cls]]
     paths, labels = [], []
     for c, cls in enumerate(classes):
-        files = sorted(p for p in (root / cls).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        paths += files
-        labels += [c] * len(files)
+        paths += found[cls]
+        labels += [c] * len(found[cls])
     if not paths:
         raise ValueError(f"image folder {root} has no image files ({', '.join(IMAGE_SUFFIXES)})")
     if len(classes) < 2:
@@ -98,6 +104,11 @@ def _multi_hot_or_single(rows: list[list[str]], where: str, label_names, image_r
         if (lab != lab.round()).any() or lab.min() < 0:
             raise ValueError(f"{where}: class labels must be non-negative integers")
         n = int(lab.max()) + 1
+        if label_names is None:
+            absent = sorted(set(range(n)) - set(lab.astype(int).tolist()))
+            if absent:
+                raise ValueError(f"{where}: class labels must be 0..C-1 with every class present; classes {absent} "
+                                 "have no image (re-index the labels, or pass label_names to declare the classes)")
         names = list(label_names) if label_names is not None else [str(i) for i in range(n)]
         if n > len(names):
             raise ValueError(f"{where}: label {n - 1} but only {len(names)} label names")
@@ -143,7 +154,12 @@ def from_csv(csv_file: str | os.PathLike, path_column: str = "path", label_colum
     import pandas as pd
 
     csv_file = Path(csv_file)
-    table = pd.read_csv(csv_file)
+    if not csv_file.is_file():
+        raise FileNotFoundError(f"CSV file {csv_file} does not exist")
+    try:
+        table = pd.read_csv(csv_file)
+    except (ValueError, pd.errors.ParserError) as err:
+        raise ValueError(f"cannot read {csv_file} as a CSV table: {err}") from err
     cols = [label_columns] if isinstance(label_columns, str) else list(label_columns)
     missing = [c for c in [path_column, *cols] if c not in table.columns]
     if missing:
@@ -157,7 +173,16 @@ def from_csv(csv_file: str | os.PathLike, path_column: str = "path", label_colum
         if unknown:
             raise ValueError(f"{where}: labels {unknown} are not in label_names {names}")
         rows = [[p, str(index[v])] for p, v in zip(table[path_column].astype(str), table[cols[0]].astype(str))]
-        return _multi_hot_or_single(rows, where, names, root, size, channels, name or csv_file.stem, progress)
+        return _with_split(_multi_hot_or_single(rows, where, names, root, size, channels, name or csv_file.stem,
+                                                progress), table)
     rows = [[str(p), *map(str, vals)] for p, vals in zip(table[path_column], table[cols].to_numpy())]
     names = label_names if label_names is not None else (cols if len(cols) > 1 else None)
-    return _multi_hot_or_single(rows, where, names, root, size, channels, name or csv_file.stem, progress)
+    return _with_split(_multi_hot_or_single(rows, where, names, root, size, channels, name or csv_file.stem,
+                                            progress), table)
+
+
+def _with_split(data: ImageSet, table) -> ImageSet:
+    """Keep a CSV's ``split`` column (train/val/test per row) in ``meta["split"]``."""
+    if "split" in table.columns:
+        data.meta["split"] = table["split"].astype(str).to_numpy()
+    return data

@@ -128,6 +128,19 @@ class ImageSet:
         first[~lab.any(1)] = -1
         return first
 
+    def fingerprint(self) -> str:
+        """SHA-1 of the images, labels, task and label names: equal fingerprints mean the
+        same data (used to key feature caches and to refuse resuming a run on other data)."""
+        import hashlib
+
+        h = hashlib.sha1()
+        for t in (self.images, self.labels):
+            t = t.detach().cpu().contiguous()
+            h.update(str((tuple(t.shape), str(t.dtype))).encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(repr((self.task, self.label_names)).encode())
+        return h.hexdigest()
+
     # --- selection -------------------------------------------------------------------------
     def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, name: str | None = None) -> ImageSet:
         """The images at ``indices`` (in that order) as a new ImageSet; ``meta["indices"]``

@@ -52,8 +52,17 @@ class Loader:
                  channels: int | None = None, drop_last: bool = False,
                  sample_weights: Sequence[float] | np.ndarray | torch.Tensor | None = None,
                  resize_mode: str = "bilinear", data_on_device: bool | None = None) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not isinstance(data, ImageSet):
+            raise TypeError(f"loader needs a medtl ImageSet, got {type(data).__name__}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        if image_size is not None:
+            sizes = (image_size, image_size) if not isinstance(image_size, (tuple, list)) else tuple(image_size)
+            if len(sizes) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
+                                      for v in sizes):
+                raise ValueError(f"image_size must be a positive integer or (H, W), got {image_size!r}")
         if channels not in (None, 1, 3):
             raise ValueError(f"channels must be None, 1 or 3, got {channels}")
         if channels == 1 and data.n_channels == 3:

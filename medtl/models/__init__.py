@@ -8,25 +8,22 @@
     net = M.create("resnet18", num_classes=2, weights="source:blood-r18")
 """
 
-from __future__ import annotations
-
-import contextlib
-import os
-from pathlib import Path
-
-import torch
-from torch import nn
-
+from ._create import create, load_checkpoint, load_source
 from .surgery import (
+    NORM_TYPES,
+    TRUNCATIONS,
     Truncated,
     adapt_in_chans,
+    arch_of,
     cut_points,
     freeze,
+    frozen,
     new_head,
     reinit,
     replace_head,
     resnet_sequence,
     st_groups,
+    st_sample,
     truncate,
     unfreeze,
 )
@@ -37,189 +34,35 @@ from .weights import (
     imagenet_file,
     imagenet_state_dict,
     imagenet_weights,
+    list_sources,
     load_state,
     models_dir,
+    read_checkpoint,
     remap,
     save_source,
     source_info,
     strip_prefix,
     unwrap,
 )
-from .zoo import ARCHS, STUDY_KEYS, ArchSpec, build, get_module, set_module, spec
+from .zoo import (
+    ARCHS,
+    SMALL_STEMS,
+    STUDY_KEYS,
+    ArchSpec,
+    all_layer_names,
+    build,
+    get_module,
+    register_arch,
+    set_module,
+    spec,
+    under,
+)
 
 __all__ = [
-    "ARCHS", "SSL_DROP_SUBSTRINGS", "SSL_PREFIXES", "STUDY_KEYS", "ArchSpec", "LoadReport", "Truncated",
-    "adapt_in_chans", "build", "create", "cut_points", "freeze", "get_module", "imagenet_file",
-    "imagenet_state_dict", "imagenet_weights", "load_checkpoint", "load_source", "load_state", "models_dir",
-    "new_head", "reinit", "remap", "replace_head", "resnet_sequence", "save_source", "set_module", "source_info",
-    "spec", "st_groups", "strip_prefix", "truncate", "unfreeze", "unwrap",
+    "ARCHS", "NORM_TYPES", "SMALL_STEMS", "SSL_DROP_SUBSTRINGS", "SSL_PREFIXES", "STUDY_KEYS", "TRUNCATIONS",
+    "ArchSpec", "LoadReport", "Truncated", "adapt_in_chans", "all_layer_names", "arch_of", "build", "create",
+    "cut_points", "freeze", "frozen", "get_module", "imagenet_file", "imagenet_state_dict", "imagenet_weights",
+    "list_sources", "load_checkpoint", "load_source", "load_state", "models_dir", "new_head", "read_checkpoint",
+    "register_arch", "reinit", "remap", "replace_head", "resnet_sequence", "save_source", "set_module",
+    "source_info", "spec", "st_groups", "st_sample", "strip_prefix", "truncate", "under", "unfreeze", "unwrap",
 ]
-
-
-def _imagenet_into(model: nn.Module, a: ArchSpec, version: str, image_size: int | None, allowed: tuple) -> LoadReport:
-    state = imagenet_state_dict(a.name, version)
-    if a.family == "googlenet":
-        state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
-    if a.family == "vit" and "encoder.pos_embedding" in state:
-        own = model.state_dict()["encoder.pos_embedding"]
-        if own.shape != state["encoder.pos_embedding"].shape and "conv_proj.weight" not in allowed:
-            from torchvision.models.vision_transformer import interpolate_embeddings
-
-            state = interpolate_embeddings(image_size, 16, state)
-    return load_state(model, state, allowed_missing=allowed, what=f"ImageNet weights of {a.name}")
-
-
-def load_checkpoint(model: nn.Module, checkpoint, method: str | None = None, strict: bool = True,
-                    allowed_missing: tuple[str, ...] | None = None) -> LoadReport:
-    """Load a checkpoint file (or object) into ``model``.
-
-    The state dict is unwrapped from ``state_dict`` / ``model`` / ``net`` / ``resnet`` /
-    ``module``; then either the SSL rules of ``method`` apply (anchored prefix strip + key
-    drops, :data:`SSL_PREFIXES`) or the wrapper prefix (``module.``, ``model.``, …) that
-    matches the model best is stripped. Missing keys other than the head are an error unless
-    ``strict=False``; unexpected and shape-mismatched keys are reported (warning + report).
-    """
-    what = "checkpoint"
-    if isinstance(checkpoint, (str, os.PathLike)):
-        what = f"checkpoint {checkpoint}"
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint file {checkpoint} does not exist")
-        checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    state = unwrap(checkpoint)
-    state, report = remap(state, method, model.state_dict().keys())
-    if allowed_missing is None:
-        info = getattr(model, "medtl", {})
-        allowed_missing = (spec(info["arch"]).head,) if "arch" in info else ()
-    return load_state(model, state, allowed_missing, strict, report, what)
-
-
-def create(arch: str, num_classes: int | None = None, weights=None, in_chans: int = 3, stem: str = "imagenet",
-           image_size: int | None = None, dropout: float = 0.0, grey_init: str = "sum", strict: bool = True,
-           method: str | None = None, seed: int | None = None) -> nn.Module:
-    """Build an architecture of the table with optional pretrained weights and a fresh head.
-
-    Args:
-        arch: a key of :data:`ARCHS` (or a study key such as ``"densenet"``).
-        num_classes: size of the fresh head; None keeps the builder's / checkpoint's head
-            (the 1000-class ImageNet head, needed for LEEP on ImageNet sources).
-        weights: None (random, torchvision's init); ``"imagenet"`` or
-            ``"imagenet:IMAGENET1K_V2"`` (torchvision's enum and TORCH_HOME cache); a
-            checkpoint path; ``"source:NAME"`` (a source saved by :func:`save_source`); or a
-            state dict.
-        in_chans: 1 builds a grey stem from the (pretrained) kernel (``grey_init``: ``"sum"``
-            equals channel replication, ``"first"`` the feature-reuse study's R slice).
-        stem: ``"imagenet"`` (standard) or ``"cifar"`` (native 28–32 px: 3×3 stride-1 stem
-            without max-pool for ResNet/DenseNet; stride-1 stems elsewhere).
-        image_size: input side the model will see (needed by ViT; checked against the
-            standard stem's minimum).
-        dropout: dropout before the fresh head.
-        strict: missing non-head tensors are an error unless False.
-        method: SSL checkpoint rules (``"moco-v2"``, ``"swav"``, …) for checkpoint weights.
-        seed: seeds the random initialisation (bit-identical models for a given seed).
-
-    Returns:
-        The model; ``model.medtl`` holds arch, num_classes, in_chans, stem, image_size,
-        weights and normalisation, used by medtl's other layers.
-    """
-    a = spec(arch)
-    if isinstance(weights, str) and weights.startswith("source:"):
-        model = load_source(weights[len("source:"):])
-        if model.medtl["arch"] != a.name:
-            raise ValueError(f"source {weights!r} is a {model.medtl['arch']} model, not {a.name}")
-        return _finish(model, a, in_chans, num_classes, dropout, grey_init, seed)
-    info = {"arch": a.name, "in_chans": 3, "stem": stem, "image_size": image_size, "weights": None,
-            "normalize": "medmnist", "dropout": 0.0}
-    is_imagenet = isinstance(weights, str) and weights.split(":")[0] == "imagenet"
-    with _seeded(seed):
-        model, reinit_names = build(a, stem, image_size, pretrained=is_imagenet)
-    model.medtl = info
-    allowed = (a.head, *reinit_names)
-    if weights is None:
-        pass
-    elif is_imagenet:
-        version = weights.split(":", 1)[1] if ":" in weights else "IMAGENET1K_V1"
-        _imagenet_into(model, a, version, image_size, allowed)
-        info.update(weights=f"imagenet:{version}", normalize="imagenet")
-    elif isinstance(weights, (dict, str, os.PathLike)):
-        if isinstance(weights, dict):
-            state = unwrap(weights)
-        elif Path(weights).is_file():
-            state = unwrap(torch.load(weights, map_location="cpu", weights_only=False))
-        else:
-            raise FileNotFoundError(
-                f"weights {weights!r} is neither None, 'imagenet[:VERSION]', 'source:NAME' nor an existing "
-                "checkpoint file"
-            )
-        _match_checkpoint_shape(model, a, remap(state, method, model.state_dict().keys())[0], grey_init)
-        load_checkpoint(model, state, method, strict, allowed)
-        info.update(weights="state dict" if isinstance(weights, dict) else str(weights))
-    else:
-        raise TypeError(f"weights must be None, a string, a path or a state dict, got {type(weights).__name__}")
-    info["num_classes"] = _head_out(model, a)
-    return _finish(model, a, in_chans, num_classes, dropout, grey_init, seed)
-
-
-def _match_checkpoint_shape(model: nn.Module, a: ArchSpec, state: dict, grey_init: str) -> None:
-    """Give ``model`` the checkpoint's stem channels and head size, so both load."""
-    stem_w = state.get(f"{a.stem}.weight")
-    if stem_w is not None and stem_w.ndim == 4 and stem_w.shape[1] == 1:
-        adapt_in_chans(model, 1, a.name, grey_init)
-    for key, dropout in ((f"{a.head}.weight", 0.0), (f"{a.head}.1.weight", 0.5)):
-        w = state.get(key)
-        if w is not None and w.ndim == 2 and w.shape[1] == a.head_in:
-            replace_head(model, w.shape[0], dropout, a.name)
-            model.medtl["num_classes"] = w.shape[0]
-            return
-
-
-def _finish(model: nn.Module, a: ArchSpec, in_chans: int, num_classes: int | None, dropout: float,
-            grey_init: str, seed: int | None) -> nn.Module:
-    if in_chans != get_module(model, a.stem).in_channels:
-        adapt_in_chans(model, in_chans, a.name, grey_init)
-    model.medtl["in_chans"] = in_chans
-    if num_classes is not None:
-        with _seeded(None if seed is None else seed + 1):
-            replace_head(model, num_classes, dropout, a.name)
-    return model
-
-
-def _seeded(seed: int | None):
-    """A context that seeds torch's global RNG (restored afterwards) when seed is given."""
-    if seed is None:
-        return contextlib.nullcontext()
-    ctx = torch.random.fork_rng(devices=[])
-
-    class _Ctx:
-        def __enter__(self):
-            ctx.__enter__()
-            torch.manual_seed(seed)
-
-        def __exit__(self, *exc):
-            return ctx.__exit__(*exc)
-
-    return _Ctx()
-
-
-def _head_out(model: nn.Module, a: ArchSpec) -> int:
-    head = get_module(model, a.head)
-    linear = [m for m in ([head] if isinstance(head, nn.Linear) else head.modules()) if isinstance(m, nn.Linear)]
-    return linear[-1].out_features
-
-
-def load_source(name: str, num_classes: int | None = None, root: str | os.PathLike | None = None,
-                dropout: float = 0.0) -> nn.Module:
-    """A source saved by :func:`save_source` (by name or ``.pt`` path), rebuilt from its
-    metadata; ``num_classes`` replaces its head with a fresh one."""
-    file, meta = source_info(name, root)
-    model = create(meta["arch"], num_classes=None, weights=None, stem=meta.get("stem", "imagenet"),
-                   image_size=meta.get("image_size"))
-    if meta.get("in_chans", 3) != 3:
-        adapt_in_chans(model, meta["in_chans"])
-    if meta.get("num_classes"):
-        replace_head(model, meta["num_classes"], meta.get("dropout", 0.0))
-    load_checkpoint(model, file, allowed_missing=())
-    model.medtl.update({k: meta[k] for k in ("normalize", "in_chans", "num_classes") if k in meta})
-    model.medtl.update(weights=f"source:{meta['name']}", source=meta)
-    if num_classes is not None:
-        replace_head(model, num_classes, dropout)
-    return model

@@ -3,37 +3,59 @@ the WT–ST hybrids, freezing."""
 
 from __future__ import annotations
 
+import copy
 import math
+import zlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .zoo import ArchSpec, get_module, set_module, spec
+from .._registry import Registry
+from .zoo import ArchSpec, get_module, set_module, spec, under
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
 
 def arch_of(model: nn.Module) -> ArchSpec:
+    """The architecture row of a model built by :func:`medtl.models.create`."""
     info = getattr(model, "medtl", None)
     if not info or "arch" not in info:
-        raise ValueError("this model was not built by medtl.models.create; pass arch= explicitly")
+        raise ValueError("this model was not built by medtl.models.create (it has no model.medtl['arch']); "
+                         "build it with medtl.models.create or pass arch= explicitly")
     return spec(info["arch"])
 
 
-def new_head(in_features: int, num_classes: int, dropout: float = 0.0) -> nn.Module:
-    """A fresh classifier: ``Linear(in_features, num_classes)`` (PyTorch's default init),
-    preceded by ``Dropout(dropout)`` when ``dropout > 0`` (the dataset-transferability
-    study's scenario-A head uses 0.5)."""
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+def _arch(model: nn.Module, arch: str | None) -> ArchSpec:
+    return spec(arch) if arch else arch_of(model)
+
+
+def new_head(in_features: int, num_classes: int, dropout: float = 0.0, init: str = "default") -> nn.Module:
+    """A fresh classifier: ``Linear(in_features, num_classes)``, preceded by
+    ``Dropout(dropout)`` when ``dropout > 0`` (the dataset-transferability study's scenario-A
+    head uses 0.5). ``init``: ``"default"`` (PyTorch's), ``"normal"`` (weights N(0, 0.01),
+    bias 0: the benchmark study's head) or ``"kaiming"`` (Kaiming-normal weights, default
+    bias: the truncated-transfer study's head)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     linear = nn.Linear(in_features, num_classes)
+    if init == "normal":
+        nn.init.normal_(linear.weight, 0.0, 0.01)
+        nn.init.zeros_(linear.bias)
+    elif init == "kaiming":
+        nn.init.kaiming_normal_(linear.weight)
+    elif init != "default":
+        raise ValueError(f"head init must be 'default', 'normal' or 'kaiming', got {init!r}")
     return nn.Sequential(nn.Dropout(dropout), linear) if dropout > 0 else linear
 
 
-def replace_head(model: nn.Module, num_classes: int, dropout: float = 0.0, arch: str | None = None) -> nn.Module:
+def replace_head(model: nn.Module, num_classes: int, dropout: float = 0.0, arch: str | None = None,
+                 init: str = "default") -> nn.Module:
     """Replace the architecture table's head module by :func:`new_head` (in place)."""
-    a = spec(arch) if arch else arch_of(model)
-    set_module(model, a.head, new_head(a.head_in, num_classes, dropout))
+    a = _arch(model, arch)
+    set_module(model, a.head, new_head(a.head_in, num_classes, dropout, init))
     if hasattr(model, "medtl"):
         model.medtl.update(num_classes=num_classes, dropout=dropout)
     return model
@@ -47,57 +69,55 @@ def adapt_in_chans(model: nn.Module, in_chans: int, arch: str | None = None, mod
     (the feature-reuse study's choice); ``"mean"`` averages. From 1 to 3 channels the kernel
     is replicated and divided by 3.
     """
-    a = spec(arch) if arch else arch_of(model)
+    a = _arch(model, arch)
     old = get_module(model, a.stem)
     if old.in_channels == in_chans:
         return model
     if in_chans not in (1, 3):
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
+    if mode not in ("sum", "mean", "first"):
+        raise ValueError(f"grey_init must be 'sum', 'mean' or 'first', got {mode!r}")
     new = nn.Conv2d(in_chans, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
                     old.groups, old.bias is not None, old.padding_mode)
     with torch.no_grad():
         w = old.weight
         if in_chans == 1:
-            if mode == "sum":
-                k = w.sum(1, keepdim=True)
-            elif mode == "mean":
-                k = w.mean(1, keepdim=True)
-            elif mode == "first":
-                k = w[:, :1]
-            else:
-                raise ValueError(f"mode must be 'sum', 'mean' or 'first', got {mode!r}")
+            k = {"sum": lambda: w.sum(1, keepdim=True), "mean": lambda: w.mean(1, keepdim=True),
+                 "first": lambda: w[:, :1]}[mode]()
         else:
             k = w.repeat(1, 3, 1, 1) / 3
         new.weight.copy_(k)
         if old.bias is not None:
             new.bias.copy_(old.bias)
     set_module(model, a.stem, new)
-    if a.family == "googlenet":
-        model.transform_input = False  # its ImageNet input transform is defined for 3 channels
+    if getattr(model, "transform_input", False):
+        model.transform_input = False  # an ImageNet input transform is defined for 3 channels
     if hasattr(model, "medtl"):
         model.medtl["in_chans"] = in_chans
     return model
 
 
 # --- freezing ------------------------------------------------------------------------------
-def _matches(name: str, prefixes) -> bool:
-    return any(name == p or name.startswith(p + ".") for p in prefixes)
-
-
 def freeze(model: nn.Module, layers=None, except_layers=()) -> nn.Module:
     """Stop gradients for parameters under ``layers`` (module-path prefixes; all when None),
-    except those under ``except_layers`` (e.g. the head for a linear probe)."""
+    except those under ``except_layers`` (e.g. the head for a linear probe).
+    :func:`medtl.train.fit` honours it (frozen tensors stay bit-identical)."""
     for name, p in model.named_parameters():
-        if (layers is None or _matches(name, layers)) and not _matches(name, except_layers):
+        if (layers is None or under(name, layers)) and not under(name, except_layers):
             p.requires_grad_(False)
     return model
 
 
 def unfreeze(model: nn.Module, layers=None) -> nn.Module:
     for name, p in model.named_parameters():
-        if layers is None or _matches(name, layers):
+        if layers is None or under(name, layers):
             p.requires_grad_(True)
     return model
+
+
+def frozen(model: nn.Module) -> list[str]:
+    """Names of the parameters that do not require gradients."""
+    return [n for n, p in model.named_parameters() if not p.requires_grad]
 
 
 # --- truncation (TTL) ----------------------------------------------------------------------
@@ -124,18 +144,41 @@ def resnet_sequence(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return seq
 
 
-def cut_points(model: nn.Module, mode: str = "block", arch: str | None = None) -> list[int]:
-    """Valid cuts: block-wise ``[1, 2, 3, -1]``; layer-wise ``1..n_blocks+1`` and ``-1``."""
-    a = spec(arch) if arch else arch_of(model)
+def _cut_resnet(model: nn.Module, cut: int, mode: str) -> list[tuple[str, nn.Module]]:
     if mode == "block":
-        return [1, 2, 3, -1]
-    if a.family != "resnet":
-        raise ValueError(f"layer-wise truncation is defined for ResNets, not {a.name}")
-    return [*range(1, len(resnet_sequence(model)) - 3), -1]
+        names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"]
+        return [(n, getattr(model, n)) for n in (names if cut == -1 else names[: 4 + cut])]
+    seq = resnet_sequence(model)
+    idx = list(range(3, len(seq)))
+    return seq if cut == -1 else seq[: idx[cut - 1] + 1]
+
+
+def _cut_densenet(model: nn.Module, cut: int, mode: str) -> list[tuple[str, nn.Module]]:
+    children = list(model.features.named_children())
+    kept = children if cut == -1 else children[: 4 + 2 * cut]
+    return [(f"features.{n}", m) for n, m in kept]
+
+
+#: Truncation recipes: ``recipe(model, cut, mode) -> [(path, module), …]`` (the kept
+#: modules in forward order); the row's ``cuts`` lists the valid cuts per mode.
+TRUNCATIONS: Registry[Callable] = Registry("truncation recipe")
+TRUNCATIONS.register("resnet", _cut_resnet)
+TRUNCATIONS.register("densenet", _cut_densenet)
+
+
+def cut_points(model: nn.Module, mode: str = "block", arch: str | None = None) -> list[int]:
+    """Valid cuts of ``model`` in ``mode`` (the table row's ``cuts``): block-wise
+    ``[1, 2, 3, -1]``; ResNet layer-wise ``1..n_blocks+1`` and ``-1``."""
+    a = _arch(model, arch)
+    if a.truncation is None:
+        raise ValueError(f"truncation is defined for ResNet and DenseNet, not {a.name} (its row has no truncation recipe)")
+    if mode not in a.cuts:
+        raise ValueError(f"{a.name} has no {mode}-wise truncation; modes: {', '.join(a.cuts)}")
+    return list(a.cuts[mode])
 
 
 def truncate(model: nn.Module, cut: int, mode: str = "block", head: str = "gap", num_classes: int = 2,
-             image_size: int = 224, arch: str | None = None) -> Truncated:
+             image_size: int = 224, arch: str | None = None, head_init: str | None = None) -> Truncated:
     """Truncated transfer learning (Peng et al., BMVC 2023; spec truncated-transfer §A.1).
 
     * ResNet, ``mode="block"``: keep conv1, bn1, relu, maxpool and ``layer1..layer<cut>``
@@ -146,53 +189,38 @@ def truncate(model: nn.Module, cut: int, mode: str = "block", head: str = "gap",
     * DenseNet, ``mode="block"``: keep ``features`` children up to and including
       ``transition<cut>`` (``4 + 2·cut`` children); ``cut=-1`` keeps all (to ``norm5``).
 
-    The dropped layers are removed, not re-initialised. ``head="gap"``: AdaptiveAvgPool2d(1)
-    → Flatten → Linear with Kaiming-normal weight (PyTorch default bias); ``"flatten"``:
-    Flatten → Linear over the whole feature map (its width depends on ``image_size``).
+    The kept layers are **copied** (the truncated model shares no tensor with ``model``, so
+    fine-tuning it leaves the source unchanged); the dropped layers are removed.
+    ``head="gap"``: AdaptiveAvgPool2d(1) → Flatten → Linear; ``"flatten"``: Flatten →
+    Linear over the whole feature map (its width depends on ``image_size``). ``head_init``:
+    ``"kaiming"`` (Kaiming-normal weight, default bias: the study's ResNet head) or
+    ``"default"``; None picks the study's choice (Kaiming for ResNet GAP heads, PyTorch's
+    default otherwise).
     """
-    a = spec(arch) if arch else arch_of(model)
+    a = _arch(model, arch)
     if head not in ("gap", "flatten"):
         raise ValueError(f"head must be 'gap' or 'flatten', got {head!r}")
-    if a.family == "resnet":
-        if mode == "block":
-            if cut not in (1, 2, 3, -1):
-                raise ValueError(f"block-wise cut must be 1, 2, 3 or -1, got {cut}")
-            names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"]
-            keep = names if cut == -1 else names[: 4 + cut]
-            body = nn.Sequential(*[getattr(model, n) for n in keep])
-        elif mode == "layer":
-            seq = resnet_sequence(model)
-            idx = list(range(3, len(seq)))
-            if cut != -1 and not 1 <= cut <= len(idx) - 1:
-                raise ValueError(f"layer-wise cut must be in 1..{len(idx) - 1} or -1, got {cut}")
-            keep = seq if cut == -1 else seq[: idx[cut - 1] + 1]
-            body = nn.Sequential(*[m for _, m in keep])
-        else:
-            raise ValueError(f"mode must be 'block' or 'layer', got {mode!r}")
-    elif a.family == "densenet":
-        if mode != "block":
-            raise ValueError("DenseNet truncation is block-wise only")
-        if cut not in (1, 2, 3, -1):
-            raise ValueError(f"block-wise cut must be 1, 2, 3 or -1, got {cut}")
-        children = list(model.features.children())
-        body = nn.Sequential(*(children if cut == -1 else children[: 4 + 2 * cut]))
-    else:
-        raise ValueError(f"truncation is defined for ResNet and DenseNet, not {a.name}")
+    valid = cut_points(model, mode, a.name)
+    if cut not in valid:
+        raise ValueError(f"{mode}-wise cut of {a.name} must be one of {valid}, got {cut!r}"
+                         if mode != "layer" else f"layer-wise cut must be in 1..{max(valid)} or -1, got {cut}")
+    kept = TRUNCATIONS.get(a.truncation)(model, cut, mode)
+    body = copy.deepcopy(nn.Sequential(*[m for _, m in kept]))
     in_chans = get_module(model, a.stem).in_channels
     with torch.no_grad():
         was = body.training
         body.eval()
         shape = body(torch.zeros(1, in_chans, image_size, image_size)).shape
         body.train(was)
-    if head == "gap":
-        linear = nn.Linear(shape[1], num_classes)
-        nn.init.kaiming_normal_(linear.weight)
-        new = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear)
-    else:
-        new = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape[1:]), num_classes))
+    init = head_init or ("kaiming" if a.truncation == "resnet" and head == "gap" else "default")
+    width = shape[1] if head == "gap" else math.prod(shape[1:])
+    linear = new_head(width, num_classes, 0.0, init)
+    new = (nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear) if head == "gap"
+           else nn.Sequential(nn.Flatten(), linear))
     out = Truncated(body, new)
-    out.medtl = {**getattr(model, "medtl", {}), "truncated": {"cut": cut, "mode": mode, "head": head},
-                 "num_classes": num_classes}
+    out.medtl = {**copy.deepcopy(getattr(model, "medtl", {})),
+                 "truncated": {"cut": cut, "mode": mode, "head": head, "layers": [n for n, _ in kept]},
+                 "num_classes": num_classes, "image_size": image_size}
     return out
 
 
@@ -201,7 +229,7 @@ def _group_index(name: str, groups) -> int:
     """Index (from -1) of the hybrid group holding parameter ``name``; the last group for
     parameters outside every group."""
     for i, prefixes in enumerate(groups):
-        if _matches(name, prefixes):
+        if under(name, prefixes):
             return i - 1
     return len(groups) - 2
 
@@ -213,41 +241,53 @@ def st_groups(a: ArchSpec) -> tuple[tuple[str, ...], ...]:
     return ((a.stem,), *((layer,) for layer in a.layers if layer != a.stem))
 
 
+def st_sample(weight: torch.Tensor, name: str, seed: int = 0) -> torch.Tensor:
+    """The stats-transfer draw of one tensor: i.i.d. N(mean(W), std(W)²) with the tensor's
+    own scalar moments, from a generator seeded by ``(seed, name)`` — so a tensor's ST draw
+    is the same whichever other tensors are re-sampled (every WT–ST hybrid level uses the
+    same ST tensors, a controlled comparison as the study's cached ST weights)."""
+    w = weight.detach().to(torch.float64)
+    gen = torch.Generator().manual_seed(zlib.crc32(f"{int(seed)}/{name}".encode()))
+    sample = torch.randn(weight.shape, generator=gen, dtype=torch.float64) * w.std() + w.mean()
+    return sample.to(weight.dtype)
+
+
 def reinit(model: nn.Module, scheme: str, up_to: int | None = None, seed: int = 0,
            arch: str | None = None) -> nn.Module:
     """Re-initialise ``model`` in place (the feature-reuse study's RI / WT / ST, spec §C.1).
 
     * ``"wt"``: weight transfer — keep the weights (a no-op, for symmetric call sites).
-    * ``"ri"``: random init — the architecture's own torchvision initialisation, drawn from
-      a generator seeded with ``seed`` (a fresh model of the same shape).
+    * ``"ri"``: random init — the architecture's own initialisation, drawn from torch's RNG
+      seeded with ``seed`` (a fresh model of the same shape).
     * ``"st"``: stats transfer — every non-normalisation parameter tensor W (conv and linear
       weights and biases, tokens, position embeddings) is replaced by i.i.d. samples from
-      N(mean(W), std(W)²), one scalar pair per tensor; normalisation layers are reset
-      (γ=1, β=0, running mean 0, variance 1). ``up_to=L`` gives the WT–ST hybrid: layer
-      groups numbered ≤ L keep their weights (see :func:`st_groups`; L=-2 is full ST).
+      N(mean(W), std(W)²), one scalar pair per tensor (:func:`st_sample`); normalisation
+      layers are reset (γ=1, β=0, running mean 0, variance 1). ``up_to=L`` gives the WT–ST
+      hybrid: layer groups numbered ≤ L keep their weights (see :func:`st_groups`; L=-2 is
+      full ST, the largest L full WT). The original code kept ViT/Swin tokens and position
+      tables at their ImageNet values; medtl re-samples them as the paper describes.
 
     The head (the table's head module) is never touched: it is fresh already.
     """
-    a = spec(arch) if arch else arch_of(model)
-    scheme = scheme.lower()
+    a = _arch(model, arch)
+    scheme = str(scheme).lower()
     if scheme == "wt":
         return model
     head_prefix = (a.head,)
-    gen = torch.Generator().manual_seed(seed)
     if scheme == "ri":
-        from . import create
+        from ._create import create
 
         info = dict(getattr(model, "medtl", {}))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            fresh = create(a.name, num_classes=info.get("num_classes"), in_chans=info.get("in_chans", 3),
-                           stem=info.get("stem", "imagenet"), image_size=info.get("image_size"),
-                           dropout=info.get("dropout", 0.0))
+        fresh = create(a.name, num_classes=info.get("num_classes"), in_chans=info.get("in_chans", 3),
+                       stem=info.get("stem", "imagenet"), image_size=info.get("image_size"),
+                       dropout=info.get("dropout", 0.0), seed=seed)
         own = fresh.state_dict()
         with torch.no_grad():
             for k, v in model.state_dict().items():
-                if not _matches(k, head_prefix):
+                if not under(k, head_prefix):
                     v.copy_(own[k])
+        if hasattr(model, "medtl"):
+            model.medtl["init"] = "ri"
         return model
     if scheme != "st":
         raise ValueError(f"scheme must be 'ri', 'wt' or 'st', got {scheme!r}")
@@ -257,19 +297,19 @@ def reinit(model: nn.Module, scheme: str, up_to: int | None = None, seed: int = 
         raise ValueError(f"up_to must be in -2..{len(groups) - 2} for {a.name}, got {up_to}")
     norm_params = set()
     for mname, m in model.named_modules():
-        if isinstance(m, NORM_TYPES) and not _matches(mname, head_prefix):
+        if isinstance(m, NORM_TYPES) and not under(mname, head_prefix):
             if _group_index(f"{mname}.weight", groups) > level:
                 m.reset_parameters()
+                if hasattr(m, "reset_running_stats") and getattr(m, "track_running_stats", False):
+                    m.reset_running_stats()
             norm_params.update(f"{mname}.{p}" for p, _ in m.named_parameters(recurse=False))
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name in norm_params or _matches(name, head_prefix) or _group_index(name, groups) <= level:
+            if name in norm_params or under(name, head_prefix) or _group_index(name, groups) <= level:
                 continue
             if p.numel() < 2:
                 continue
-            w = p.detach().to(torch.float64)
-            sample = torch.randn(p.shape, generator=gen, dtype=torch.float64) * w.std() + w.mean()
-            p.copy_(sample.to(p.dtype))
+            p.copy_(st_sample(p, name, seed))
     if hasattr(model, "medtl"):
         model.medtl["init"] = "st" if level == -2 else f"wt-st(up_to={level})"
     return model

@@ -14,7 +14,9 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from .. import paths
 from .._io import atomic_write, atomic_write_bytes
+from .zoo import under
 
 #: Wrapper keys tried in order when a checkpoint is a dict holding the state dict.
 UNWRAP_KEYS: tuple[str, ...] = ("state_dict", "model", "net", "resnet", "module")
@@ -58,6 +60,19 @@ class LoadReport:
         return (f"loaded {len(self.loaded)} tensors; missing {len(self.missing)} [{short(self.missing)}]; "
                 f"unexpected {len(self.unexpected)} [{short(self.unexpected)}]; "
                 f"shape-mismatched {len(self.mismatched)} [{short(self.mismatched)}]")
+
+
+def read_checkpoint(path: str | os.PathLike, what: str = "checkpoint"):
+    """``torch.load`` a checkpoint file on the CPU; a missing, truncated or foreign file
+    raises an error that names it (PyTorch's own errors do not)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # pickle, zip and EOF errors of a torn or foreign file
+        raise ValueError(f"cannot read the {what} file {path} ({type(err).__name__}: {err}); it is truncated, "
+                         "corrupt or not a PyTorch checkpoint") from err
 
 
 def unwrap(obj) -> dict[str, torch.Tensor]:
@@ -152,7 +167,9 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], allowed_missing
             f"{what} matched none of the model's {len(own)} parameters/buffers "
             f"({type(model).__name__}); is it a checkpoint of another architecture? {report}"
         )
-    serious = [k for k in report.missing if not any(k == a or k.startswith(a + ".") for a in allowed_missing)]
+    # BatchNorm's num_batches_tracked counter is absent from many published checkpoints (and
+    # unused by eval and momentum-based training): its absence is not an error, as in PyTorch.
+    serious = [k for k in report.missing if not under(k, allowed_missing) and not k.endswith("num_batches_tracked")]
     if serious and strict:
         raise ValueError(
             f"{what} does not fit {type(model).__name__}: {len(serious)} non-head tensors missing or "
@@ -205,20 +222,19 @@ def imagenet_state_dict(arch_name: str, version: str = "IMAGENET1K_V1", progress
 # --- sources trained by medtl --------------------------------------------------------------
 def models_dir(root: str | os.PathLike | None = None) -> Path:
     """Folder of named medtl sources: ``root``, else ``$MEDTL_MODELS``, else
-    ``~/.cache/medtl/models``."""
-    if root is not None:
-        return Path(root)
-    env = os.environ.get("MEDTL_MODELS")
-    return Path(env) if env else Path.home() / ".cache" / "medtl" / "models"
+    ``<results root>/models`` (see :mod:`medtl.paths`)."""
+    return paths.models_dir(root)
 
 
 def save_source(model: nn.Module, name: str, *, root: str | os.PathLike | None = None, **meta) -> Path:
     """Save a trained model as a named source: ``<name>.pt`` (plain state dict) and
     ``<name>.json`` (arch, classes, normalisation, source data, … from ``model.medtl`` and
     ``meta``), both written atomically. Returns the ``.pt`` path."""
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise ValueError(f"a source name must be a non-empty file name without '/', got {name!r}")
     folder = models_dir(root)
-    folder.mkdir(parents=True, exist_ok=True)
     info = {**getattr(model, "medtl", {}), **meta, "name": name}
+    info.pop("source", None)
     if "arch" not in info:
         raise ValueError("save_source needs the architecture: build the model with medtl.models.create or pass arch=")
     file = folder / f"{name}.pt"
@@ -227,14 +243,51 @@ def save_source(model: nn.Module, name: str, *, root: str | os.PathLike | None =
     return file
 
 
+def _source_folders(root: str | os.PathLike | None) -> list[Path]:
+    """Where a named source is looked for: the models folder, then (without an explicit
+    ``root``) every ``models`` folder inside the results root (e.g. ``results/demo/models``)."""
+    folders = [models_dir(root)]
+    if root is None:
+        results = paths.results_dir()
+        if results.is_dir():
+            folders += sorted({f.parent for f in results.glob("**/models/*.json")} - set(folders))
+    return folders
+
+
+def list_sources(root: str | os.PathLike | None = None) -> list[str]:
+    """Names of the saved sources that :func:`source_info` can find."""
+    names = []
+    for folder in _source_folders(root):
+        names += [f.stem for f in sorted(folder.glob("*.json")) if f.with_suffix(".pt").is_file()]
+    return list(dict.fromkeys(names))
+
+
 def source_info(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None) -> tuple[Path, dict]:
     """Resolve a named source (or a ``.pt`` path with a sidecar ``.json``) to its weight file
-    and metadata."""
-    p = Path(name_or_path)
-    file = p if p.suffix in (".pt", ".pth") and p.is_file() else models_dir(root) / f"{name_or_path}.pt"
+    and metadata. Names are looked up in the models folder (``root``, ``$MEDTL_MODELS``,
+    ``<results>/models``) and then in every ``models`` folder of the results root."""
+    p = Path(name_or_path).expanduser()
+    if p.suffix in (".pt", ".pth") and p.is_file():
+        file = p
+    else:
+        name = str(name_or_path)
+        folders = _source_folders(root)
+        found = [f / f"{name}.pt" for f in folders if (f / f"{name}.pt").is_file()]
+        if not found:
+            known = list_sources(root)
+            raise FileNotFoundError(
+                f"no medtl source {name!r}: looked for {name}.pt in {', '.join(str(f) for f in folders)}; "
+                f"sources there: {', '.join(known) or 'none'} (train one with medtl.train.pretrain(..., name=...) or "
+                "`medtl demo`, or pass root=/ $MEDTL_MODELS)")
+        file = found[0]
     meta_file = file.with_suffix(".json")
-    if not file.is_file():
-        raise FileNotFoundError(f"no medtl source {name_or_path!r}: looked for {file}")
     if not meta_file.is_file():
         raise FileNotFoundError(f"medtl source {file} has no metadata file {meta_file}")
-    return file, json.loads(meta_file.read_text())
+    try:
+        meta = json.loads(meta_file.read_text())
+    except ValueError as err:
+        raise ValueError(f"the metadata file {meta_file} of source {file.stem!r} is not valid JSON ({err}); "
+                         "it is torn or edited by hand: save the source again") from err
+    if not isinstance(meta, dict) or "arch" not in meta:
+        raise ValueError(f"the metadata file {meta_file} lacks the source's 'arch'; save the source again")
+    return file, meta

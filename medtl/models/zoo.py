@@ -1,39 +1,82 @@
-"""The architecture table — one row per torchvision architecture, the single source of truth
-for builders, heads, feature dimensions, analysable layers, FU layer pairs, stems and the
-layer groups of the WT–ST hybrids."""
+"""The architecture table: one keyword row (:class:`ArchSpec`) per architecture, the single
+source of truth for builders, heads, feature widths, analysable layers, FU layer pairs,
+stems, truncation cut lists and the layer groups of the WT–ST hybrids. Every quirk of a
+model is a field of its row, read generically by :func:`build` and the other layers (as
+timm's ``_cfg(first_conv=, classifier=, …)``). Adding an architecture — torchvision or not —
+is one :func:`register_arch` call::
+
+    M.register_arch(M.ArchSpec("tiny", builder=TinyNet, head="fc", head_in=32, feature_node="fc",
+                               feature_dim=32, layers=("conv", "block"), fu_layers=("conv", "block.0"),
+                               stem="conv"))
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from torch import nn
 from torchvision import models as tvm
 
+from .._registry import Registry
+
+
+def under(name: str, prefixes) -> bool:
+    """Whether a parameter / module path ``name`` lies under one of the module ``prefixes``
+    (equal to it, or starting with it followed by a dot: ``fc`` does not catch ``mlp.fc1``)."""
+    if isinstance(prefixes, str):
+        prefixes = (prefixes,)
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """One architecture.
+    """One architecture (a row of :data:`ARCHS`).
 
     Attributes:
-        name: torchvision builder name (``tvm.get_model`` name).
-        family: resnet, densenet, vgg, … (selects the small-input stem and truncation rules).
+        name: the table key (the torchvision builder name for torchvision models).
         head: module replaced by a fresh classifier (``"fc"``, ``"classifier"``, …).
         head_in: input features of that fresh classifier.
         feature_node: module whose **input** is the penultimate representation (the
             dataset-transferability study's hook; for mobilenet_v3_small the whole
             classifier, 576-d).
         feature_dim: width of the penultimate representation.
-        layers: ordered analysable layers (module paths) from input to output.
+        layers: ordered analysable layers (module paths), input to output, at the coarse
+            ``"stage"`` granularity.
         fu_layers: the FU metric's (stem conv, next conv) pair.
         stem: the first convolution (changed by ``in_chans`` and ``stem="cifar"``).
+        builder: ``builder(**kwargs) -> nn.Module`` building the architecture with random
+            weights; None uses ``torchvision.models.get_model(name)``.
+        family: a label grouping related rows (resnet, densenet, …), for listings.
+        granularities: more layer lists by granularity name (``{"block": (...)}``); the
+            ``"stage"`` list is ``layers``.
+        small_stem: the :data:`SMALL_STEMS` recipe adapting the model to native 28–32 px
+            inputs (``stem="cifar"``), or None when it has none.
         min_size: smallest input side the standard stem runs at.
+        size_kwarg: the builder argument that receives the input size (ViT's
+            ``"image_size"``), or None.
+        patch: the patch size when the input side must be a multiple of it.
         st_groups: ordered module-path prefixes of the WT–ST hybrid's layer groups, the
-            first one numbered -1 (``reinit(..., up_to=L)`` keeps groups ≤ L).
-        builder_kwargs: extra builder arguments used for every build.
+            first one numbered -1 (``reinit(..., up_to=L)`` keeps groups ≤ L); empty: the
+            stem, then each listed layer.
+        truncation: the :data:`TRUNCATIONS` recipe name for :func:`medtl.models.truncate`.
+        cuts: valid truncation cuts per mode (``{"block": (1, 2, 3, -1)}``).
+        channels_last: module-path prefixes whose activations come out ``B×H×W×C``
+            (Swin's stages); features are permuted back to ``B×C×H×W``.
+        builder_kwargs: arguments for every build.
+        pretrained_kwargs: extra builder arguments when ImageNet weights will be loaded
+            (GoogLeNet's ``transform_input``).
+        imagenet_drop: key prefixes dropped from the ImageNet state dict (GoogLeNet's aux
+            heads).
+        adapt_imagenet: ``fn(state, model, image_size) -> state`` adapting the ImageNet state
+            to the built model (ViT's position-embedding interpolation).
+        weights: where ImageNet weights come from: ``"torchvision"`` (its enum and cache) or
+            a callable ``fn(version) -> state dict``.
+        normalize: the input normalisation its ImageNet weights expect.
     """
 
     name: str
-    family: str
     head: str
     head_in: int
     feature_node: str
@@ -41,95 +84,51 @@ class ArchSpec:
     layers: tuple[str, ...]
     fu_layers: tuple[str, str]
     stem: str
+    builder: Callable[..., nn.Module] | None = None
+    family: str = ""
+    granularities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    small_stem: str | None = None
     min_size: int = 28
+    size_kwarg: str | None = None
+    patch: int = 1
     st_groups: tuple[tuple[str, ...], ...] = ()
-    builder_kwargs: dict = field(default_factory=dict)
+    truncation: str | None = None
+    cuts: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    channels_last: tuple[str, ...] = ()
+    builder_kwargs: Mapping = field(default_factory=dict)
+    pretrained_kwargs: Mapping = field(default_factory=dict)
+    imagenet_drop: tuple[str, ...] = ()
+    adapt_imagenet: Callable | None = None
+    weights: str | Callable = "torchvision"
+    normalize: str = "imagenet"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "granularities", MappingProxyType({"stage": self.layers, **dict(self.granularities)}))
 
     @property
     def weights_enum(self):
         """torchvision's weights enum class of this architecture."""
         return tvm.get_model_weights(self.name)
 
+    def layer_list(self, granularity: str = "stage") -> tuple[str, ...]:
+        """The analysable layers at ``granularity`` (``"stage"``, ``"block"``, …)."""
+        if granularity not in self.granularities:
+            raise ValueError(f"{self.name} has no {granularity!r} layer list; granularities: "
+                             f"{', '.join(self.granularities)}")
+        return self.granularities[granularity]
+
     def build(self, **kwargs) -> nn.Module:
-        return tvm.get_model(self.name, weights=None, **{**self.builder_kwargs, **kwargs})
+        """The architecture with random weights (the builder's own initialisation)."""
+        kwargs = {**self.builder_kwargs, **kwargs}
+        if self.builder is not None:
+            return self.builder(**kwargs)
+        return tvm.get_model(self.name, weights=None, **kwargs)
 
 
-def _resnet(name: str, dim: int) -> ArchSpec:
-    return ArchSpec(
-        name, "resnet", "fc", dim, "fc", dim,
-        ("conv1", "layer1", "layer2", "layer3", "layer4"),
-        ("conv1", "layer1.0.conv1"), "conv1",
-        st_groups=(("conv1",), ("bn1",), ("layer1",), ("layer2",), ("layer3",), ("layer4",)),
-    )
+#: The architecture table; ``ARCHS["resnet18"]`` is a row, ``list(ARCHS)`` the names.
+ARCHS: Registry[ArchSpec] = Registry("architecture")
 
-
-_VIT_BLOCKS = tuple(f"encoder.layers.encoder_layer_{i}" for i in range(12))
-_SWIN_BLOCKS = tuple(f"features.{s}.{b}" for s, n in ((1, 2), (3, 2), (5, 6), (7, 2)) for b in range(n))
-
-ARCHS: dict[str, ArchSpec] = {
-    "resnet18": _resnet("resnet18", 512),
-    "resnet50": _resnet("resnet50", 2048),
-    "densenet121": ArchSpec(
-        "densenet121", "densenet", "classifier", 1024, "classifier", 1024,
-        ("features.conv0", "features.denseblock1", "features.denseblock2", "features.denseblock3",
-         "features.denseblock4"),
-        ("features.conv0", "features.denseblock1.denselayer1.conv1"), "features.conv0", min_size=32,
-        st_groups=(("features.conv0",), ("features.norm0",), ("features.denseblock1", "features.transition1"),
-                   ("features.denseblock2", "features.transition2"), ("features.denseblock3", "features.transition3"),
-                   ("features.denseblock4", "features.norm5")),
-    ),
-    "efficientnet_v2_s": ArchSpec(
-        "efficientnet_v2_s", "efficientnet", "classifier", 1280, "classifier", 1280,
-        tuple(f"features.{i}" for i in range(8)),
-        ("features.0.0", "features.1.0.block.0.0"), "features.0.0",
-    ),
-    "googlenet": ArchSpec(
-        "googlenet", "googlenet", "fc", 1024, "fc", 1024,
-        ("conv1", "conv2", "conv3", "inception3a", "inception3b", "inception4a", "inception4b", "inception4c",
-         "inception4d", "inception4e", "inception5a", "inception5b"),
-        ("conv1.conv", "conv2.conv"), "conv1.conv",
-        builder_kwargs={"aux_logits": False, "init_weights": True, "transform_input": False},
-    ),
-    "mnasnet1_0": ArchSpec(
-        "mnasnet1_0", "mnasnet", "classifier.1", 1280, "classifier", 1280,
-        ("layers.2", "layers.5", "layers.8", "layers.9", "layers.10", "layers.11", "layers.12", "layers.13",
-         "layers.16"),
-        ("layers.0", "layers.3"), "layers.0",
-    ),
-    "mobilenet_v3_small": ArchSpec(
-        "mobilenet_v3_small", "mobilenet", "classifier.3", 1024, "classifier", 576,
-        tuple(f"features.{i}" for i in range(13)),
-        ("features.0.0", "features.1.block.0.0"), "features.0.0",
-    ),
-    "vgg11": ArchSpec(
-        "vgg11", "vgg", "classifier.6", 4096, "classifier.6", 4096,
-        ("features.2", "features.5", "features.10", "features.15", "features.20"),
-        ("features.0", "features.3"), "features.0", min_size=32,
-    ),
-    "convnext_tiny": ArchSpec(
-        "convnext_tiny", "convnext", "classifier.2", 768, "classifier.2", 768,
-        tuple(f"features.{i}" for i in range(8)),
-        ("features.0.0", "features.1.0.block.0"), "features.0.0", min_size=32,
-    ),
-    "shufflenet_v2_x0_5": ArchSpec(
-        "shufflenet_v2_x0_5", "shufflenet", "fc", 1024, "fc", 1024,
-        ("conv1", "stage2", "stage3", "stage4", "conv5"),
-        ("conv1.0", "stage2.0.branch1.0"), "conv1.0",
-    ),
-    "vit_b_16": ArchSpec(
-        "vit_b_16", "vit", "heads.head", 768, "heads.head", 768,
-        ("conv_proj", *_VIT_BLOCKS, "encoder.ln"),
-        ("conv_proj", "encoder.layers.encoder_layer_0.mlp.0"), "conv_proj", min_size=224,
-        st_groups=(("conv_proj",), ("class_token", "encoder.pos_embedding"), *((b,) for b in _VIT_BLOCKS[:-1]),
-                   (_VIT_BLOCKS[-1], "encoder.ln")),
-    ),
-    "swin_t": ArchSpec(
-        "swin_t", "swin", "head", 768, "head", 768,
-        tuple(f"features.{i}" for i in range(8)) + ("norm",),
-        ("features.0.0", "features.1.0.mlp.0"), "features.0.0",
-        st_groups=(("features.0",), (), *((b,) for b in _SWIN_BLOCKS[:-1]), (_SWIN_BLOCKS[-1], "norm")),
-    ),
-}
 #: Architecture keys of the dataset-transferability study's scenario B.
 STUDY_KEYS: dict[str, str] = {
     "densenet": "densenet121", "efficientnet": "efficientnet_v2_s", "googlenet": "googlenet",
@@ -138,13 +137,20 @@ STUDY_KEYS: dict[str, str] = {
 }
 
 
-def spec(arch: str) -> ArchSpec:
-    """The table row of ``arch`` (a torchvision name or a study key such as ``"densenet"``)."""
-    key = STUDY_KEYS.get(arch, arch)
-    if key not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)} "
-                         f"(or study keys {', '.join(STUDY_KEYS)})")
-    return ARCHS[key]
+def register_arch(spec: ArchSpec, replace: bool = False) -> ArchSpec:
+    """Add an architecture row (a duplicate name is an error unless ``replace``)."""
+    if not isinstance(spec, ArchSpec):
+        raise TypeError(f"register_arch needs an ArchSpec, got {type(spec).__name__}")
+    if spec.small_stem is not None and spec.small_stem not in SMALL_STEMS:
+        raise ValueError(f"{spec.name}: unknown small_stem recipe {spec.small_stem!r}; valid: {', '.join(SMALL_STEMS)}")
+    return ARCHS.register(spec.name, spec, replace=replace)
+
+
+def spec(arch: str | ArchSpec) -> ArchSpec:
+    """The table row of ``arch`` (a table name or a study key such as ``"densenet"``)."""
+    if isinstance(arch, ArchSpec):
+        return arch
+    return ARCHS.get(arch)
 
 
 def get_module(model: nn.Module, path: str) -> nn.Module:
@@ -160,91 +166,220 @@ def set_module(model: nn.Module, path: str, module: nn.Module) -> None:
     setattr(get_module(model, parent) if parent else model, name, module)
 
 
+def all_layer_names(model: nn.Module) -> list[str]:
+    return [name for name, _ in model.named_modules() if name]
+
+
 # --- small-input ("cifar") stems -----------------------------------------------------------
-def _restride(conv: nn.Conv2d, stride: int = 1) -> None:
-    conv.stride = (stride, stride)
-
-
 def _new_conv(old: nn.Conv2d, kernel: int, stride: int, padding: int) -> nn.Conv2d:
     return nn.Conv2d(old.in_channels, old.out_channels, kernel, stride, padding, bias=old.bias is not None)
 
 
-def _cifar_stem(model: nn.Module, arch: ArchSpec) -> tuple[str, ...]:
-    """Adapt ``model`` in place for native 28–32 px inputs; returns the names of parameters
-    that no longer match pretrained shapes (left at their fresh initialisation)."""
-    fam = arch.family
-    if fam == "resnet":
-        model.conv1 = _new_conv(model.conv1, 3, 1, 1)
-        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
-        model.maxpool = nn.Identity()
-        return ("conv1.weight",)
-    if fam == "densenet":
-        model.features.conv0 = _new_conv(model.features.conv0, 3, 1, 1)
-        nn.init.kaiming_normal_(model.features.conv0.weight)
-        model.features.pool0 = nn.Identity()
-        return ("features.conv0.weight",)
-    if fam == "vgg":
-        model.features[2] = nn.Identity()  # first max-pool
-        return ()
-    if fam == "convnext":
-        old = model.features[0][0]
-        model.features[0][0] = _new_conv(old, 3, 1, 1)
-        nn.init.trunc_normal_(model.features[0][0].weight, std=0.02)
-        nn.init.zeros_(model.features[0][0].bias)
-        return ("features.0.0.weight", "features.0.0.bias")
-    if fam == "swin":
-        old = model.features[0][0]
-        model.features[0][0] = _new_conv(old, 2, 2, 0)
-        return ("features.0.0.weight", "features.0.0.bias")
-    if fam == "googlenet":
-        _restride(model.conv1.conv)
-        model.maxpool1 = nn.Identity()
-        return ()
-    if fam == "shufflenet":
-        _restride(model.conv1[0])
-        model.maxpool = nn.Identity()
-        return ()
-    if fam in ("efficientnet", "mobilenet", "mnasnet"):
-        _restride(get_module(model, arch.stem))
-        return ()
-    if fam == "vit":
-        return ()  # handled at build time (patch size 4)
-    raise ValueError(f"no small-input stem defined for {arch.name}")
+def _stem_resnet(make, a, image_size):
+    model = make()
+    model.conv1 = _new_conv(model.conv1, 3, 1, 1)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+    return model, ("conv1.weight",)
+
+
+def _stem_densenet(make, a, image_size):
+    model = make()
+    model.features.conv0 = _new_conv(model.features.conv0, 3, 1, 1)
+    nn.init.kaiming_normal_(model.features.conv0.weight)
+    model.features.pool0 = nn.Identity()
+    return model, ("features.conv0.weight",)
+
+
+def _stem_vgg(make, a, image_size):
+    model = make()
+    model.features[2] = nn.Identity()  # first max-pool
+    return model, ()
+
+
+def _stem_convnext(make, a, image_size):
+    model = make()
+    model.features[0][0] = _new_conv(model.features[0][0], 3, 1, 1)
+    nn.init.trunc_normal_(model.features[0][0].weight, std=0.02)
+    nn.init.zeros_(model.features[0][0].bias)
+    return model, ("features.0.0.weight", "features.0.0.bias")
+
+
+def _stem_swin(make, a, image_size):
+    model = make()
+    model.features[0][0] = _new_conv(model.features[0][0], 2, 2, 0)
+    return model, ("features.0.0.weight", "features.0.0.bias")
+
+
+def _stem_googlenet(make, a, image_size):
+    model = make()
+    model.conv1.conv.stride = (1, 1)
+    model.maxpool1 = nn.Identity()
+    return model, ()
+
+
+def _stem_shufflenet(make, a, image_size):
+    model = make()
+    model.conv1[0].stride = (1, 1)
+    model.maxpool = nn.Identity()
+    return model, ()
+
+
+def _stem_restride(make, a, image_size):
+    model = make()
+    get_module(model, a.stem).stride = (1, 1)
+    return model, ()
+
+
+def _stem_vit_patch4(make, a, image_size):
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    size = image_size or 28
+    if size % 4:
+        raise ValueError(f"{a.name} with stem='cifar' needs an image size divisible by 4, got {size}")
+    vit = VisionTransformer(image_size=size, patch_size=4, num_layers=12, num_heads=12, hidden_dim=768, mlp_dim=3072)
+    return vit, ("conv_proj.weight", "encoder.pos_embedding")
+
+
+#: Small-input stem recipes: ``recipe(make, spec, image_size) -> (model, reinit_names)``, where
+#: ``make()`` builds the standard model and ``reinit_names`` are the parameters no longer
+#: matching pretrained shapes.
+SMALL_STEMS: Registry[Callable] = Registry("small-input stem recipe")
+for _name, _fn in {"resnet": _stem_resnet, "densenet": _stem_densenet, "vgg": _stem_vgg, "convnext": _stem_convnext,
+                   "swin": _stem_swin, "googlenet": _stem_googlenet, "shufflenet": _stem_shufflenet,
+                   "restride": _stem_restride, "vit_patch4": _stem_vit_patch4}.items():
+    SMALL_STEMS.register(_name, _fn)
 
 
 def build(arch: str | ArchSpec, stem: str = "imagenet", image_size: int | None = None,
           pretrained: bool = False) -> tuple[nn.Module, tuple[str, ...]]:
-    """Build an architecture with torchvision's initialisation; returns the model and the
+    """Build an architecture with its builder's initialisation; returns the model and the
     parameter names a ``stem="cifar"`` change left un-pretrainable."""
-    a = arch if isinstance(arch, ArchSpec) else spec(arch)
+    a = spec(arch)
     if stem not in ("imagenet", "cifar"):
         raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
-    kwargs: dict = {}
-    if a.family == "vit":
-        size = image_size or 224
-        patch = 4 if stem == "cifar" else 16
-        if size % patch:
-            raise ValueError(f"{a.name} with stem={stem!r} needs an image size divisible by {patch}, got {size}")
-        kwargs = {"image_size": size}
-        if stem == "cifar":
-            from torchvision.models.vision_transformer import VisionTransformer
-
-            model = VisionTransformer(image_size=size, patch_size=4, num_layers=12, num_heads=12,
-                                      hidden_dim=768, mlp_dim=3072)
-            return model, ("conv_proj.weight", "encoder.pos_embedding")
-    if a.family == "googlenet" and pretrained:
-        kwargs["transform_input"] = True  # torchvision's ImageNet GoogLeNet expects it
-    model = a.build(**kwargs)
+    if image_size is not None and (not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1):
+        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+    kwargs = dict(a.pretrained_kwargs) if pretrained else {}
     if stem == "cifar":
-        return model, _cifar_stem(model, a)
-    if image_size is not None and image_size < a.min_size:
+        if a.small_stem is None:
+            raise ValueError(f"{a.name} has no small-input stem recipe; use stem='imagenet' and up-sample")
+        return SMALL_STEMS.get(a.small_stem)(lambda: a.build(**kwargs), a, image_size)
+    size = image_size
+    if size is not None and size < a.min_size:
         raise ValueError(
-            f"{a.name} with the standard stem needs inputs of at least {a.min_size} px, got {image_size}; "
+            f"{a.name} with the standard stem needs inputs of at least {a.min_size} px, got {size}; "
             f"use stem='cifar' for native small images or up-sample with loader(image_size=...)"
         )
-    return model, ()
+    if a.patch > 1 and size is not None and size % a.patch:
+        raise ValueError(f"{a.name} with stem={stem!r} needs an image size divisible by {a.patch}, got {size}")
+    if a.size_kwarg:
+        kwargs[a.size_kwarg] = size or 224
+    return a.build(**kwargs), ()
 
 
-def all_layer_names(model: nn.Module) -> list[str]:
-    return [name for name, _ in model.named_modules() if name]
+# --- the table -----------------------------------------------------------------------------
+def _resnet(name: str, dim: int, blocks: tuple[int, ...]) -> ArchSpec:
+    bottlenecks = tuple(f"layer{s + 1}.{b}" for s, n in enumerate(blocks) for b in range(n))
+    return ArchSpec(
+        name, family="resnet", head="fc", head_in=dim, feature_node="fc", feature_dim=dim,
+        layers=("conv1", "layer1", "layer2", "layer3", "layer4"),
+        granularities={"block": ("relu", *bottlenecks, "fc")},
+        fu_layers=("conv1", "layer1.0.conv1"), stem="conv1", small_stem="resnet",
+        st_groups=(("conv1",), ("bn1",), ("layer1",), ("layer2",), ("layer3",), ("layer4",)),
+        truncation="resnet", cuts={"block": (1, 2, 3, -1), "layer": (*range(1, sum(blocks) + 2), -1)},
+    )
 
+
+def _vit_pos_embedding(state: dict, model: nn.Module, image_size: int | None) -> dict:
+    own = model.state_dict().get("encoder.pos_embedding")
+    if model.conv_proj.kernel_size[0] != 16:
+        return state  # a small-input (patch 4) stem: the embeddings are re-initialised, not interpolated
+    if own is not None and "encoder.pos_embedding" in state and own.shape != state["encoder.pos_embedding"].shape:
+        from torchvision.models.vision_transformer import interpolate_embeddings
+
+        state = interpolate_embeddings(image_size or 224, 16, state)
+    return state
+
+
+_VIT_BLOCKS = tuple(f"encoder.layers.encoder_layer_{i}" for i in range(12))
+_SWIN_BLOCKS = tuple(f"features.{s}.{b}" for s, n in ((1, 2), (3, 2), (5, 6), (7, 2)) for b in range(n))
+
+for _row in (
+    _resnet("resnet18", 512, (2, 2, 2, 2)),
+    _resnet("resnet50", 2048, (3, 4, 6, 3)),
+    ArchSpec(
+        "densenet121", family="densenet", head="classifier", head_in=1024, feature_node="classifier",
+        feature_dim=1024,
+        layers=("features.conv0", "features.denseblock1", "features.denseblock2", "features.denseblock3",
+                "features.denseblock4"),
+        granularities={"block": ("features.relu0", "features.denseblock1", "features.transition1",
+                                 "features.denseblock2", "features.transition2", "features.denseblock3",
+                                 "features.transition3", "features.denseblock4", "features.norm5", "classifier")},
+        fu_layers=("features.conv0", "features.denseblock1.denselayer1.conv1"), stem="features.conv0",
+        small_stem="densenet", min_size=32,
+        st_groups=(("features.conv0",), ("features.norm0",), ("features.denseblock1", "features.transition1"),
+                   ("features.denseblock2", "features.transition2"), ("features.denseblock3", "features.transition3"),
+                   ("features.denseblock4", "features.norm5")),
+        truncation="densenet", cuts={"block": (1, 2, 3, -1)},
+    ),
+    ArchSpec(
+        "efficientnet_v2_s", family="efficientnet", head="classifier", head_in=1280, feature_node="classifier",
+        feature_dim=1280, layers=tuple(f"features.{i}" for i in range(8)),
+        fu_layers=("features.0.0", "features.1.0.block.0.0"), stem="features.0.0", small_stem="restride",
+    ),
+    ArchSpec(
+        "googlenet", family="googlenet", head="fc", head_in=1024, feature_node="fc", feature_dim=1024,
+        layers=("conv1", "conv2", "conv3", "inception3a", "inception3b", "inception4a", "inception4b", "inception4c",
+                "inception4d", "inception4e", "inception5a", "inception5b"),
+        fu_layers=("conv1.conv", "conv2.conv"), stem="conv1.conv", small_stem="googlenet",
+        builder_kwargs={"aux_logits": False, "init_weights": True, "transform_input": False},
+        pretrained_kwargs={"transform_input": True},  # torchvision's ImageNet GoogLeNet expects it
+        imagenet_drop=("aux1", "aux2"),
+    ),
+    ArchSpec(
+        "mnasnet1_0", family="mnasnet", head="classifier.1", head_in=1280, feature_node="classifier",
+        feature_dim=1280,
+        layers=("layers.2", "layers.5", "layers.8", "layers.9", "layers.10", "layers.11", "layers.12", "layers.13",
+                "layers.16"),
+        fu_layers=("layers.0", "layers.3"), stem="layers.0", small_stem="restride",
+    ),
+    ArchSpec(
+        "mobilenet_v3_small", family="mobilenet", head="classifier.3", head_in=1024, feature_node="classifier",
+        feature_dim=576, layers=tuple(f"features.{i}" for i in range(13)),
+        fu_layers=("features.0.0", "features.1.block.0.0"), stem="features.0.0", small_stem="restride",
+    ),
+    ArchSpec(
+        "vgg11", family="vgg", head="classifier.6", head_in=4096, feature_node="classifier.6", feature_dim=4096,
+        layers=("features.2", "features.5", "features.10", "features.15", "features.20"),
+        fu_layers=("features.0", "features.3"), stem="features.0", small_stem="vgg", min_size=32,
+    ),
+    ArchSpec(
+        "convnext_tiny", family="convnext", head="classifier.2", head_in=768, feature_node="classifier.2",
+        feature_dim=768, layers=tuple(f"features.{i}" for i in range(8)),
+        fu_layers=("features.0.0", "features.1.0.block.0"), stem="features.0.0", small_stem="convnext", min_size=32,
+    ),
+    ArchSpec(
+        "shufflenet_v2_x0_5", family="shufflenet", head="fc", head_in=1024, feature_node="fc", feature_dim=1024,
+        layers=("conv1", "stage2", "stage3", "stage4", "conv5"),
+        fu_layers=("conv1.0", "stage2.0.branch1.0"), stem="conv1.0", small_stem="shufflenet",
+    ),
+    ArchSpec(
+        "vit_b_16", family="vit", head="heads.head", head_in=768, feature_node="heads.head", feature_dim=768,
+        layers=("conv_proj", *_VIT_BLOCKS, "encoder.ln"),
+        fu_layers=("conv_proj", "encoder.layers.encoder_layer_0.mlp.0"), stem="conv_proj", small_stem="vit_patch4",
+        min_size=224, size_kwarg="image_size", patch=16, adapt_imagenet=_vit_pos_embedding,
+        st_groups=(("conv_proj",), ("class_token", "encoder.pos_embedding"), *((b,) for b in _VIT_BLOCKS[:-1]),
+                   (_VIT_BLOCKS[-1], "encoder.ln")),
+    ),
+    ArchSpec(
+        "swin_t", family="swin", head="head", head_in=768, feature_node="head", feature_dim=768,
+        layers=(*(f"features.{i}" for i in range(8)), "norm"),
+        fu_layers=("features.0.0", "features.1.0.mlp.0"), stem="features.0.0", small_stem="swin",
+        channels_last=("features", "norm"),
+        st_groups=(("features.0",), (), *((b,) for b in _SWIN_BLOCKS[:-1]), (_SWIN_BLOCKS[-1], "norm")),
+    ),
+):
+    register_arch(_row)
+for _key, _name in STUDY_KEYS.items():
+    ARCHS.alias(_key, _name)

@@ -1,22 +1,30 @@
 """Representation similarity: CKA (linear/RBF, debiased, minibatch), CCA/SVCCA/PWCCA,
 permutation baselines, prediction similarity, filter similarity, per-layer weight
-distances, k-NN probes, layer importance and layer-by-layer CKA."""
+distances, k-NN probes, layer importance and layer-by-layer comparisons under any measure
+of the :data:`MEASURES` table."""
 
 from .measures import (
+    MEASURES,
+    Measure,
     as_datapoints,
     cca,
     cca_study,
     center_gram,
     cka,
     cka_gram,
+    compare,
+    get_measure,
     gram_linear,
     gram_rbf,
     hsic_unbiased,
     mean_cca,
+    measures,
     minibatch_cka,
     permutation_test,
     pwcca,
+    register_measure,
     svcca,
+    svcca_core,
     svd_reduce,
 )
 from .predictions import hard_predictions, prediction_similarity
@@ -26,14 +34,16 @@ from .probes import (
     knn_eval,
     knn_scores,
     layer_importance,
+    layerwise,
     layerwise_cka,
     layerwise_knn,
 )
 from .weights import filter_grid, filter_similarity, l2_distance
 
 __all__ = [
-    "as_datapoints", "cca", "cca_study", "center_gram", "cka", "cka_gram", "cka_matrix", "filter_grid",
-    "filter_similarity", "gain_ratios", "gram_linear", "gram_rbf", "hard_predictions", "hsic_unbiased",
-    "knn_eval", "knn_scores", "l2_distance", "layer_importance", "layerwise_cka", "layerwise_knn", "mean_cca",
-    "minibatch_cka", "permutation_test", "prediction_similarity", "pwcca", "svcca", "svd_reduce",
+    "MEASURES", "Measure", "as_datapoints", "cca", "cca_study", "center_gram", "cka", "cka_gram", "cka_matrix",
+    "compare", "filter_grid", "filter_similarity", "gain_ratios", "get_measure", "gram_linear", "gram_rbf",
+    "hard_predictions", "hsic_unbiased", "knn_eval", "knn_scores", "l2_distance", "layer_importance", "layerwise",
+    "layerwise_cka", "layerwise_knn", "mean_cca", "measures", "minibatch_cka", "permutation_test",
+    "prediction_similarity", "pwcca", "register_measure", "svcca", "svcca_core", "svd_reduce",
 ]

@@ -7,17 +7,25 @@ X is ``N×D1`` and Y is ``N×D2``, rows = the same N inputs. Each measure return
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .._registry import Registry
 
 Array = torch.Tensor | np.ndarray
 
 
 def _t(x: Array, name: str) -> torch.Tensor:
-    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    t = t.detach().to(torch.float64)
+    if not isinstance(x, torch.Tensor):
+        arr = np.asarray(x)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise ValueError(f"{name} must be a numeric N×D array, got dtype {arr.dtype}")
+        x = torch.as_tensor(arr)
+    t = x.detach().to(torch.float64)
     if t.ndim != 2:
         raise ValueError(f"{name} must be N×D (rows = inputs), got shape {tuple(t.shape)}; "
                          "pool or flatten conv activations first (see as_datapoints)")
@@ -36,6 +44,21 @@ def _pair(x: Array, y: Array, min_n: int = 2, what: str = "this measure") -> tup
     return x, y
 
 
+def _check_not_constant(x: torch.Tensor, name: str) -> None:
+    if not bool((x != x[:1]).any()):
+        raise ValueError(f"{name} is constant (every input gives the same activations): similarity to it is "
+                         "undefined; is the layer dead or the input blank?")
+
+
+def _warn_few_samples(n: int, d: int, what: str) -> None:
+    """CCA-type measures are biased upward when N is not much larger than D (independent
+    data gives mean CCA ≈ D/N); warn below N = 10·D."""
+    if n < 10 * d:
+        warnings.warn(f"{what} on N={n} datapoints in D={d} dimensions: with N < 10·D canonical correlations are "
+                      f"inflated (independent data reads ≈ {min(1.0, d / n):.2f}); use at least {10 * d} datapoints "
+                      "(spatial positions as datapoints, fewer channels, or svcca's reduction)", stacklevel=3)
+
+
 # --- Gram matrices and HSIC ----------------------------------------------------------------
 def gram_linear(x: Array) -> torch.Tensor:
     """K = X Xᵀ (``N×N``)."""
@@ -49,11 +72,12 @@ def gram_rbf(x: Array, threshold: float = 1.0) -> torch.Tensor:
     x = _t(x, "X")
     dot = x @ x.T
     sq = dot.diag()
-    dist = (sq[:, None] + sq[None, :] - 2 * dot).clamp_min(0)
-    sigma2 = (threshold**2) * dist.median()
+    dist = sq[:, None] + sq[None, :] - 2 * dot
+    # numpy's median (the mean of the two middle values), as the reference; torch's is the lower one
+    sigma2 = (threshold**2) * float(np.median(dist.cpu().numpy()))
     if sigma2 <= 0:
         raise ValueError("RBF bandwidth is 0 (more than half the pairwise distances are 0)")
-    return torch.exp(-dist / (2 * sigma2))
+    return torch.exp(-dist.clamp_min(0) / (2 * sigma2))
 
 
 def center_gram(gram: torch.Tensor, unbiased: bool = False) -> torch.Tensor:
@@ -107,6 +131,8 @@ def cka(x: Array, y: Array, kernel: str = "linear", debiased: bool = False, thre
     Shapes: X ``N×D1``, Y ``N×D2``. Returns a float in [0, 1] (debiased may dip below 0).
     """
     x, y = _pair(x, y, 4 if debiased else 2, "debiased HSIC/CKA" if debiased else "CKA")
+    _check_not_constant(x, "X")
+    _check_not_constant(y, "Y")
     if kernel == "linear" and max(x.shape[1], y.shape[1]) > 2 * x.shape[0]:
         return cka_gram(x @ x.T, y @ y.T, debiased)  # wide activations: N×N Grams are smaller
     if kernel == "linear":
@@ -185,36 +211,60 @@ def minibatch_cka(x: Array | Iterable, y: Array | None = None, batch_size: int =
 
 
 # --- CCA family ----------------------------------------------------------------------------
-def cca(x: Array, y: Array, epsilon: float = 0.0, method: str = "qr") -> torch.Tensor:
+def _basis(x: torch.Tensor, name: str, rtol: float = 1e-10) -> torch.Tensor:
+    """An orthonormal basis ``N×r`` of the centred columns of ``x``: constant (dead) columns
+    are dropped with a warning, and the rank r is revealed by the singular values (those
+    below ``rtol`` · the largest are zero), so duplicated or linearly dependent channels do
+    not invent correlations. Raises on an all-constant input."""
+    x = x - x.mean(0)
+    scale = x.abs().amax(0)
+    dead = scale <= scale.max() * 1e-12 if bool(scale.max() > 0) else torch.ones_like(scale, dtype=torch.bool)
+    if bool(dead.all()):
+        raise ValueError(f"{name} is constant (every datapoint gives the same activations): CCA is undefined")
+    if bool(dead.any()):
+        warnings.warn(f"{name}: dropping {int(dead.sum())} of {len(dead)} constant (dead) units before CCA",
+                      stacklevel=4)
+        x = x[:, ~dead]
+    u, s, _ = torch.linalg.svd(x, full_matrices=False)
+    return u[:, s > s[0] * rtol]
+
+
+def cca(x: Array, y: Array, epsilon: float = 0.0, method: str = "svd") -> torch.Tensor:
     """Canonical correlations between the column spaces of X and Y (Hotelling 1936),
 
         ρ = σ(Σxx^{-1/2} Σxy Σyy^{-1/2}),
 
-    descending, ``min(D1, D2)`` of them. ``method="qr"``: singular values of Q_xᵀQ_y from
-    thin QR factorisations of the centred data; ``"svd"``: the whitened cross-covariance
-    with ``epsilon``·I added to Σxx and Σyy (regularised CCA). Without regularisation CCA
-    needs N > D1 and N > D2 (else every correlation is trivially 1).
+    descending, ``min(rank X, rank Y)`` of them. ``method="svd"`` (default): singular
+    values of U_xᵀU_y, U an orthonormal basis of the centred data from a rank-revealing SVD
+    (dead units dropped with a warning, dependent channels counted once); ``"qr"``: the same
+    from thin QR factorisations (fast, but a rank-deficient input invents correlations);
+    with ``epsilon`` > 0, the whitened cross-covariance with εI added to Σxx and Σyy
+    (regularised CCA). Without regularisation CCA needs N > D1 and N > D2 (else every
+    correlation is trivially 1); with N < 10·D a warning says the values are inflated.
 
     Shapes: X ``N×D1``, Y ``N×D2``. Returns a 1-D float64 tensor.
     """
+    if method not in ("svd", "qr"):
+        raise ValueError(f"method must be 'svd' or 'qr', got {method!r}")
     x, y = _pair(x, y, 2)
     n = x.shape[0]
     if epsilon <= 0 and (n <= x.shape[1] or n <= y.shape[1]):
         raise ValueError(f"CCA needs more samples than dimensions (N={n}, D1={x.shape[1]}, D2={y.shape[1]}); "
                          "reduce the dimension (svcca), subsample channels, or pass epsilon > 0")
-    x = x - x.mean(0)
-    y = y - y.mean(0)
-    if method == "qr" and epsilon <= 0:
-        qx, _ = torch.linalg.qr(x)
-        qy, _ = torch.linalg.qr(y)
-        rho = torch.linalg.svdvals(qx.T @ qy)
-    elif method in ("svd", "qr"):
+    _warn_few_samples(n, max(x.shape[1], y.shape[1]), "CCA")
+    if epsilon > 0:
+        _check_not_constant(x, "X")
+        _check_not_constant(y, "Y")
+        x, y = x - x.mean(0), y - y.mean(0)
         sxx = x.T @ x / (n - 1) + epsilon * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
         syy = y.T @ y / (n - 1) + epsilon * torch.eye(y.shape[1], dtype=y.dtype, device=y.device)
-        sxy = x.T @ y / (n - 1)
-        rho = torch.linalg.svdvals(_inv_sqrt(sxx) @ sxy @ _inv_sqrt(syy))
+        rho = torch.linalg.svdvals(_inv_sqrt(sxx) @ (x.T @ y / (n - 1)) @ _inv_sqrt(syy))
+    elif method == "qr":
+        _check_not_constant(x, "X")
+        _check_not_constant(y, "Y")
+        rho = torch.linalg.svdvals(torch.linalg.qr(x - x.mean(0))[0].T @ torch.linalg.qr(y - y.mean(0))[0])
     else:
-        raise ValueError(f"method must be 'qr' or 'svd', got {method!r}")
+        rho = torch.linalg.svdvals(_basis(x, "X").T @ _basis(y, "Y"))
     return rho.clamp(0, 1)
 
 
@@ -227,7 +277,8 @@ def _inv_sqrt(s: torch.Tensor) -> torch.Tensor:
 
 
 def mean_cca(x: Array, y: Array, epsilon: float = 0.0) -> float:
-    """Mean canonical correlation (the hidden-representations study's summary)."""
+    """Mean canonical correlation (1/r) Σ ρ_i of :func:`cca` (the hidden-representations
+    study's summary, on rows as given; see :func:`cca_study` for its exact routine)."""
     return float(cca(x, y, epsilon).mean())
 
 
@@ -235,68 +286,105 @@ def svd_reduce(x: Array, keep: float = 0.99) -> torch.Tensor:
     """Project centred X onto its top singular directions: those explaining ``keep`` of
     the variance (``keep < 1``) or the first ``int(keep)`` (``keep ≥ 1``)."""
     x = _t(x, "X")
+    _check_not_constant(x, "X")
     x = x - x.mean(0)
     u, s, _ = torch.linalg.svd(x, full_matrices=False)
+    if keep <= 0:
+        raise ValueError(f"keep must be a variance fraction in (0, 1) or a number of directions >= 1, got {keep}")
     if keep < 1:
         frac = torch.cumsum(s**2, 0) / (s**2).sum()
         k = int(torch.searchsorted(frac, torch.tensor(keep, dtype=frac.dtype)).item()) + 1
     else:
         k = int(keep)
-    k = max(1, min(k, len(s)))
+    k = max(1, min(k, int((s > s[0] * 1e-10).sum())))
     return u[:, :k] * s[:k]
 
 
 def svcca(x: Array, y: Array, keep: float = 0.99, return_rho: bool = False):
     """SVCCA (Raghu et al., NeurIPS 2017): SVD-reduce X and Y to ``keep`` (variance fraction
     if < 1, else number of directions), then CCA; returns the mean canonical correlation
-    (or the correlations with ``return_rho``).
+    (or the correlations with ``return_rho``). Constant inputs raise.
 
     Shapes: X ``N×D1``, Y ``N×D2``."""
     rho = cca(svd_reduce(x, keep), svd_reduce(y, keep))
     return rho if return_rho else float(rho.mean())
 
 
-def pwcca(x: Array, y: Array, epsilon: float = 0.0) -> float:
-    """Projection-weighted CCA (Morcos et al., NeurIPS 2018): the canonical correlations
-    weighted by how much of X each canonical variate accounts for,
-
-        PWCCA = Σ_i α_i ρ_i,  α_i ∝ Σ_j |⟨h_i, x_j⟩|,
-
-    h_i the i-th canonical variate of X (``N``-vector), x_j the centred columns of X.
-
-    Shapes: X ``N×D1``, Y ``N×D2`` (D1 ≤ D2 gives one weight per correlation)."""
+def svcca_core(x: Array, y: Array, epsilon: float = 0.0) -> dict:
+    """google/svcca's ``get_cca_similarity`` (Raghu et al.'s reference code), step by step
+    on rows X ``N×D1``, Y ``N×D2`` (its acts are the transposes): Σ = cov([Xᵀ; Yᵀ]) (N−1
+    normalisation); Σxx, Σyy divided by their largest |entry|, Σxy by √(both); neurons with
+    scaled variance < ε dropped; εI added; A_x = (Σxx⁺)^{1/2}, A_y likewise (pseudo-inverse,
+    then the eigen square root); ``U S Vᵀ = svd(A_x Σxy A_y)`` (full matrices). Returns
+    ``{"rho": S, "coef_x": Uᵀ, "coef_y": Vᵀ, "x_idx", "y_idx", "mean_x", "mean_y"}``."""
     x, y = _pair(x, y, 2)
-    n = x.shape[0]
-    if epsilon <= 0 and (n <= x.shape[1] or n <= y.shape[1]):
-        raise ValueError(f"PWCCA needs more samples than dimensions (N={n}, D1={x.shape[1]}, D2={y.shape[1]})")
-    x = x - x.mean(0)
-    y = y - y.mean(0)
-    qx, _ = torch.linalg.qr(x)
-    qy, _ = torch.linalg.qr(y)
-    u, rho, _ = torch.linalg.svd(qx.T @ qy, full_matrices=False)
-    h = qx @ u  # canonical variates of X, N×k
-    alpha = (h.T @ x).abs().sum(1)
-    alpha = alpha / alpha.sum()
-    return float((alpha * rho.clamp(0, 1)).sum())
-
-
-def cca_study(x: Array, y: Array, epsilon: float = 1e-12) -> torch.Tensor:
-    """Canonical correlations exactly as google/svcca's ``get_cca_similarity`` (the
-    hidden-representations study): covariance blocks scaled by their max |entry|, neurons
-    with scaled variance < ε dropped, ε·I added, pseudo-inverse square roots.
-
-    Shapes: X ``N×D1``, Y ``N×D2`` (rows = datapoints)."""
-    x, y = _pair(x, y, 2)
+    _check_not_constant(x, "X")
+    _check_not_constant(y, "Y")
     d1 = x.shape[1]
     cov = torch.cov(torch.cat([x, y], 1).T)
     sxx, sxy, syy = cov[:d1, :d1], cov[:d1, d1:], cov[d1:, d1:]
     xmax, ymax = sxx.abs().max(), syy.abs().max()
     sxx, syy, sxy = sxx / xmax, syy / ymax, sxy / torch.sqrt(xmax * ymax)
-    kx, ky = sxx.diag() >= epsilon, syy.diag() >= epsilon
+    kx, ky = sxx.diag().abs() >= epsilon, syy.diag().abs() >= epsilon
     sxx, syy, sxy = sxx[kx][:, kx], syy[ky][:, ky], sxy[kx][:, ky]
     sxx = sxx + epsilon * torch.eye(len(sxx), dtype=sxx.dtype)
     syy = syy + epsilon * torch.eye(len(syy), dtype=syy.dtype)
-    return torch.linalg.svdvals(_inv_sqrt(sxx) @ sxy @ _inv_sqrt(syy))
+
+    def sqrt_pinv(m):
+        w, v = torch.linalg.eigh(torch.linalg.pinv(m, hermitian=True))
+        return (v * w.clamp_min(0).sqrt()) @ v.T
+
+    u, rho, vh = torch.linalg.svd(sqrt_pinv(sxx) @ sxy @ sqrt_pinv(syy), full_matrices=True)
+    return {"rho": rho.abs(), "coef_x": u.T, "coef_y": vh, "x_idx": kx, "y_idx": ky,
+            "mean_x": x.mean(0), "mean_y": y.mean(0), "x": x, "y": y}
+
+
+def cca_study(x: Array, y: Array, epsilon: float = 1e-12) -> torch.Tensor:
+    """Canonical correlations exactly as google/svcca's ``get_cca_similarity`` (the
+    hidden-representations study, ε = 1e-12): see :func:`svcca_core`.
+
+    Shapes: X ``N×D1``, Y ``N×D2`` (rows = datapoints)."""
+    return svcca_core(x, y, epsilon)["rho"]
+
+
+def pwcca(x: Array, y: Array, epsilon: float = 0.0, variant: str = "svcca") -> float:
+    """Projection-weighted CCA (Morcos et al., NeurIPS 2018), Σ_i α_i ρ_i with α ∝ how much
+    of a layer each canonical direction accounts for. Two definitions:
+
+    * ``variant="svcca"`` (default): google/svcca's ``compute_pwcca``, the code behind every
+      published PWCCA number. With :func:`svcca_core`'s U (the un-whitened coefficients) on
+      the side with fewer kept neurons (X on ties), directions H = U (X − μ)ᵀ + μ (the mean
+      added back), P the Q of a thin QR of Hᵀ, and α_i ∝ Σ_j |(Pᵀ X_rawᵀ)_ij| on the
+      un-centred activations. (The reference indexes X with Y's mask on the Y side — an
+      IndexError for unequal widths; medtl uses Y there.)
+    * ``variant="paper"``: the paper's formula on whitened canonical variates h_i of X
+      (N-vectors), α_i ∝ Σ_j |⟨h_i, x_j⟩| over the centred columns x_j of X.
+
+    Shapes: X ``N×D1``, Y ``N×D2``."""
+    if variant not in ("svcca", "paper"):
+        raise ValueError(f"variant must be 'svcca' or 'paper', got {variant!r}")
+    xt, yt = _pair(x, y, 2)
+    n = xt.shape[0]
+    if epsilon <= 0 and (n <= xt.shape[1] or n <= yt.shape[1]):
+        raise ValueError(f"PWCCA needs more samples than dimensions (N={n}, D1={xt.shape[1]}, D2={yt.shape[1]})")
+    _warn_few_samples(n, max(xt.shape[1], yt.shape[1]), "PWCCA")
+    if variant == "svcca":
+        core = svcca_core(xt, yt, epsilon)
+        side = "x" if int(core["x_idx"].sum()) <= int(core["y_idx"].sum()) else "y"
+        acts = core[side][:, core[f"{side}_idx"]]
+        mean = core[f"mean_{side}"][core[f"{side}_idx"]]
+        dirns = core[f"coef_{side}"] @ (acts - mean).T + mean[:, None]
+        q, _ = torch.linalg.qr(dirns.T)
+        weights = (q.T @ acts).abs().sum(1)
+        weights = weights / weights.sum()
+        rho = core["rho"]
+        return float((weights[: len(rho)] * rho).sum())
+    bx, by = _basis(xt, "X"), _basis(yt, "Y")
+    u, rho, _ = torch.linalg.svd(bx.T @ by, full_matrices=False)
+    h = bx @ u  # canonical variates of X, N×k
+    alpha = (h.T @ (xt - xt.mean(0))).abs().sum(1)
+    alpha = alpha / alpha.sum()
+    return float((alpha * rho.clamp(0, 1)).sum())
 
 
 # --- conv activations ----------------------------------------------------------------------
@@ -341,12 +429,16 @@ def as_datapoints(a: Array, b: Array | None = None, mode: str = "pool", n_channe
 
 
 # --- permutation baselines -----------------------------------------------------------------
-def permutation_test(measure: Callable[[torch.Tensor, torch.Tensor], float], x: Array, y: Array,
+def permutation_test(measure: Callable[[torch.Tensor, torch.Tensor], float] | str, x: Array, y: Array,
                      n_permutations: int = 100, seed: int = 0) -> dict[str, float]:
     """A permutation null for any measure: Y's rows are shuffled (breaking the pairing with
     X) ``n_permutations`` times. Returns the observed value, the null mean and std, the
     calibrated value (observed − null mean) and the one-sided p-value
     (1 + #{null ≥ observed}) / (1 + n_permutations)."""
+    if isinstance(n_permutations, bool) or not isinstance(n_permutations, (int, np.integer)) or n_permutations < 2:
+        raise ValueError(f"n_permutations must be an integer >= 2 (the null needs a spread), got {n_permutations!r}")
+    if not callable(measure):
+        measure = get_measure(measure).fn
     x, y = _pair(x, y, 2)
     observed = float(measure(x, y))
     g = torch.Generator().manual_seed(seed)
@@ -354,3 +446,90 @@ def permutation_test(measure: Callable[[torch.Tensor, torch.Tensor], float], x: 
     return {"value": observed, "null_mean": float(null.mean()), "null_std": float(null.std(ddof=1)),
             "calibrated": observed - float(null.mean()),
             "p_value": float((1 + (null >= observed).sum()) / (1 + n_permutations))}
+
+
+# --- the measure table ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Measure:
+    """One representation-similarity measure (a row of :data:`MEASURES`).
+
+    Attributes:
+        name: registry key.
+        fn: ``fn(X, Y) -> float`` on rows (``N×D1``, ``N×D2``), or on activations
+            (``N×C×H×W`` / ``N×T×D``) when ``input == "activations"``.
+        input: ``"rows"`` or ``"activations"`` (a protocol that chooses its own datapoints).
+        pool: the pooling layer-wise comparisons use by default for this measure
+            (``"flatten"``: un-pooled, as the feature-reuse study's CKA; ``"avg"``: CCA needs
+            N > D; ``"none"`` for activation measures).
+        label, citation, description: one line each.
+    """
+
+    name: str
+    fn: Callable
+    input: str = "rows"
+    pool: str = "flatten"
+    label: str = ""
+    citation: str = ""
+    description: str = ""
+
+
+#: The registered similarity measures (name → :class:`Measure`).
+MEASURES: Registry[Measure] = Registry("similarity measure")
+
+
+def register_measure(name: str | None = None, *, replace: bool = False, **fields) -> Callable:
+    """Decorator registering ``fn(X, Y) -> float`` as a measure (under its own name unless
+    ``name``); ``fields`` are :class:`Measure` attributes."""
+
+    def wrap(fn: Callable) -> Callable:
+        key = name or fn.__name__
+        doc = (fn.__doc__ or "").strip().splitlines()
+        desc = fields.pop("description", None) or (doc[0] if doc else "")
+        MEASURES.register(key, Measure(key, fn, description=desc, **fields), replace=replace)
+        return fn
+
+    return wrap
+
+
+def get_measure(name: str) -> Measure:
+    """The measure ``name`` (a ValueError lists the valid names)."""
+    return MEASURES.get(name)
+
+
+def compare(x: Array, y: Array, measure: str = "cka") -> float:
+    """Similarity of X and Y under a registered measure (see :func:`measures`)."""
+    return float(get_measure(measure).fn(x, y))
+
+
+def measures():
+    """The measure table as a DataFrame: measure, label, input, default pooling, citation,
+    description."""
+    import pandas as pd
+
+    return pd.DataFrame([{"measure": m.name, "label": m.label or m.name, "input": m.input, "pool": m.pool,
+                          "citation": m.citation, "description": m.description} for m in MEASURES.values()])
+
+
+for _name, _fn, _fields in (
+    ("cka", lambda x, y: cka(x, y), dict(label="linear CKA", citation="Kornblith et al., ICML 2019",
+                                         description="linear CKA (biased HSIC)")),
+    ("cka_debiased", lambda x, y: cka(x, y, debiased=True),
+     dict(label="debiased linear CKA", citation="Song et al. 2012; Nguyen et al., ICLR 2021",
+          description="linear CKA with the unbiased HSIC estimator")),
+    ("cka_rbf", lambda x, y: cka(x, y, kernel="rbf"),
+     dict(label="RBF CKA", citation="Kornblith et al., ICML 2019",
+          description="RBF-kernel CKA, bandwidth = √median squared distance")),
+    ("minibatch_cka", lambda x, y: minibatch_cka(x, y, batch_size=256),
+     dict(label="minibatch CKA", citation="Nguyen, Raghu & Kornblith, ICLR 2021",
+          description="unbiased HSIC accumulated over batches of 256")),
+    ("svcca", lambda x, y: svcca(x, y), dict(pool="avg", label="SVCCA", citation="Raghu et al., NeurIPS 2017",
+                                             description="CCA after SVD to 99% variance (mean ρ)")),
+    ("pwcca", lambda x, y: pwcca(x, y), dict(pool="avg", label="PWCCA", citation="Morcos et al., NeurIPS 2018",
+                                             description="projection-weighted CCA (google/svcca's weighting)")),
+    ("mean_cca", lambda x, y: mean_cca(x, y), dict(pool="avg", label="mean CCA", citation="Hotelling 1936",
+                                                   description="mean canonical correlation (rank-revealing basis)")),
+    ("cca_study", lambda x, y: float(cca_study(x, y).mean()),
+     dict(pool="avg", label="mean CCA (google/svcca)", citation="Raghu et al. 2017; Juodelyte et al., TMLR 2023",
+          description="mean ρ of google/svcca's get_cca_similarity, ε = 1e-12")),
+):
+    MEASURES.register(_name, Measure(_name, _fn, **_fields))

@@ -14,7 +14,9 @@ from torch import nn
 from .. import evaluate as ev
 from ..data import ImageSet
 from ..data.imageset import MULTI_LABEL
-from .measures import cka
+from ..features import extract, predict
+from ..models import arch_of, under
+from .measures import get_measure
 
 
 def knn_scores(train_features, train_labels, test_features, n_classes: int | None = None, k: int = 200,
@@ -34,11 +36,22 @@ def knn_scores(train_features, train_labels, test_features, n_classes: int | Non
     if bank.shape[1] != test.shape[1]:
         raise ValueError(f"train and test features differ in width: {bank.shape[1]} vs {test.shape[1]}")
     labels = torch.as_tensor(np.asarray(train_labels))
+    if len(labels) != len(bank):
+        raise ValueError(f"train_labels has {len(labels)} entries for {len(bank)} training features")
     if multilabel:
         targets = labels.to(torch.float64)
     else:
+        if labels.is_floating_point() and bool((labels != labels.round()).any()):
+            raise ValueError("train_labels must be class indices (integers)")
         c = n_classes or int(labels.max()) + 1
+        if int(labels.min()) < 0 or int(labels.max()) >= c:
+            raise ValueError(f"train_labels must lie in 0..{c - 1} (n_classes={c}), got range "
+                             f"{int(labels.min())}..{int(labels.max())}")
         targets = torch.nn.functional.one_hot(labels.long(), c).to(torch.float64)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    if not tau > 0:
+        raise ValueError(f"tau must be positive, got {tau!r}")
     k = min(k, len(bank))
     out = []
     for start in range(0, len(test), batch_size):
@@ -66,22 +79,26 @@ def knn_eval(train_features, train_labels, test_features, test_labels, task: str
     return {"auc": safe(ev.auc), "acc": safe(ev.acc), "scores": scores}
 
 
-def _layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
+def _layers(model: nn.Module, layers: Sequence[str] | None, granularity: str = "stage") -> list[str]:
+    """``layers`` if given, else the architecture table's layers at ``granularity``."""
     if layers is not None:
+        if isinstance(layers, str):
+            raise TypeError("layers must be a list of module paths, not one string")
         return list(layers)
-    from ..models import spec
-
-    return list(spec(model.medtl["arch"]).layers)
+    return list(arch_of(model).layer_list(granularity))
 
 
 def layerwise_knn(model: nn.Module, train: ImageSet, test: ImageSet, layers: Sequence[str] | None = None,
-                  k: int = 200, tau: float = 0.1, pool: str = "avg", progress: bool = False, **batch) -> pd.DataFrame:
-    """k-NN probe accuracy of every listed layer (default: the architecture table's layers,
-    plus the penultimate features): GAP-pooled activations, the training set as the bank.
-    Returns a table: layer, depth (0 = first), auc, acc."""
-    from ..features import extract
-
-    names = _layers(model, layers) + (["penultimate"] if layers is None else [])
+                  k: int = 200, tau: float = 0.1, pool: str = "avg", progress: bool = False,
+                  granularity: str = "stage", **batch) -> pd.DataFrame:
+    """k-NN probe accuracy of every listed layer (default: the architecture table's layers at
+    ``granularity``, plus the penultimate features): pooled activations (token modes
+    ``"cls"``/``"patches"``/``"all"`` for transformers), L2-normalised, the training set as
+    the bank, k = 200 and τ = 0.1 as the feature-reuse study. Returns a table: layer, depth
+    (0 = first), auc, acc."""
+    names = _layers(model, layers, granularity)
+    if layers is None and "penultimate" not in names and names[-1] != arch_of(model).head:
+        names.append("penultimate")
     ftr = extract(model, train, names, pool=pool, progress=progress, **batch)
     fte = extract(model, test, names, pool=pool, progress=progress, **batch)
     rows = []
@@ -92,27 +109,26 @@ def layerwise_knn(model: nn.Module, train: ImageSet, test: ImageSet, layers: Seq
     return pd.DataFrame(rows)
 
 
-def _is_under(key: str, layer: str) -> bool:
-    return key == layer or key.startswith(layer + ".")
+def _evaluate(model: nn.Module, data: ImageSet, **batch) -> dict:
+    logits, y = predict(model, data, **batch)
+    return ev.score_outputs(logits, y, data.task, getattr(model, "medtl", {}).get("loss"))
 
 
 def layer_importance(model: nn.Module, init_state: Mapping[str, torch.Tensor], data: ImageSet,
-                     layers: Sequence[str] | None = None, **eval_kwargs) -> pd.DataFrame:
+                     layers: Sequence[str] | None = None, granularity: str = "stage", **eval_kwargs) -> pd.DataFrame:
     """Layer criticality by re-initialisation (Zhang, Bengio & Singer 2019): for each layer,
     put that layer's parameters **and buffers** back to ``init_state`` (matched by exact
     module prefix, so ``fc`` does not catch ``mlp.fc1``), evaluate on ``data``, restore.
 
     Returns a table: layer (``"(none)"`` = the unmodified model first), auc, acc, loss,
     auc_drop (unmodified AUC − AUC)."""
-    from ..train import evaluate
-
-    names = _layers(model, layers)
+    names = _layers(model, layers, granularity)
     final = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    base = evaluate(model, data, **eval_kwargs)
+    base = _evaluate(model, data, **eval_kwargs)
     rows = [{"layer": "(none)", "auc": base["auc"], "acc": base["acc"], "loss": base["loss"], "auc_drop": 0.0}]
     try:
         for layer in names:
-            keys = [k for k in final if _is_under(k, layer)]
+            keys = [k for k in final if under(k, layer)]
             if not keys:
                 raise ValueError(f"layer {layer!r} matches no parameter or buffer of the model")
             missing = [k for k in keys if k not in init_state]
@@ -121,7 +137,7 @@ def layer_importance(model: nn.Module, init_state: Mapping[str, torch.Tensor], d
             state = dict(final)
             state.update({k: init_state[k] for k in keys})
             model.load_state_dict(state)
-            r = evaluate(model, data, **eval_kwargs)
+            r = _evaluate(model, data, **eval_kwargs)
             rows.append({"layer": layer, "auc": r["auc"], "acc": r["acc"], "loss": r["loss"],
                          "auc_drop": base["auc"] - r["auc"]})
     finally:
@@ -130,41 +146,60 @@ def layer_importance(model: nn.Module, init_state: Mapping[str, torch.Tensor], d
 
 
 def cka_matrix(model_a: nn.Module, model_b: nn.Module, data: ImageSet, layers_a: Sequence[str] | None = None,
-               layers_b: Sequence[str] | None = None, pool: str = "flatten", debiased: bool = True,
-               progress: bool = False, **batch) -> pd.DataFrame:
-    """Linear CKA between every layer of ``model_a`` and every layer of ``model_b`` on the
-    same images (init vs fine-tuned; WT vs ST fine-tuned). ``pool="flatten"`` uses the full
-    activations as the feature-reuse study did; ``debiased`` its unbiased HSIC.
-    Returns a tidy table: layer_a, layer_b, depth_a, depth_b, cka."""
-    from ..features import extract
-
-    la, lb = _layers(model_a, layers_a), _layers(model_b, layers_b)
+               layers_b: Sequence[str] | None = None, pool: str | None = None, debiased: bool | None = None,
+               progress: bool = False, measure: str = "cka_debiased", granularity: str = "stage",
+               **batch) -> pd.DataFrame:
+    """A similarity measure (default debiased linear CKA, as the feature-reuse study)
+    between every layer of ``model_a`` and every layer of ``model_b`` on the same images
+    (init vs fine-tuned; WT vs ST fine-tuned). ``measure`` is any registered measure
+    (:func:`medtl.similarity.measures`); ``pool`` defaults to the measure's own
+    (``"flatten"``, the full activations, for CKA). ``debiased=False`` is shorthand for the
+    biased ``"cka"``. Returns a tidy table: layer_a, layer_b, depth_a, depth_b, measure,
+    value, and a column named after the measure family (``cka``) for CKA measures."""
+    if debiased is not None:
+        measure = "cka_debiased" if debiased else "cka"
+    m = get_measure(measure)
+    pool = pool or m.pool
+    la, lb = _layers(model_a, layers_a, granularity), _layers(model_b, layers_b, granularity)
     fa = extract(model_a, data, la, pool=pool, progress=progress, **batch)
     fb = extract(model_b, data, lb, pool=pool, progress=progress, **batch)
     rows = []
     for i, a in enumerate(la):
         for j, b in enumerate(lb):
-            rows.append({"layer_a": a, "layer_b": b, "depth_a": i, "depth_b": j,
-                         "cka": cka(fa[a].flatten(1), fb[b].flatten(1), debiased=debiased)})
-    return pd.DataFrame(rows)
+            xa, xb = (fa[a], fb[b]) if m.input == "activations" else (fa[a].flatten(1), fb[b].flatten(1))
+            rows.append({"layer_a": a, "layer_b": b, "depth_a": i, "depth_b": j, "measure": measure,
+                         "value": float(m.fn(xa, xb))})
+    return _named(pd.DataFrame(rows), measure)
+
+
+def _named(table: pd.DataFrame, measure: str) -> pd.DataFrame:
+    if measure.startswith("cka"):
+        table["cka"] = table["value"]
+    return table
+
+
+def layerwise(init_model: nn.Module, final_model: nn.Module, data: ImageSet, layers: Sequence[str] | None = None,
+              measure: str = "cka_debiased", pool: str | None = None, granularity: str = "stage",
+              progress: bool = False, **batch) -> pd.DataFrame:
+    """A measure between each layer of two models of the same architecture, layer for
+    layer (the diagonal of :func:`cka_matrix`): before vs after fine-tuning, WT vs ST.
+    Returns: layer, depth, measure, value (and ``cka`` for CKA measures)."""
+    m = get_measure(measure)
+    names = _layers(final_model, layers, granularity)
+    fa = extract(init_model, data, names, pool=pool or m.pool, progress=progress, **batch)
+    fb = extract(final_model, data, names, pool=pool or m.pool, progress=progress, **batch)
+    rows = []
+    for depth, layer in enumerate(names):
+        xa, xb = (fa[layer], fb[layer]) if m.input == "activations" else (fa[layer].flatten(1), fb[layer].flatten(1))
+        rows.append({"layer": layer, "depth": depth, "measure": measure, "value": float(m.fn(xa, xb))})
+    return _named(pd.DataFrame(rows), measure)
 
 
 def layerwise_cka(init_model: nn.Module, final_model: nn.Module, data: ImageSet, layers: Sequence[str] | None = None,
-                  **kwargs) -> pd.DataFrame:
-    """CKA of each layer with itself before and after fine-tuning (the diagonal of
-    :func:`cka_matrix`): layer, depth, cka."""
-    names = _layers(final_model, layers)
-    out = []
-    from ..features import extract
-
-    pool = kwargs.pop("pool", "flatten")
-    debiased = kwargs.pop("debiased", True)
-    fa = extract(init_model, data, names, pool=pool, progress=False, **kwargs)
-    fb = extract(final_model, data, names, pool=pool, progress=False, **kwargs)
-    for depth, layer in enumerate(names):
-        out.append({"layer": layer, "depth": depth, "cka": cka(fa[layer].flatten(1), fb[layer].flatten(1),
-                                                              debiased=debiased)})
-    return pd.DataFrame(out)
+                  debiased: bool = True, **kwargs) -> pd.DataFrame:
+    """CKA of each layer with itself in two models (:func:`layerwise` with linear CKA,
+    debiased by default): layer, depth, cka."""
+    return layerwise(init_model, final_model, data, layers, measure="cka_debiased" if debiased else "cka", **kwargs)
 
 
 def gain_ratios(results: pd.DataFrame, value: str = "auc", init: str = "init",

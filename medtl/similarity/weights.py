@@ -10,6 +10,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..models import arch_of, under
+
 NORM_MARKERS = ("norm", "bn")
 
 
@@ -20,9 +22,7 @@ def _weight(obj, layer: str | None) -> torch.Tensor:
         return obj.detach().double().cpu()
     if isinstance(obj, nn.Module):
         if layer is None:
-            from ..models import spec
-
-            layer = spec(obj.medtl["arch"]).stem
+            layer = arch_of(obj).stem
         return obj.get_submodule(layer).weight.detach().double().cpu()
     raise TypeError(f"expected a model or a weight tensor, got {type(obj).__name__}")
 
@@ -79,7 +79,7 @@ def l2_distance(init, final, layers: Sequence[str]) -> pd.DataFrame:
     sa, sb = _state(init), _state(final)
     rows = []
     for layer in layers:
-        keys = [k for k in sa if (k == layer or k.startswith(layer + ".")) and sa[k].is_floating_point()
+        keys = [k for k in sa if under(k, layer) and sa[k].is_floating_point()
                 and not any(m in k.split(".")[-2] for m in NORM_MARKERS if len(k.split(".")) > 1)]
         if not keys:
             raise ValueError(f"layer {layer!r} has no (non-norm) tensors in the state; check the name")

@@ -1,5 +1,5 @@
-"""Transferability: metrics (pure functions), FU and LP×FU, scoring sources on a target,
-and the statistics that judge metrics against fine-tuned ground truth."""
+"""Transferability: metrics (pure functions, one registry row each), FU and LP×FU, scoring
+sources on a target, and the statistics that judge metrics against fine-tuned ground truth."""
 
 from .evaluation import (
     correlate,
@@ -17,6 +17,7 @@ from .metrics import (
     check_features,
     check_labels,
     check_probs,
+    expected_empirical_prediction,
     gmm_posteriors,
     hscore,
     leep,
@@ -30,11 +31,22 @@ from .metrics import (
     parc,
     sfda,
 )
-from .score import METRICS, score, source_probs
+from .registry import (
+    KINDS,
+    METRIC_TABLE,
+    METRICS,
+    Metric,
+    metric,
+    metric_names,
+    metrics,
+    register_metric,
+)
+from .score import score, source_probs, training_datasets
 
 __all__ = [
-    "METRICS", "check_features", "check_labels", "check_probs", "correlate", "critical_difference", "flip", "friedman", "fu",
-    "gmm_posteriors", "hscore", "leep", "logme", "lp", "lp_fu", "minmax", "ncti", "ncti_components", "nemenyi",
-    "nleep", "nleep_from_posteriors", "parc", "q_alpha", "ranks", "self_source_bias", "score", "sfda", "source_probs", "tau_table",
-    "triplet_margin_loss",
+    "KINDS", "METRICS", "METRIC_TABLE", "Metric", "check_features", "check_labels", "check_probs", "correlate",
+    "critical_difference", "expected_empirical_prediction", "flip", "friedman", "fu", "gmm_posteriors", "hscore",
+    "leep", "logme", "lp", "lp_fu", "metric", "metric_names", "metrics", "minmax", "ncti", "ncti_components",
+    "nemenyi", "nleep", "nleep_from_posteriors", "parc", "q_alpha", "ranks", "register_metric",
+    "self_source_bias", "score", "sfda", "source_probs", "tau_table", "training_datasets", "triplet_margin_loss",
 ]

@@ -21,6 +21,7 @@ def _wide(table: pd.DataFrame | Mapping, value: str = "value") -> dict[str, pd.D
     if isinstance(table, Mapping):
         return {m: pd.DataFrame(t) for m, t in table.items()}
     if {"source", "target", "metric", value} <= set(table.columns):
+        table = table[table["metric"] != "features"]
         return {m: g.pivot_table(index="source", columns="target", values=value, aggfunc="first", dropna=False)
                 for m, g in table.groupby("metric", sort=False)}
     return {"score": table}
@@ -32,14 +33,26 @@ def _ground_truth(gt) -> pd.DataFrame:
     return pd.DataFrame(gt)
 
 
-def correlate(scores, ground_truth, exclude_self: bool = True) -> pd.DataFrame:
+def self_pairs(scores) -> dict[str, set[str]]:
+    """``{target: sources}`` flagged ``self_source`` in a tidy :func:`score` table (sources
+    trained on the target, by metadata); empty for other inputs."""
+    if isinstance(scores, pd.DataFrame) and "self_source" in scores.columns:
+        flagged = scores[scores["self_source"].astype(bool)]
+        return {t: set(g.source) for t, g in flagged.groupby("target")}
+    return {}
+
+
+def correlate(scores, ground_truth, exclude_self: bool = True,
+              exclude: Mapping[str, Iterable[str]] | None = None) -> pd.DataFrame:
     """Per (metric, target) agreement between metric scores and fine-tuned performance.
 
     Args:
-        scores: tidy (source, target, metric, value), ``{metric: sources × targets}``, or
-            one wide DataFrame.
+        scores: tidy (source, target, metric, value[, self_source]), ``{metric: sources ×
+            targets}``, or one wide DataFrame.
         ground_truth: fine-tuned test AUC, sources × targets (or tidy source, target, value).
-        exclude_self: drop the row where the source is the target (the study's rule).
+        exclude_self: drop the sources that are the target: named like it (the study's
+            rule), flagged ``self_source`` in a tidy score table (trained on it, by
+            metadata), or listed in ``exclude`` (``{target: [sources]}``).
 
     Returns:
         One row per (metric, target): ``tau_w`` (``scipy.stats.weightedtau`` with its
@@ -49,6 +62,9 @@ def correlate(scores, ground_truth, exclude_self: bool = True) -> pd.DataFrame:
         choice) and ``chosen``. Correlations of a constant score vector are NaN.
     """
     gt = _ground_truth(ground_truth)
+    drop = self_pairs(scores)
+    for t, names in (exclude or {}).items():
+        drop.setdefault(t, set()).update(names)
     rows = []
     for metric, table in _wide(scores).items():
         for target in table.columns:
@@ -58,7 +74,7 @@ def correlate(scores, ground_truth, exclude_self: bool = True) -> pd.DataFrame:
             g = gt[target].reindex(s.index)
             keep = s.notna() & g.notna()
             if exclude_self:
-                keep &= s.index != target
+                keep &= ~s.index.isin({target} | drop.get(target, set()))
             x, y = s[keep].to_numpy(float), g[keep].to_numpy(float)
             row = {"metric": metric, "target": target, "n": int(keep.sum())}
             if len(x) >= 2 and np.ptp(x) > 0 and np.ptp(y) > 0:
@@ -103,6 +119,10 @@ def ranks(corr: pd.DataFrame | None = None, value: str = "tau_w", metrics: Itera
 
 def friedman(rank_table: pd.DataFrame) -> dict[str, float]:
     """Friedman test over the metrics (columns) across targets (rows)."""
+    if not isinstance(rank_table, pd.DataFrame) or rank_table.shape[1] < 3 or rank_table.shape[0] < 2:
+        shape = getattr(rank_table, "shape", None)
+        raise ValueError(f"the Friedman test needs a targets × metrics table with at least 3 metrics and 2 targets, "
+                         f"got shape {shape}")
     res = stats.friedmanchisquare(*[rank_table[c].to_numpy() for c in rank_table.columns])
     return {"statistic": float(res.statistic), "pvalue": float(res.pvalue), "k": rank_table.shape[1],
             "n": rank_table.shape[0]}
@@ -112,6 +132,9 @@ def nemenyi(rank_table: pd.DataFrame) -> pd.DataFrame:
     """Nemenyi post-hoc p-values between every pair of metrics (scikit-posthocs'
     ``posthoc_nemenyi_friedman`` on the targets × metrics table)."""
     import scikit_posthocs as sp
+
+    if not isinstance(rank_table, pd.DataFrame) or rank_table.shape[1] < 2 or rank_table.shape[0] < 2:
+        raise ValueError("the Nemenyi test needs a targets × metrics table with at least 2 metrics and 2 targets")
 
     return sp.posthoc_nemenyi_friedman(rank_table.to_numpy()).set_axis(rank_table.columns, axis=0).set_axis(
         rank_table.columns, axis=1)
@@ -128,8 +151,8 @@ def q_alpha(k: int, alpha: float = 0.05) -> float:
     """Nemenyi's critical value q_α for k methods: Demšar's (2006) table for k ≤ 10 at
     α ∈ {0.05, 0.10} (k = 3 → 2.343), else the studentized range quantile over √2
     (which the table rounds)."""
-    if k < 2:
-        raise ValueError(f"need at least 2 methods, got {k}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+        raise ValueError(f"k (the number of methods) must be an integer >= 2, got {k!r}")
     if alpha in DEMSAR_Q and k <= 10:
         return DEMSAR_Q[alpha][k - 2]
     return float(stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2))
@@ -139,6 +162,10 @@ def critical_difference(k: int, n: int, alpha: float = 0.05) -> float:
     """Nemenyi critical difference CD = q_α(k) · √(k(k+1) / (6n)) for k methods ranked on n
     targets, with the q of k methods (the study's notebook used k+1's, giving 1.095
     instead of 0.999 for k = 3, n = 11)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n (the number of targets) must be an integer >= 1, got {n!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     return q_alpha(k, alpha) * math.sqrt(k * (k + 1) / (6 * n))
 
 

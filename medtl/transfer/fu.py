@@ -4,13 +4,16 @@ combination (Juodelyte et al., arXiv 2412.20172; spec §2.2–2.3)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from .. import runtime
 from .metrics import minmax
+from .registry import register_metric
 
 
 def triplet_margin_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.05,
@@ -43,6 +46,7 @@ def triplet_margin_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: 
     return total / count if count else total * 0.0
 
 
+@register_metric(kind="model", label="FU", citation="Juodelyte et al., arXiv 2412.20172")
 def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size: int | None = None,
        margin: float = 0.05, device=None, seed: int = 42, **batch) -> float:
     """FU: how strongly the target would still move the early layers.
@@ -64,22 +68,25 @@ def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size
         layers: override the (W₁, W₂) module paths.
         batch: loader settings (normalize, image_size, channels); default from the model.
     """
-    from ..data import loader
-    from ..models import get_module, set_module, spec
-    from ..train import _device, batch_settings
+    from ..data import ImageSet, loader
+    from ..models import arch_of, get_module, set_module
 
-    a = spec(model.medtl["arch"])
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fu needs a torch model, got {type(model).__name__}")
+    if not isinstance(data, ImageSet) or data.is_multilabel:
+        raise ValueError("fu needs a single-label target ImageSet (the triplet loss groups images by class)")
+    a = arch_of(model)
     w1_name, w2_name = layers or a.fu_layers
-    dev = _device(device)
+    dev = runtime.device(device)
     net = copy.deepcopy(model).to(dev).eval()
     set_module(net, a.feature_node, nn.Identity())
     w1, w2 = get_module(net, w1_name).weight, get_module(net, w2_name).weight
     n = len(data)
     bs = batch_size or max(n // 6, 2)
-    settings = batch_settings(model, data, **batch)
+    settings = runtime.batch_settings(model, data, **batch)
+    runtime.check_input_size(model, settings["image_size"])
     g1, g2 = [], []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with runtime.seeded(seed), runtime.cudnn_disabled():
         for x, y in loader(data, batch_size=bs, device=dev, **settings):
             net.zero_grad(set_to_none=True)
             loss = triplet_margin_loss(net(x).float(), y)
@@ -92,7 +99,9 @@ def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size
     return float(np.mean(g2) / np.mean(g1))
 
 
-def lp_fu(lp_scores, fu_scores, reverse: bool = False, exclude: str | None = None,
+@register_metric(kind="combination", requires=("lp", "fu"), variants=("official", "study"), label="LP×FU",
+                 citation="Juodelyte et al., arXiv 2412.20172")
+def lp_fu(lp_scores, fu_scores, reverse: bool = False, exclude: str | Iterable[str] | None = None,
           variant: str = "official") -> pd.Series | pd.DataFrame:
     """LP×FU: per target, min–max normalise LP and FU across the candidate sources and
     multiply,
@@ -104,7 +113,7 @@ def lp_fu(lp_scores, fu_scores, reverse: bool = False, exclude: str | None = Non
     Args:
         lp_scores, fu_scores: a Series (source → score) for one target, or DataFrames with
             sources as rows and targets as columns.
-        exclude: a source left out of the candidates (the target itself); for DataFrames,
+        exclude: source(s) left out of the candidates (the target itself); for DataFrames,
             every source named like a target column is excluded from that column.
         variant: ``"study"`` reproduces the study's quirk of normalising FU over all sources
             including the excluded one (its published numbers need it).
@@ -126,7 +135,8 @@ def lp_fu(lp_scores, fu_scores, reverse: bool = False, exclude: str | None = Non
     if set(lp_s.index) != set(fu_s.index):
         raise ValueError(f"LP and FU cover different sources: {sorted(set(lp_s.index) ^ set(fu_s.index))}")
     fu_s = fu_s[lp_s.index]
-    cand = lp_s.index != exclude if exclude is not None else np.ones(len(lp_s), dtype=bool)
+    excluded = {exclude} if isinstance(exclude, str) else set(exclude or ())
+    cand = ~lp_s.index.isin(excluded)
     lp_n = pd.Series(np.nan, index=lp_s.index)
     lp_n[cand] = minmax(lp_s[cand].to_numpy())
     fu_n = pd.Series(np.nan, index=fu_s.index)

@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 from scipy import stats
 
+from .registry import register_metric
+
 VARIANTS = ("official", "study")
 
 
@@ -21,7 +23,13 @@ VARIANTS = ("official", "study")
 def _as_array(x, name: str) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
-    return np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{name} must be a numeric array, got {type(x).__name__} ({err})") from err
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"{name} must be numeric, got an array of dtype {arr.dtype}")
+    return arr
 
 
 def check_labels(labels, n: int | None = None, min_per_class: int = 1) -> tuple[np.ndarray, int]:
@@ -67,6 +75,9 @@ def check_features(features, labels, min_n_per_class: bool = True) -> tuple[np.n
     y, c = check_labels(labels, len(x))
     if min_n_per_class and len(x) <= c:
         raise ValueError(f"N={len(x)} samples must exceed the number of classes C={c}")
+    if x.shape[1] == 0 or not np.ptp(x, axis=0).any():
+        raise ValueError("features are constant (every image gives the same feature vector): no metric can rank "
+                         "them; is the model's penultimate layer dead or the input blank?")
     return x.astype(np.float64), y, c
 
 
@@ -97,11 +108,22 @@ def _one_hot(y: np.ndarray, c: int) -> np.ndarray:
 
 
 # --- LEEP ----------------------------------------------------------------------------------
+def expected_empirical_prediction(p: np.ndarray, y: np.ndarray, c: int) -> np.ndarray:
+    """LEEP's core: with θ_i = p[i] over K pseudo source classes z, the joint
+    P̂(y, z) = (1/N) Σ_{i: y_i=y} θ_i(z), the conditional P̂(y|z) = P̂(y, z) / Σ_y' P̂(y', z)
+    (0 where that is 0), and each image's expected empirical prediction of its own label,
+    Σ_z P̂(y_i|z) θ_i(z) (``N``)."""
+    joint = _one_hot(y, c).T @ p / len(p)  # C×K
+    marginal = joint.sum(0, keepdims=True)
+    cond = np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)
+    return (p * cond[y]).sum(1)
+
+
+@register_metric(kind="probs", label="LEEP", citation="Nguyen et al., ICML 2020")
 def leep(probs, labels) -> float:
     """LEEP (Nguyen et al., ICML 2020).
 
-    With θ_i = probs[i] over the K source classes z: P̂(y, z) = (1/N) Σ_{i: y_i=y} θ_i(z),
-    P̂(y|z) = P̂(y, z) / Σ_y' P̂(y', z) (0 where that is 0), and
+    With θ_i = probs[i] over the K source classes z (:func:`expected_empirical_prediction`),
 
         LEEP = (1/N) Σ_i log Σ_z P̂(y_i|z) θ_i(z)   (≤ 0).
 
@@ -110,11 +132,7 @@ def leep(probs, labels) -> float:
         labels: ``N`` target labels ``0..C-1``.
     """
     p, y, c = check_probs(probs, labels)
-    joint = _one_hot(y, c).T @ p / len(p)  # C×K
-    marginal = joint.sum(0, keepdims=True)
-    cond = np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)
-    eep = (p * cond[y]).sum(1)
-    return float(np.mean(np.log(eep)))
+    return float(np.mean(np.log(expected_empirical_prediction(p, y, c))))
 
 
 # --- N-LEEP --------------------------------------------------------------------------------
@@ -123,10 +141,7 @@ def nleep_from_posteriors(posteriors, labels, log: bool = True) -> float:
     prediction with the mixture components as pseudo source classes.
     ``log=False`` returns the study's (1/N) Σ_i p(y_i|x_i) instead of the mean log."""
     p, y, c = check_probs(posteriors, labels)
-    joint = _one_hot(y, c).T @ p / len(p)
-    marginal = joint.sum(0, keepdims=True)
-    cond = np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)
-    eep = (p * cond[y]).sum(1)
+    eep = expected_empirical_prediction(p, y, c)
     return float(np.mean(np.log(eep)) if log else np.mean(eep))
 
 
@@ -148,6 +163,7 @@ def gmm_posteriors(features, n_components: int, variance: float = 0.8, seed: int
     return gmm.predict_proba(z)
 
 
+@register_metric(kind="features", needs_seed=True, variants=VARIANTS, label="N-LEEP", citation="Li et al., CVPR 2021")
 def nleep(features, labels, component_ratio: int = 5, variance: float = 0.8, seed: int | None = 0,
           variant: str = "official") -> float:
     """N-LEEP (Li et al., CVPR 2021): PCA to ``variance`` (80 %) of the variance, a Gaussian
@@ -187,6 +203,7 @@ def logme_evidence(sigma: np.ndarray, x2: np.ndarray, res_x2: float, n: int, d: 
     return float(evidence), float(alpha), float(beta), it
 
 
+@register_metric(kind="features", label="LogME", citation="You et al., ICML 2021")
 def logme(features, labels, max_iter: int = 11) -> float:
     """LogME (You et al., ICML 2021), the fixed-point version: for each class c, the
     maximised log marginal evidence of Bayesian linear regression of the indicator
@@ -221,6 +238,7 @@ def logme(features, labels, max_iter: int = 11) -> float:
 
 
 # --- PARC ----------------------------------------------------------------------------------
+@register_metric(kind="features", label="PARC", citation="Bolya et al., NeurIPS 2021")
 def parc(features, labels, dim: int = 32, max_samples: int = 15000, seed: int = 1919) -> float:
     """PARC (Bolya et al., NeurIPS 2021): the Spearman correlation between the feature and
     label representational dissimilarity matrices,
@@ -228,8 +246,8 @@ def parc(features, labels, dim: int = 32, max_samples: int = 15000, seed: int = 
         PARC = 100 · ρ_S(triu(1 − corr(F̂)), triu(1 − corr(Ŷ))),
 
     with F̂ the features PCA-reduced to ``dim`` (32) dimensions and z-scored, Ŷ the one-hot
-    labels, corr the N×N Pearson correlation between samples, triu the strict upper
-    triangle. Above ``max_samples`` a seeded subset is used (features and labels with the
+    labels (so 1 − corr(Ŷ) is 0 within a class and C/(C−1) across, computed exactly),
+    corr the N×N Pearson correlation between samples, triu the strict upper triangle. Above ``max_samples`` a seeded subset is used (features and labels with the
     same indices; the study's code mixed them up).
 
     Shapes: features ``N×D``, labels ``N``.
@@ -245,12 +263,15 @@ def parc(features, labels, dim: int = 32, max_samples: int = 15000, seed: int = 
     z = PCA(n_components=k, svd_solver="randomized", random_state=seed, iterated_power=1).fit_transform(x)
     z = StandardScaler().fit_transform(z)
     rdm_f = 1 - np.corrcoef(z)
-    rdm_y = 1 - np.corrcoef(_one_hot(y, c))
+    # 1 − corr of one-hot rows, exactly: 0 within a class, 1 + 1/(C−1) across classes (the
+    # floating-point corrcoef leaves ±1 ulp noise that would break the ties Spearman ranks)
+    rdm_y = np.where(y[:, None] == y[None, :], 0.0, c / (c - 1))
     iu = np.triu_indices(len(x), 1)
     return float(100 * stats.spearmanr(rdm_f[iu], rdm_y[iu]).statistic)
 
 
 # --- H-score -------------------------------------------------------------------------------
+@register_metric(kind="features", label="H-score", citation="Bao et al., ICIP 2019")
 def hscore(features, labels, shrinkage: float | None = None) -> float:
     """H-score (Bao et al., ICIP 2019):
 
@@ -276,6 +297,7 @@ def hscore(features, labels, shrinkage: float | None = None) -> float:
 
 
 # --- LP ------------------------------------------------------------------------------------
+@register_metric(kind="features", label="LP", citation="Juodelyte et al., arXiv 2412.20172")
 def lp(features, labels, n_components: int = 50, k: int = 5, seed: int = 42, max_iter: int = 50) -> float:
     """LP, the forward half of LP×FU (Juodelyte et al., arXiv 2412.20172; spec §2.1):
     Neighbourhood Components Analysis to ``n_components`` (50) dimensions fitted on all N
@@ -346,6 +368,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
+@register_metric(kind="features", label="SFDA", citation="Shao et al., ECCV 2022")
 def sfda(features, labels) -> float:
     """SFDA, self-challenging Fisher discriminant analysis (Shao et al., ECCV 2022), as the
     official code computes it: fit a shrinkage FDA (λ = exp(−5·ρ̂), ρ̂ the top eigenvalue of
@@ -411,6 +434,7 @@ def minmax(values: dict[str, float] | np.ndarray):
     return np.zeros_like(v) if hi == lo else (v - lo) / (hi - lo)
 
 
+@register_metric(kind="zoo", variants=VARIANTS, label="NCTI", citation="Wang et al., CVPR 2023")
 def ncti(features_by_source, labels, dim: int = 64, seed: int = 42, variant: str = "official") -> dict[str, float]:
     """NCTI (Wang et al., CVPR 2023), a zoo-level score: the three components of
     :func:`ncti_components` for every source, min–max normalised across the sources, then

@@ -1,10 +1,12 @@
-"""Score candidate sources on a target with every metric, extracting features once."""
+"""Score candidate sources on a target with every registered metric, extracting features
+once per source and dispatching on each metric's kind (see :mod:`.registry`)."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,13 +16,8 @@ from tqdm.auto import tqdm
 
 from ..data import ImageSet
 from ..data.imageset import MULTI_LABEL
-from . import metrics as mt
-from .fu import fu, lp_fu
-
-#: Metrics that :func:`score` knows, in a sensible reporting order.
-METRICS: tuple[str, ...] = ("leep", "nleep", "logme", "parc", "sfda", "ncti", "hscore", "lp", "fu", "lp_fu")
-_FEATURE_METRICS = {"nleep": mt.nleep, "logme": mt.logme, "parc": mt.parc, "sfda": mt.sfda, "hscore": mt.hscore,
-                    "lp": mt.lp}
+from ..runtime import seeded
+from .registry import METRIC_TABLE, metric, metric_names
 
 
 def source_probs(logits: torch.Tensor, model: nn.Module, variant: str = "official") -> np.ndarray:
@@ -41,14 +38,74 @@ def _load(source) -> nn.Module:
         return source
     from ..models import load_source
 
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"a source must be a model, a saved source name or a .pt path, got {type(source).__name__}")
     name = str(source)
     return load_source(name[len("source:"):] if name.startswith("source:") else name)
 
 
-def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics: Sequence[str] = METRICS,
+def training_datasets(model: nn.Module) -> list[str]:
+    """The datasets a saved medtl source was trained on, from its metadata
+    (``source_datasets`` / ``source_flag`` / ``source_data``); empty when unrecorded."""
+    meta = getattr(model, "medtl", {}).get("source") or {}
+    names = list(meta.get("source_datasets") or [])
+    for key in ("source_flag", "source_data"):
+        value = meta.get(key)
+        if value:
+            names.append(str(value).split("/")[0].removesuffix("_64").removesuffix("_128").removesuffix("_224"))
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def _self_sources(models: Mapping[str, nn.Module], target: str, exclude: Iterable[str]) -> set[str]:
+    """Sources that are the target itself: named like it, trained on it (metadata), or
+    listed in ``exclude``; a warning for sources that merely look like it."""
+    out = set(exclude)
+    for name, model in models.items():
+        trained_on = training_datasets(model)
+        if name == target or target in trained_on:
+            out.add(name)
+        elif not trained_on and len(name) >= 3 and (name.lower() in target.lower() or target.lower() in name.lower()):
+            warnings.warn(f"source {name!r} looks like the target {target!r} but records no training data; if it was "
+                          "trained on the target, pass exclude=[...] so it stays out of the zoo-level normalisation "
+                          "and of the evaluation", stacklevel=3)
+    return out
+
+
+def _select(metrics: Sequence[str] | None, multilabel: bool, tname: str) -> tuple[list[str], list[str]]:
+    """(requested metrics, every metric to compute including combination inputs)."""
+    wanted = list(metric_names(default_only=True) if metrics is None else metrics)
+    if isinstance(metrics, str):
+        raise TypeError("metrics must be a list of names, not one string")
+    for m in wanted:
+        metric(m)  # unknown names: a ValueError listing the valid ones
+    kind = "multilabel" if multilabel else "single"
+    unfit = [m for m in wanted if kind not in metric(m).labels]
+    if unfit and metrics is not None:
+        able = [n for n, m in METRIC_TABLE.items() if kind in m.labels]
+        raise ValueError(f"target {tname!r} has {'multi-hot' if multilabel else 'single-class'} labels, which "
+                         f"{unfit} cannot score; metrics for it: {', '.join(able) or 'none'}")
+    if unfit:
+        warnings.warn(f"target {tname!r} is multi-label: skipping {unfit}", stacklevel=3)
+        wanted = [m for m in wanted if m not in unfit]
+    need = list(wanted)
+    for m in wanted:
+        need += [r for r in metric(m).requires if r not in need]
+    return wanted, need
+
+
+def _call(m, fn_args: tuple, variant: str, seed: int, options: dict):
+    kw = dict(options.get(m.name, {}))
+    if "official" != variant and variant in m.variants:
+        kw.setdefault("variant", variant)
+    if m.needs_seed:
+        kw.setdefault("seed", seed)
+    return m.fn(*fn_args, **kw)
+
+
+def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics: Sequence[str] | None = None,
           target_name: str | None = None, variant: str = "official", cache: bool | str | os.PathLike | None = None,
           device=None, batch_size: int = 256, reverse_lp_fu: bool = False, progress: bool = True,
-          seed: int = 0) -> pd.DataFrame:
+          seed: int = 0, exclude: Iterable[str] = (), options: Mapping[str, dict] | None = None) -> pd.DataFrame:
     """Score every source on a target with the chosen transferability metrics.
 
     Args:
@@ -56,73 +113,70 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
             source as ``"source:NAME"`` / a ``.pt`` path). Each source's own normalisation
             and input settings are used for its features.
         target: the target's training images (an ImageSet or a :class:`medtl.data.Fold`,
-            whose ``train`` is used); labels must be single-label ``0..C-1``.
-        metrics: any of :data:`METRICS`; ``ncti`` and ``lp_fu`` are normalised across the
-            sources (a source named like the target is left out of that normalisation).
-        variant: ``"official"`` or ``"study"`` (the dataset-transferability study's N-LEEP
-            without log, NCTI adding the VC term, softmax on sigmoid heads, FU normalised
-            over all sources).
+            whose ``train`` is used).
+        metrics: names from :func:`medtl.transfer.metrics` (default: every default metric).
+        variant: ``"official"`` or ``"study"`` (the dataset-transferability study's
+            deviations, for the metrics that have them).
+        exclude: sources to treat as the target itself. A source named like the target or
+            whose metadata records training on it is the target too: it is still scored,
+            flagged ``self_source``, and left out of zoo-level normalisations (NCTI, LP×FU)
+            and of :func:`correlate`.
+        options: per-metric keyword arguments (``{"nleep": {"component_ratio": 3}}``);
+            ``reverse_lp_fu`` is ``options["lp_fu"]["reverse"]`` (the cross-domain direction).
         cache: feature cache (see :func:`medtl.features.extract`).
-        reverse_lp_fu: the cross-domain direction of LP×FU.
 
     Returns:
         A tidy table: source, target, metric, value, seconds (the metric's own time;
-        ``features`` rows give each source's extraction time).
+        ``features`` rows give each source's extraction time), self_source.
     """
     from ..features import extract
 
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
     data: ImageSet = getattr(target, "train", target)
+    if not isinstance(data, ImageSet):
+        raise TypeError(f"target must be an ImageSet or a Fold, got {type(target).__name__}")
+    if not isinstance(sources, Mapping) or not sources:
+        raise ValueError("sources must be a non-empty mapping {name: model or saved source}")
     tname = target_name or str(data.meta.get("flag") or data.name.split("/")[0])
-    if data.is_multilabel:
-        raise ValueError(f"target {tname!r} is multi-label; transferability metrics need single-label targets")
+    wanted, need = _select(metrics, data.is_multilabel, tname)
+    options = {k: dict(v) for k, v in (options or {}).items()}
+    if reverse_lp_fu:
+        options.setdefault("lp_fu", {})["reverse"] = True
     labels = data.labels.numpy()
+    models = {name: _load(src) for name, src in sources.items()}
+    selfs = _self_sources(models, tname, exclude)
+    kinds = {metric(m).kind for m in need}
     rows, feats = [], {}
-    need = set(metrics)
-    if "lp_fu" in need:
-        need |= {"lp", "fu"}
-    bar = tqdm(list(sources.items()), desc=f"scoring on {tname}", disable=not progress)
-    for name, src in bar:
-        model = _load(src)
+    for name, model in tqdm(models.items(), desc=f"scoring on {tname}", disable=not progress):
         t0 = time.perf_counter()
-        layers = ["penultimate"] + (["logits"] if "leep" in need else [])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            out = extract(model, data, layers, batch_size=batch_size, device=device, cache=cache, progress=False)
-        rows.append({"source": name, "target": tname, "metric": "features", "value": np.nan,
-                     "seconds": time.perf_counter() - t0})
-        x = out["penultimate"].double().numpy()
-        feats[name] = x
-        for metric in [m for m in METRICS if m in need and m not in ("ncti", "lp_fu")]:
-            bar.set_postfix_str(metric)
+        layers = (["penultimate"] if kinds & {"features", "zoo"} else []) + (["logits"] if "probs" in kinds else [])
+        out = {}
+        if layers:
+            with seeded(seed):
+                out = extract(model, data, layers, batch_size=batch_size, device=device, cache=cache, progress=False)
+        rows.append({"source": name, "metric": "features", "value": np.nan, "seconds": time.perf_counter() - t0})
+        if "penultimate" in out:
+            feats[name] = out["penultimate"].double().numpy()
+        inputs = {"features": (feats.get(name), labels), "model": (model, data), "static": (model,),
+                  "probs": (source_probs(out["logits"], model, variant), labels) if "logits" in out else None}
+        for m in (metric(n) for n in need if metric(n).kind in inputs):
             t0 = time.perf_counter()
-            if metric == "leep":
-                value = mt.leep(source_probs(out["logits"], model, variant), labels)
-            elif metric == "fu":
-                value = fu(model, data, device=device)
-            elif metric == "nleep":
-                value = mt.nleep(x, labels, seed=seed, variant=variant)
-            else:
-                value = _FEATURE_METRICS[metric](x, labels)
-            rows.append({"source": name, "target": tname, "metric": metric, "value": float(value),
-                         "seconds": time.perf_counter() - t0})
+            opts = {**options, m.name: {**({"device": device} if m.kind == "model" else {}), **options.get(m.name, {})}}
+            value = _call(m, inputs[m.kind], variant, seed, opts)
+            rows.append({"source": name, "metric": m.name, "value": float(value), "seconds": time.perf_counter() - t0})
     table = pd.DataFrame(rows)
-    candidates = [s for s in sources if s != tname]
-    if "ncti" in need:
+    candidates = [s for s in models if s not in selfs]
+    for m in (metric(n) for n in need if metric(n).kind == "zoo"):
         t0 = time.perf_counter()
-        values = mt.ncti({s: feats[s] for s in candidates}, labels, variant=variant)
+        values = _call(m, ({s: feats[s] for s in candidates}, labels), variant, seed, options)
         per = (time.perf_counter() - t0) / max(len(values), 1)
-        extra = [{"source": s, "target": tname, "metric": "ncti", "value": values.get(s, np.nan), "seconds": per}
-                 for s in sources]
-        table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
-    if "lp_fu" in need:
-        wide = table[table.metric.isin(["lp", "fu"])].pivot(index="source", columns="metric", values="value")
-        combined = lp_fu(wide["lp"], wide["fu"], reverse=reverse_lp_fu,
-                         exclude=tname if tname in wide.index else None, variant=variant)
-        extra = [{"source": s, "target": tname, "metric": "lp_fu", "value": float(combined[s]), "seconds": 0.0}
-                 for s in sources]
-        table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
-    keep = set(metrics) | {"features"}
-    return table[table.metric.isin(keep)].reset_index(drop=True)
+        table = pd.concat([table, pd.DataFrame([{"source": s, "metric": m.name, "value": values.get(s, np.nan),
+                                                 "seconds": per} for s in models])], ignore_index=True)
+    for m in (metric(n) for n in need if metric(n).kind == "combination"):
+        wide = table[table.metric.isin(m.requires)].pivot(index="source", columns="metric", values="value")
+        kw = {**options.get(m.name, {}), "exclude": sorted(selfs & set(wide.index)) or None}
+        combined = _call(m, tuple(wide[r] for r in m.requires), variant, seed, {m.name: kw})
+        table = pd.concat([table, pd.DataFrame([{"source": s, "metric": m.name, "value": float(combined[s]),
+                                                 "seconds": 0.0} for s in models])], ignore_index=True)
+    table.insert(1, "target", tname)
+    table["self_source"] = table.source.isin(selfs)
+    return table[table.metric.isin(set(wanted) | {"features"})].reset_index(drop=True)

@@ -1,0 +1,39 @@
+"""Analyses of published or own results: the studies' tables and medtl's runs in one shape
+(:func:`load_results`), metric evaluation, and the figures of the analysis notebooks and
+``medtl report``."""
+
+from .figures import (
+    correlation_by_layer,
+    evaluate_metrics,
+    feature_reuse_figures,
+    finetuning_summary,
+    representation_figures,
+    round_table,
+    select_min_val_loss,
+    tidy_scores,
+    transferability_figures,
+)
+from .sources import (
+    SCENARIO_B_FLIPS,
+    STUDIES,
+    STUDY_METHODS,
+    fetch_published,
+    load_results,
+    medtl_finetuning,
+    medtl_scenarios,
+    medtl_tables,
+    medtl_transferability,
+    provenance,
+    published_file,
+    published_finetuning,
+    published_representations,
+    published_transferability,
+)
+
+__all__ = [
+    "SCENARIO_B_FLIPS", "STUDIES", "STUDY_METHODS", "correlation_by_layer", "evaluate_metrics",
+    "feature_reuse_figures", "fetch_published", "finetuning_summary", "load_results", "medtl_finetuning",
+    "medtl_scenarios", "medtl_tables", "medtl_transferability", "provenance", "published_file", "published_finetuning",
+    "published_representations", "published_transferability", "representation_figures", "round_table",
+    "select_min_val_loss", "tidy_scores", "transferability_figures",
+]

@@ -1,0 +1,123 @@
+"""Where and how computations run: the device, bf16 autocast, the batch settings a model
+expects, seeded blocks, a determinism switch, and stable ids of configurations. The lowest
+layer: every other module may use it; it imports nothing of medtl's."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+from collections.abc import Iterator, Mapping
+
+import torch
+from torch import nn
+
+
+def device(spec=None) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"``, a torch.device, or None / ``"auto"`` (CUDA when
+    available)."""
+    if spec in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(spec)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'auto' or None, got {spec!r}") from err
+
+
+def autocast(dev: torch.device, amp: bool):
+    """bf16 autocast on CUDA when ``amp``; a no-op context elsewhere."""
+    if amp and dev.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def batch_settings(model: nn.Module, data, normalize=None, image_size=None, channels=None) -> dict:
+    """Loader settings a model expects: its normalisation, input size and channels (from
+    ``model.medtl``), each overridable; grey data is replicated to 3 channels for a
+    3-channel stem. ``data`` is an ImageSet (its name, size and channels are read)."""
+    info = getattr(model, "medtl", {})
+    if normalize is None:
+        normalize = info.get("normalize", "medmnist")
+    if image_size is None:
+        image_size = info.get("image_size") or data.size
+    if channels is None:
+        want = info.get("in_chans", 3)
+        if want == 1 and data.n_channels == 3:
+            raise ValueError(f"model has a 1-channel stem but {data.name!r} is RGB")
+        channels = want
+    return {"normalize": normalize, "image_size": image_size, "channels": channels}
+
+
+def check_input_size(model: nn.Module, image_size: int, what: str = "input") -> None:
+    """Refuse inputs smaller than the architecture's minimum (``model.medtl["min_size"]``,
+    recorded by :func:`medtl.models.create` for the standard stem)."""
+    info = getattr(model, "medtl", {})
+    least = info.get("min_size")
+    if least and int(image_size) < int(least):
+        raise ValueError(
+            f"{info.get('arch', 'this model')} with the {info.get('stem', 'standard')} stem needs {what} images of at "
+            f"least {least} px, got {image_size}; up-sample with image_size=... or build it with stem='cifar'"
+        )
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run a block with torch's global CPU RNG seeded with ``seed`` and restore the RNG
+    state afterwards (a no-op for ``seed=None``)."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+@contextlib.contextmanager
+def deterministic(enabled: bool = True) -> Iterator[None]:
+    """Deterministic GPU arithmetic inside the block: cuDNN deterministic, no benchmark
+    autotuning, TF32 off for matmuls and convolutions (restored afterwards). On the CPU medtl
+    is deterministic already; this costs speed on CUDA."""
+    if not enabled:
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.deterministic, cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def cudnn_disabled() -> Iterator[None]:
+    """cuDNN off inside the block (the dataset-transferability study's FU setting)."""
+    saved = torch.backends.cudnn.enabled
+    torch.backends.cudnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.enabled = saved
+
+
+# --- configurations ------------------------------------------------------------------------
+def config_id(config: Mapping, length: int = 12) -> str:
+    """A short stable id of a configuration: SHA-1 of its sorted JSON (``length`` hex digits)."""
+    blob = json.dumps(dict(sorted(dict(config).items())), sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:length]
+
+
+def expand_grid(grid: Mapping) -> list[dict]:
+    """Every combination of a grid ``{param: [values] or value}`` (scalars are fixed), in
+    the order of the keys."""
+    if not isinstance(grid, Mapping):
+        raise TypeError(f"a grid must be a mapping of parameter -> list of values, got {type(grid).__name__}")
+    keys = list(grid)
+    values = [list(v) if isinstance(v, (list, tuple)) else [v] for v in grid.values()]
+    empty = [k for k, v in zip(keys, values) if not v]
+    if empty:
+        raise ValueError(f"grid parameter(s) {empty} have an empty list of values")
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]

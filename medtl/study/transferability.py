@@ -1,0 +1,106 @@
+"""The dataset-transferability pipeline: pre-train sources, score them on a target with
+every metric, fine-tune them on it with a grid and the study's min-val-loss rule."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .. import models as M
+from .. import paths
+from .. import train as T
+from .. import transfer as TR
+from ._data import split, target_fold
+
+
+def source_name(dataset: str, arch: str) -> str:
+    """The saved name of a source pre-trained on ``dataset``: ``<dataset>-<arch>``."""
+    return f"{Path(str(dataset)).name}-{arch}"
+
+
+def pretrain_sources(sources: Sequence[str], models_dir: str | os.PathLike | None = None, arch: str = "resnet18",
+                     size: int = 28, root: str | os.PathLike | None = None, n_train: int | None = 2000,
+                     n_val: int | None = 500, epochs: int = 3, lr: float = 1e-3, batch_size: int = 64, seed: int = 0,
+                     progress: bool = True) -> pd.DataFrame:
+    """Pre-train one ``arch`` source per dataset (Adam, no augmentation, best val loss
+    kept) and save each as ``<dataset>-<arch>`` in ``models_dir`` (default: the models
+    folder, :func:`medtl.paths.models_dir`). Returns a table: source, name, best_epoch,
+    val_loss, val_auc, seconds."""
+    rows = []
+    for src in sources:
+        t0 = time.perf_counter()
+        train = split(src, "train", size, root, n_train, seed)
+        val = split(src, "val", size, root, n_val, seed)
+        name = source_name(src, arch)
+        r = T.pretrain(arch, train, val, name=name, root=paths.models_dir(models_dir), epochs=epochs,
+                       optimizer="adam", lr=lr, schedule=None, batch_size=batch_size, augment=None, patience=None,
+                       seed=seed, progress=progress)
+        best = r.history.set_index("epoch").loc[r.best_epoch]
+        rows.append({"source": src, "name": name, "arch": arch, "best_epoch": r.best_epoch,
+                     "val_loss": best.val_loss, "val_auc": best.val_auc, "seconds": time.perf_counter() - t0})
+    return pd.DataFrame(rows)
+
+
+def load_sources(sources: Sequence[str], models_dir: str | os.PathLike | None = None,
+                 arch: str = "resnet18") -> dict:
+    """``{source: model}`` of sources saved by :func:`pretrain_sources`."""
+    return {s: M.load_source(source_name(s, arch), root=models_dir) for s in sources}
+
+
+def score_sources(sources: Sequence[str], target: str, models_dir: str | os.PathLike | None = None,
+                  arch: str = "resnet18", size: int = 28, root: str | os.PathLike | None = None,
+                  metrics: Sequence[str] | None = None, variant: str = "official", progress: bool = True,
+                  **score_kwargs) -> pd.DataFrame:
+    """Every metric for every source on the target's fold-1 training subset (tidy table;
+    see :func:`medtl.transfer.score`)."""
+    train, _, _ = target_fold(target, size, root)
+    return TR.score(load_sources(sources, models_dir, arch), train, metrics, target_name=Path(str(target)).name,
+                    variant=variant, progress=progress, **score_kwargs)
+
+
+def finetune_sources(sources: Sequence[str], target: str, models_dir: str | os.PathLike | None = None,
+                     arch: str = "resnet18", size: int = 28, root: str | os.PathLike | None = None,
+                     grid: Mapping | str | None = None, epochs: int | None = None, n_test: int | None = None,
+                     checkpoint_dir: str | os.PathLike | None = None, seed: int = 0, seeds: Sequence[int] | None = None,
+                     progress: bool = True, **fit_kwargs) -> pd.DataFrame:
+    """Fine-tune every source on the target (fold-1 train/val, all layers, fresh head) for
+    each configuration of ``grid`` (a mapping, or a preset of
+    :data:`medtl.train.GRID_PRESETS`; default lr ∈ {1e-3, 1e-2}, SGD momentum 0.9, wd 1e-4,
+    cosine) and seed, evaluate the restored best-AUC checkpoint on val and test, and mark the
+    study's ground truth: per source (and seed), the configuration with the minimum val loss.
+
+    Returns one row per (source, configuration, seed) with ``selected`` flags."""
+    train, val, test = target_fold(target, size, root, n_test=n_test, seed=seed)
+    settings = {"epochs": 5, "batch_size": 64, "schedule": "cosine", "monitor": "val_auc", "dropout": 0.0}
+    if isinstance(grid, str):
+        grid, preset = T.grid_preset(grid, Path(str(target)).name)
+        settings.update(preset)
+    settings.update(fit_kwargs, **({"epochs": epochs} if epochs is not None else {}))
+    dropout = settings.pop("dropout")
+    grid = dict(grid or {"lr": [1e-3, 1e-2], "momentum": [0.9], "weight_decay": [1e-4]})
+    tables = []
+    for src in sources:
+        def build(src=src):
+            return M.load_source(source_name(src, arch), root=models_dir, num_classes=train.n_classes,
+                                 dropout=dropout)
+
+        out = Path(checkpoint_dir) / Path(str(src)).name if checkpoint_dir is not None else None
+        t = T.grid_search(build, train, val, test, grid, out_dir=out, seeds=seeds or [seed], progress=progress,
+                          **settings)
+        t.insert(0, "source", src)
+        t.insert(1, "target", Path(str(target)).name)
+        best = T.select(t, by="seed")
+        t["selected"] = t.set_index(["config_id", "seed"]).index.isin(best.set_index(["config_id", "seed"]).index)
+        tables.append(t)
+    return pd.concat(tables, ignore_index=True)
+
+
+def ground_truth(finetuned: pd.DataFrame, value: str = "test_auc") -> pd.DataFrame:
+    """sources × targets table of the selected configurations' ``value`` (the mean over
+    seeds when several were run)."""
+    sel = finetuned[finetuned.selected]
+    return sel.pivot_table(index="source", columns="target", values=value, aggfunc="mean")

@@ -1,0 +1,80 @@
+"""Losses, scores and evaluation of a model on a dataset (medmnist's AUC / ACC)."""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+from .. import evaluate as ev
+from ..data import ImageSet
+from ..data.imageset import MULTI_LABEL
+from ..features import predict
+
+MONITORS = ("val_auc", "val_acc", "val_loss")
+
+
+def n_outputs(model: nn.Module) -> int | None:
+    """The model's class count as recorded in ``model.medtl`` (None when unknown)."""
+    value = getattr(model, "medtl", {}).get("num_classes")
+    return int(value) if value else None
+
+
+def head_loss(model: nn.Module, task: str, loss: str | None = None) -> str:
+    """The loss family of a head: ``loss`` if given, else the one recorded in
+    ``model.medtl["loss"]`` by :func:`medtl.train.fit`, else BCE for multi-label tasks and
+    CE otherwise."""
+    loss = loss or getattr(model, "medtl", {}).get("loss") or ("bce" if task == MULTI_LABEL else "ce")
+    if loss not in ev.LOSSES:
+        raise ValueError(f"loss must be one of {ev.LOSSES}, got {loss!r}")
+    if task == MULTI_LABEL and loss == "ce":
+        raise ValueError("a multi-label task needs loss='bce' (independent sigmoids); cross-entropy assumes one "
+                         "class per image")
+    return loss
+
+
+def balanced_class_weights(data: ImageSet) -> np.ndarray:
+    """Inverse-frequency class weights N / (C · n_c) (the truncated-transfer study's
+    class-weighted CE, up to its normalisation); multi-label: negatives / positives per slot."""
+    counts = data.class_counts().astype(np.float64)
+    if (counts == 0).any():
+        raise ValueError(f"class_weights='balanced' needs every class present in {data.name!r}; classes "
+                         f"{np.flatnonzero(counts == 0).tolist()} have no image")
+    if data.is_multilabel:
+        return (len(data) - counts) / counts
+    return len(data) / (len(counts) * counts)
+
+
+def check_compatible(model: nn.Module, data: ImageSet, what: str, task: str | None = None) -> None:
+    """Refuse data a model cannot be trained or evaluated on, naming the mismatch."""
+    if not isinstance(data, ImageSet):
+        raise TypeError(f"{what} must be a medtl ImageSet, got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError(f"{what} {data.name!r} is empty")
+    if task is not None and (task == MULTI_LABEL) != data.is_multilabel:
+        raise ValueError(f"task {task!r} does not fit {what} {data.name!r}, whose task is {data.task!r} "
+                         "(multi-hot labels need the multi-label task and vice versa)")
+    n_out = n_outputs(model)
+    if n_out is not None and n_out != data.n_classes:
+        raise ValueError(
+            f"class count mismatch: the model has {n_out} outputs but {what} {data.name!r} has "
+            f"{data.n_classes} classes; build it with num_classes={data.n_classes} or replace its head"
+        )
+
+
+def evaluate(model: nn.Module, data: ImageSet, task: str | None = None, batch_size: int = 512, device=None,
+             loss: str | None = None, amp: bool | None = False, class_weights=None, **batch) -> dict:
+    """Loss, AUC and ACC (medmnist definitions) of ``model`` on ``data``, with predictions.
+
+    The loss is the one the head is trained with (CE, or BCE for multi-label / sigmoid
+    heads), computed in float32 (``amp`` off by default: selection losses stay exact).
+
+    Returns:
+        ``{"loss", "auc", "acc", "y_true", "y_score", "logits"}`` — ``y_score`` are softmax
+        (sigmoid for multi-label and BCE heads) probabilities ``N×K``; AUC/ACC are NaN where
+        undefined (e.g. a class absent from a small split).
+    """
+    task = task or data.task
+    check_compatible(model, data, "evaluation data", task)
+    loss = head_loss(model, task, loss)
+    logits, y = predict(model, data, batch_size, device, amp=amp, **batch)
+    return ev.score_outputs(logits, y, task, loss, class_weights)
