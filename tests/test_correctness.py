@@ -2,9 +2,7 @@
 NaN without a word); each test asserts the correct value or the specific message."""
 
 import json
-import math
 import os
-import warnings
 
 import numpy as np
 import pandas as pd
