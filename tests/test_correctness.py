@@ -361,3 +361,45 @@ def test_malformed_sweep_yaml_is_a_clear_error(tmp_path):
     bad.write_text("notebook: x\n")
     with pytest.raises(ValueError, match="needs a 'grid:' mapping"):
         X.load_grid(bad)
+
+
+# --- 13. GPU settings (their CPU-observable part) ---------------------------------------------
+def test_determinism_switch_and_fu_without_cudnn_restore_the_backend_flags(monkeypatch):
+    from medtl import runtime
+
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.deterministic, cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32,
+             cudnn.enabled)
+    with runtime.deterministic():
+        assert cudnn.deterministic and not cudnn.benchmark
+        assert not torch.backends.cuda.matmul.allow_tf32 and not cudnn.allow_tf32
+    with runtime.cudnn_disabled():
+        assert not cudnn.enabled
+    assert (cudnn.deterministic, cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32,
+            cudnn.enabled) == saved
+    seen = []
+    original = runtime.cudnn_disabled
+
+    def spy():
+        seen.append(1)
+        return original()
+
+    monkeypatch.setattr(runtime, "cudnn_disabled", spy)
+    TR.fu(M.create("resnet18", num_classes=4, seed=0), _toy(n=24))
+    assert seen == [1]  # FU runs with cuDNN off, as the study
+
+
+def test_selection_losses_are_computed_without_autocast(monkeypatch):
+    calls = []
+    import medtl.train._evaluation as ev_module
+
+    real = ev_module.predict
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("amp"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev_module, "predict", spy)
+    T.fit(M.create("resnet18", num_classes=4, seed=0), _toy(n=16), _toy("val", n=16), epochs=1, batch_size=16,
+          amp=True, progress=False)
+    assert calls and all(a is False for a in calls)

@@ -96,6 +96,91 @@ def test_submitit_local_executor_runs_a_grid(tmp_path):
     assert sorted(rs.load(tmp_path / "res").square) == [25, 36]
 
 
+def _log_notebook(path):
+    return write_toy_notebook(path, "import time, pandas as pd\nfrom medtl import results\n"
+                              "open(log, 'a').write(f'{x} start {time.time()}\\n')\n"
+                              "time.sleep(2.5)\n"
+                              "open(log, 'a').write(f'{x} end {time.time()}\\n')\n"
+                              "results.record(pd.DataFrame({'x': [x]}), run_dir)",
+                              parameters="x = 1\nlog = ''\nrun_dir = None")
+
+
+def _intervals(log):
+    starts, spans = {}, []
+    for line in log.read_text().splitlines():
+        x, what, t = line.split()
+        if what == "start":
+            starts.setdefault(x, []).append(float(t))
+        else:
+            spans.append((x, starts[x].pop(0), float(t)))
+    return spans, starts
+
+
+def test_killing_a_sweep_and_running_it_again_never_runs_one_run_twice_at_once(tmp_path):
+    nb = _log_notebook(tmp_path / "slow.ipynb")
+    log, res = tmp_path / "log.txt", tmp_path / "res"
+    grid = {"x": [1, 2], "log": [str(log)]}
+    script = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from medtl import experiments as E; "
+              f"E.sweep({str(nb)!r}, {grid!r}, results_dir={str(res)!r}, progress=False)")
+    first = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.is_file() and "start" in log.read_text()):
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)  # the sweep's main process only
+    first.wait()
+    second = subprocess.Popen([sys.executable, "-c", script])  # a second process, at once
+    table = E.sweep(nb, grid, results_dir=res, progress=False)  # and this one
+    second.wait(timeout=300)
+    final = E.sweep(nb, grid, results_dir=res, progress=False)
+    assert sorted(final.status) == ["finished", "finished"]
+    spans, _ = _intervals(log)
+    for x in ("1", "2"):
+        mine = sorted((a, b) for k, a, b in spans if k == x)
+        assert all(b1 <= a2 for (_, b1), (a2, _) in zip(mine, mine[1:])), f"run x={x} overlapped: {mine}"
+    assert set(table.status) <= {"finished", "locked", "failed"}
+
+
+def test_a_run_locked_by_another_process_is_skipped(tmp_path):
+    nb = _log_notebook(tmp_path / "slow.ipynb")
+    log, res = tmp_path / "log.txt", tmp_path / "res"
+    run_dir = res / "slow" / E.run_id(nb, {"x": 1, "log": str(log)})
+    holder = subprocess.Popen([sys.executable, "-c", f"import sys, time; sys.path.insert(0, {str(REPO)!r}); "
+                               "from pathlib import Path; from medtl.experiments import run_lock\n"
+                               f"with run_lock(Path({str(run_dir)!r})):\n    print('held', flush=True); time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    try:
+        table = E.sweep(nb, {"x": [1], "log": [str(log)]}, results_dir=res, progress=False)
+        assert table.status.tolist() == ["locked"] and "being executed by another process" in table.error[0]
+        assert not log.exists()  # the notebook was not executed
+    finally:
+        holder.kill()
+        holder.wait()
+    assert E.sweep(nb, {"x": [1], "log": [str(log)]}, results_dir=res, progress=False).status.tolist() == ["finished"]
+
+
+def test_a_worker_that_fails_before_its_notebook_starts_leaves_a_record(tmp_path):
+    nb = _toy_notebook(tmp_path / "toy.ipynb")
+    table = E.sweep(nb, {"x": [1], "nope": [2]}, results_dir=tmp_path / "res", progress=False)
+    assert table.status.tolist() == ["failed"] and "has no parameter(s) ['nope']" in table.error[0]
+    info = rs.read_run(table.run_dir[0])
+    assert info["status"] == "failed" and "nope" in info["error"]
+
+
+def test_ctrl_c_on_medtl_run_marks_the_run_interrupted(tmp_path):
+    nb = _log_notebook(tmp_path / "slow.ipynb")
+    log = tmp_path / "log.txt"
+    proc = subprocess.Popen([sys.executable, "-m", "medtl.cli", "run", str(nb), "-p", "log", str(log),
+                             "--results", str(tmp_path / "res")], cwd=REPO)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.is_file() and "start" in log.read_text()):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    info = rs.read_run(next((tmp_path / "res").rglob("run.json")).parent)
+    assert info["status"] == "interrupted" and "KeyboardInterrupt" in info["error"]
+
+
 # --- every shipped notebook under papermill ------------------------------------------------
 @pytest.fixture(scope="module")
 def synthetic_study(tmp_path_factory):

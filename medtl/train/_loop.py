@@ -80,6 +80,7 @@ class _Run:
 
     def __init__(self, model: nn.Module, train: ImageSet, val: ImageSet | None, args: dict) -> None:
         self.model, self.train, self.val, self.a = model, train, val, args
+        check_compatible(model, train, "training data")
         self.task = args["task"] or train.task
         check_compatible(model, train, "training data", self.task)
         if val is not None:
