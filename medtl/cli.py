@@ -106,7 +106,8 @@ def _parse_value(text: str):
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, root=args.root, prefer=args.data, quick=args.quick, fresh=args.fresh)
+    run_demo(args.out, root=args.root, prefer=args.data, quick=args.quick, fresh=args.fresh, offline=args.offline,
+             keep_checkpoints=args.keep_checkpoints)
     return 0
 
 
@@ -143,11 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_demo = sub.add_parser("demo", help="run the small end-to-end transferability study (the main job)")
-    p_demo.add_argument("--out", default="results/demo")
+    p_demo.add_argument("--out", default=None, help="default <results root>/demo")
     p_demo.add_argument("--root", default=None, help="MedMNIST data root (default $MEDTL_DATA, else ~/.medmnist)")
     p_demo.add_argument("--data", default="auto", choices=("auto", "medmnist", "synthetic"))
     p_demo.add_argument("--quick", action="store_true", help="the reduced form (tiny subsets, one epoch)")
     p_demo.add_argument("--fresh", action="store_true", help="start over instead of reusing finished steps")
+    p_demo.add_argument("--offline", action="store_true", help="never download (use what is present, else synthetic)")
+    p_demo.add_argument("--keep-checkpoints", action="store_true", help="keep every fine-tuning run's last.pt")
     p_demo.set_defaults(func=_demo)
 
     p_run = sub.add_parser("run", help="execute a parameterised notebook with papermill")

@@ -1,10 +1,15 @@
 """``medtl demo``: a complete small dataset-transferability study, end to end.
 
-Pre-train a few ResNet-18 sources, score every transferability metric on a target,
-fine-tune each source on the target (small grid, min-val-loss rule) for the ground truth,
-correlate, and write ``results/demo/`` with the executed notebooks, tables, figures and an
-HTML report. Uses the MedMNIST files under the data root when present, otherwise the
-synthetic suite — and says which on its first line.
+Pre-train a few ResNet-18 sources (plus a random-initialisation candidate), score every
+transferability metric on a target, fine-tune each source on the target (small grid,
+early stopping, the study's min-val-loss rule) for the ground truth, correlate, and write
+``results/demo/`` with the executed notebooks, tables, figures and an HTML report.
+
+Data: the MedMNIST files under the data root (target pneumoniamnist, whose candidate
+sources differ beyond their confidence intervals); where they are missing and the network
+answers, the small files are downloaded first (unless ``offline``); otherwise the synthetic
+suite, whose answer is known (``texture-a`` transfers best to ``texture-b``). The first line
+of output and the report's header say which.
 """
 
 from __future__ import annotations
@@ -16,45 +21,78 @@ import time
 from pathlib import Path
 
 from . import data as D
+from . import paths
 
-MEDMNIST_TARGET = "bloodmnist"
-MEDMNIST_SOURCES = ("pneumoniamnist", "organamnist", "breastmnist", "retinamnist")
+MEDMNIST_TARGET = "pneumoniamnist"
+MEDMNIST_SOURCES = ("bloodmnist", "organamnist", "breastmnist", "retinamnist")
+#: Files small enough to fetch for the demo (a few MB each).
+MEDMNIST_SMALL = ("pneumoniamnist", "breastmnist", "retinamnist")
 SYNTHETIC_TARGET = "texture-b"
 SYNTHETIC_SOURCES = ("texture-a", "shape-a", "shape-b", "intensity")
 
 
-def choose_data(root=None, prefer: str = "auto") -> tuple[str, str, list[str]]:
-    """(kind, target, sources): MedMNIST when the target and at least 3 sources are present
-    at 28 px under the data root (``prefer="auto"``), else the synthetic suite."""
-    present = set(D.available(root))
+def _present(root) -> set[str]:
+    return set(D.available(root))
+
+
+def _fetch_small(root) -> list[str]:
+    """Download the missing small demo files (MD5-verified, progress bar); stop at the first
+    network failure. Returns the flags fetched."""
+    fetched = []
+    for flag in MEDMNIST_SMALL:
+        if flag in _present(root):
+            continue
+        try:
+            D.download(flag, 28, root)
+        except OSError as err:
+            print(f"medtl demo: cannot download {flag} ({str(err).splitlines()[0][:160]}); staying offline", flush=True)
+            break
+        fetched.append(flag)
+    return fetched
+
+
+def choose_data(root=None, prefer: str = "auto", offline: bool = False) -> tuple[str, str, list[str]]:
+    """(kind, target, sources): MedMNIST when the target and at least 2 of its sources are
+    present at 28 px under the data root (after fetching the small files, unless
+    ``offline``), else the synthetic suite. A random-initialisation candidate is always added."""
+    if prefer not in ("auto", "medmnist", "synthetic"):
+        raise ValueError(f"data must be 'auto', 'medmnist' or 'synthetic', got {prefer!r}")
+    if prefer != "synthetic" and not offline and MEDMNIST_TARGET not in _present(root):
+        _fetch_small(root)
+    present = _present(root)
     sources = [s for s in MEDMNIST_SOURCES if s in present]
-    if prefer == "synthetic" or (prefer == "auto" and (MEDMNIST_TARGET not in present or len(sources) < 3)):
-        return "synthetic", SYNTHETIC_TARGET, list(SYNTHETIC_SOURCES)
-    if prefer == "medmnist" and (MEDMNIST_TARGET not in present or len(sources) < 3):
-        raise FileNotFoundError(f"the demo needs {MEDMNIST_TARGET} and 3 of {MEDMNIST_SOURCES} under "
+    usable = MEDMNIST_TARGET in present and len(sources) >= 2
+    if prefer == "synthetic" or (prefer == "auto" and not usable):
+        return "synthetic", SYNTHETIC_TARGET, [*SYNTHETIC_SOURCES, "random"]
+    if not usable:
+        raise FileNotFoundError(f"the demo needs {MEDMNIST_TARGET} and 2 of {MEDMNIST_SOURCES} under "
                                 f"{D.resolve_root(root)}; found {sorted(present) or 'none'}")
-    return "medmnist", MEDMNIST_TARGET, sources
+    return "medmnist", MEDMNIST_TARGET, [*sources, "random"]
 
 
-def settings(quick: bool) -> dict:
+def settings(quick: bool, kind: str) -> dict:
     """Sizes of the full demo and of the reduced CI form."""
     if quick:
-        return {"n_train": 300, "n_val": 100, "pretrain_epochs": 1, "lrs": [1e-3], "finetune_epochs": 1,
-                "n_test": 300, "metrics": ["leep", "nleep", "logme", "parc", "sfda", "ncti", "hscore", "lp", "fu",
-                                           "lp_fu"]}
-    return {"n_train": 2000, "n_val": 500, "pretrain_epochs": 3, "lrs": [1e-3, 1e-2], "finetune_epochs": 5,
-            "n_test": 2000, "metrics": ["leep", "nleep", "logme", "parc", "sfda", "ncti", "hscore", "lp", "fu",
-                                        "lp_fu"]}
+        return {"n_train": 700 if kind == "synthetic" else 300, "n_val": 100, "pretrain_epochs": 2, "lrs": [1e-2],
+                "finetune_epochs": 3, "patience": None, "n_test": None}
+    return {"n_train": 1000, "n_val": 300, "pretrain_epochs": 3, "lrs": [1e-3, 1e-2], "finetune_epochs": 15,
+            "patience": 4, "n_test": None}
 
 
-def run_demo(out_dir: str | os.PathLike = "results/demo", root=None, prefer: str = "auto", quick: bool = False,
-             fresh: bool = False) -> Path:
-    """Run the demo study into ``out_dir``; returns the report's index.html. Finished steps
-    are reused when run again (``fresh=True`` starts over)."""
+def _disk(folder: Path) -> str:
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    return f"{size / 2**20:.0f} MB"
+
+
+def run_demo(out_dir: str | os.PathLike | None = None, root=None, prefer: str = "auto", quick: bool = False,
+             fresh: bool = False, offline: bool = False, keep_checkpoints: bool = False) -> Path:
+    """Run the demo study into ``out_dir`` (default ``<results root>/demo``); returns the
+    report's index.html. Finished steps are reused when run again (``fresh=True`` starts
+    over); only the best weights are kept unless ``keep_checkpoints``."""
     from . import experiments, report
 
     t0 = time.perf_counter()
-    kind, target, sources = choose_data(root, prefer)
+    kind, target, sources = choose_data(root, prefer, offline)
     root_text = str(D.resolve_root(root))
     if kind == "medmnist":
         first = (f"medtl demo: using the MedMNIST files under {root_text} — target {target}, "
@@ -63,28 +101,34 @@ def run_demo(out_dir: str | os.PathLike = "results/demo", root=None, prefer: str
         first = (f"medtl demo: no MedMNIST files for the demo under {root_text}; using the synthetic suite — "
                  f"target {target}, sources {', '.join(sources)} (related source: {', '.join(D.related(target))})")
     print(first, flush=True)
-    out = Path(out_dir).resolve()
+    out = Path(out_dir).resolve() if out_dir is not None else paths.results_dir() / "demo"
     if fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    s = settings(quick)
-    common = {"sources": sources, "data_root": str(D.resolve_root(root)), "models_dir": str(out / "models")}
+    s = settings(quick, kind)
+    common = {"sources": sources, "data_root": str(D.resolve_root(root)), "models_dir": str(out / "models"),
+              "progress": "lines"}
     steps = [
-        ("pretrain", {**common, "n_train": s["n_train"], "n_val": s["n_val"], "epochs": s["pretrain_epochs"]}),
-        ("transferability", {**common, "target": target, "metrics": s["metrics"]}),
-        ("finetune", {**common, "target": target, "lrs": s["lrs"], "epochs": s["finetune_epochs"],
-                      "n_test": s["n_test"]}),
+        ("pretrain", "pre-training the sources",
+         {**common, "n_train": s["n_train"], "n_val": s["n_val"], "epochs": s["pretrain_epochs"]}),
+        ("transferability", "scoring every metric", {**common, "target": target}),
+        ("finetune", "fine-tuning every source for the ground truth",
+         {**common, "target": target, "lrs": s["lrs"], "epochs": s["finetune_epochs"], "patience": s["patience"],
+          "n_test": s["n_test"], "keep_checkpoints": keep_checkpoints}),
     ]
-    for name, params in steps:
+    for i, (name, what, params) in enumerate(steps, 1):
         t = time.perf_counter()
-        r = experiments.run(f"experiments/{name}", params, out_dir=out / name, skip_finished=True)
+        print(f"[{i}/{len(steps) + 1}] {what} ({name} notebook)", flush=True)
+        r = experiments.run(f"experiments/{name}", params, out_dir=out / name, skip_finished=True, stream=True)
         print(f"  {name}: {r.status} in {time.perf_counter() - t:.0f} s -> {r.run_dir}", flush=True)
-    header = (f"<p><b>{html.escape(first)}</b></p><p>Demo: {len(sources)} ResNet-18 sources pre-trained by medtl, "
-              f"scored with every metric on {target}'s fold-1 training subset and fine-tuned on it "
-              f"({'reduced CI form' if quick else 'full demo'}).</p>")
+    print(f"[{len(steps) + 1}/{len(steps) + 1}] writing the report (analysis notebooks)", flush=True)
+    header = (f"<p><b>{html.escape(first)}</b></p><p>Demo: {len(sources)} ResNet-18 candidate sources "
+              f"({len(sources) - 1} pre-trained by medtl on their datasets, 1 randomly initialised), scored with every "
+              f"metric on {target}'s training subset and fine-tuned on it "
+              f"({'reduced CI form: 3 epochs, one learning rate' if quick else 'full demo'}).</p>")
     index = report.build_report(out, out / "report", header=header, progress=False)
-    summary = report.tau_summary(out)
     print("\nweighted Kendall τ_w per metric (higher = ranks the sources like fine-tuning does):")
-    print(summary.round(3).to_string())
-    print(f"\nreport: {index}\nfinished in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(report.tau_summary(out).round(3).to_string())
+    print(f"\nreport: {index}\nresults: {out} ({_disk(out)} on disk)\nfinished in {time.perf_counter() - t0:.0f} s",
+          flush=True)
     return index

@@ -101,7 +101,7 @@ def _check_parameters(nb: Path, params: dict) -> None:
         raise ValueError(f"{nb.name} has no parameter(s) {unknown}; its parameters: {', '.join(defaults)}")
 
 
-def _execute(nb: Path, run_dir: Path, params: dict, kernel_name, timeout, progress) -> None:
+def _execute(nb: Path, run_dir: Path, params: dict, kernel_name, timeout, progress, stream: bool = False) -> None:
     import papermill as pm
 
     env_path = os.environ.get("PYTHONPATH", "")
@@ -111,7 +111,9 @@ def _execute(nb: Path, run_dir: Path, params: dict, kernel_name, timeout, progre
         pm.execute_notebook(str(nb), str(run_dir / "notebook.ipynb"), parameters={**params, "run_dir": str(run_dir)},
                             kernel_name=kernel_name or "python3", cwd=str(run_dir), progress_bar=progress,
                             execution_timeout=timeout, report_mode=False,
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                            **({"log_output": True, "stdout_file": sys.stdout, "stderr_file": sys.stderr}
+                               if stream else {}))
     finally:
         if env_path:
             os.environ["PYTHONPATH"] = env_path
@@ -121,7 +123,8 @@ def _execute(nb: Path, run_dir: Path, params: dict, kernel_name, timeout, progre
 
 def run(notebook: str | os.PathLike, parameters: Mapping | None = None, out_dir: str | os.PathLike | None = None,
         results_dir: str | os.PathLike | None = None, kernel_name: str | None = None, timeout: int | None = None,
-        skip_finished: bool = False, raise_on_error: bool = True, progress: bool = False) -> RunResult:
+        skip_finished: bool = False, raise_on_error: bool = True, progress: bool = False,
+        stream: bool = False) -> RunResult:
     """Execute a notebook with papermill.
 
     The parameters (plus ``run_dir``, the run's folder) are injected after the notebook's
@@ -137,6 +140,7 @@ def run(notebook: str | os.PathLike, parameters: Mapping | None = None, out_dir:
             root by default).
         skip_finished: return at once when the folder holds a finished run.
         raise_on_error: re-raise a failure (after recording it).
+        stream: print the notebook's own output (its progress lines) as it runs.
     """
     nb = find_notebook(notebook)
     params = dict(parameters or {})
@@ -151,7 +155,7 @@ def run(notebook: str | os.PathLike, parameters: Mapping | None = None, out_dir:
         rs.start_run(run_dir, params, run_id=rid, notebook=str(nb))
         try:
             _check_parameters(nb, params)
-            _execute(nb, run_dir, params, kernel_name, timeout, progress)
+            _execute(nb, run_dir, params, kernel_name, timeout, progress, stream)
         except (KeyboardInterrupt, SystemExit) as err:
             rs.finish_run(run_dir, "interrupted", error=f"interrupted ({type(err).__name__})",
                           seconds=time.perf_counter() - t0)

@@ -16,6 +16,19 @@ import seaborn as sns
 from scipy import stats
 
 
+def png(fig, dpi: int = 110):
+    """A figure as an IPython PNG image (closing the figure): displays the same whatever
+    matplotlib backend the kernel runs (``MPLBACKEND=Agg`` included)."""
+    import io
+
+    from IPython.display import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return Image(data=buf.getvalue(), format="png")
+
+
 def save(fig, path: str | os.PathLike, dpi: int = 150) -> Path:
     """Write ``fig`` as PNG (folders created) and close it; returns the path."""
     path = Path(path)
@@ -66,19 +79,25 @@ def score_vs_auc(scores: pd.DataFrame, ground_truth: pd.DataFrame, metrics: Sequ
             data = data[~data.self_source.astype(bool)]
     data = data[data.metric.isin(metrics)]
     targets = list(targets or dict.fromkeys(data.target))
-    fig, axes = plt.subplots(len(metrics), len(targets), figsize=(2.6 * len(targets) + 1, 2.2 * len(metrics) + 0.5),
-                             squeeze=False)
+    one = len(targets) == 1  # a single target: the metrics side by side
+    rows, cols = (1, len(metrics)) if one else (len(metrics), len(targets))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols + 1, 2.4 * rows + 0.6), squeeze=False)
     for i, m in enumerate(metrics):
         for j, t in enumerate(targets):
-            ax = axes[i, j]
+            ax = axes[0, i] if one else axes[i, j]
             d = data[(data.metric == m) & (data.target == t)].dropna(subset=["value", "auc"])
             ax.scatter(d.value, d.auc, s=18)
             if labels:
                 _label_points(ax, d.source, d.value, d.auc)
             tau = stats.weightedtau(d.value, d.auc).statistic if len(d) > 1 and np.ptp(d.value) > 0 else np.nan
-            ax.set_title(f"{t}\nτ_w = {tau:.2f}" if i == 0 else f"τ_w = {tau:.2f}", fontsize=8)
-            if j == 0:
-                ax.set_ylabel(f"{m}\nAUC", fontsize=8)
+            if one:
+                ax.set_title(f"{t}: {m}\nτ_w = {tau:.2f}", fontsize=8)
+                ax.set_xlabel(m, fontsize=8)
+                ax.set_ylabel("fine-tuned AUC" if i == 0 else "", fontsize=8)
+            else:
+                ax.set_title(f"{t}\nτ_w = {tau:.2f}" if i == 0 else f"τ_w = {tau:.2f}", fontsize=8)
+                if j == 0:
+                    ax.set_ylabel(f"{m}\nAUC", fontsize=8)
             ax.tick_params(labelsize=6)
     fig.tight_layout()
     return fig
@@ -223,4 +242,22 @@ def paired_boxes(table: pd.DataFrame, x: str, y: str, hue: str, title: str = "")
     sns.boxplot(data=table, x=x, y=y, hue=hue, ax=ax)
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
+    return fig
+
+
+def auc_intervals(selected: pd.DataFrame, title: str = "fine-tuned test AUC with 95 % bootstrap CI"):
+    """Each source's selected test AUC with its confidence interval (columns source, target,
+    test_auc, auc_low, auc_high), one panel per target, best source on top."""
+    targets = list(dict.fromkeys(selected.target))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 0.45 * selected.source.nunique() + 1.4),
+                             squeeze=False)
+    for ax, t in zip(axes[0], targets):
+        d = selected[selected.target == t].sort_values("test_auc")
+        err = np.vstack([d.test_auc - d.auc_low, d.auc_high - d.test_auc])
+        ax.errorbar(d.test_auc, range(len(d)), xerr=err, fmt="o", capsize=3)
+        ax.set_yticks(range(len(d)), d.source.astype(str))
+        ax.set_xlabel("test AUC")
+        ax.set_title(t)
+    fig.suptitle(title)
+    fig.tight_layout()
     return fig

@@ -1,5 +1,7 @@
 """HTML reports: execute the analysis notebooks on a results folder (papermill), convert
-them to HTML (nbconvert) and write an index page that opens with the τ_w table."""
+them to HTML (nbconvert) and write an index page that opens with the τ_w table — with its
+confidence intervals, what each metric is, the fine-tuned AUCs with theirs, and the
+caveats that limit the conclusions."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import analysis
 from . import results as rs
+from . import transfer as TR
 
 #: analysis notebook → the result tables it needs
 ANALYSES = {
@@ -21,6 +25,10 @@ ANALYSES = {
     "representations": ("layers",),
     "feature_reuse": ("gain_ratios",),
 }
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}
+table{border-collapse:collapse;margin:0.5em 0} td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+figure{margin:1.5em 0} figcaption{color:#333;font-size:0.95em} .caveats{background:#fff4e5;border-left:4px solid
+#f0a020;padding:0.5em 1em} dt{font-weight:bold} dd{margin:0 0 0.4em 1.5em}"""
 
 
 def available_tables(results_dir: str | os.PathLike) -> set[str]:
@@ -44,24 +52,96 @@ def notebook_html(notebook: str | os.PathLike) -> str:
 
 def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<figure><img src="data:image/png;base64,{data}" style="max-width:100%"><figcaption>{path.stem}</figcaption></figure>'
+    return (f'<figure><img src="data:image/png;base64,{data}" style="max-width:100%" alt="{path.stem}">'
+            f"<figcaption>{html.escape(analysis.caption(path.stem))}</figcaption></figure>")
+
+
+def _glossary(metrics) -> str:
+    items = []
+    for name in metrics:
+        if name in TR.METRIC_TABLE:
+            m = TR.metric(name)
+            items.append(f"<dt>{html.escape(m.display)} <code>{name}</code></dt><dd>{html.escape(m.description)} "
+                         f"({html.escape(m.citation)})</dd>")
+    items.append("<dt>τ<sub>w</sub></dt><dd>weighted Kendall rank correlation (scipy.stats.weightedtau) between a "
+                 "metric's scores and the sources' fine-tuned test AUCs: 1 = same order, 0 = unrelated; "
+                 "the top of the ranking weighs most.</dd>")
+    items.append("<dt>AUC</dt><dd>test ROC-AUC of the fine-tuning run selected by minimum validation loss "
+                 "(medmnist's definition), with a 95 % bootstrap interval over test images.</dd>")
+    return f"<h2>What the numbers are</h2><dl>{''.join(items)}</dl>"
+
+
+def _fmt(v, low, high) -> str:
+    if np.isnan(v):
+        return "—"
+    return f"{v:.3f} [{low:.2f}, {high:.2f}]" if not (np.isnan(low) or np.isnan(high)) else f"{v:.3f}"
+
+
+def transferability_summary(results_dir: str | os.PathLike, n_boot: int = 500) -> dict:
+    """τ_w with bootstrap CIs per metric and target (the mean over targets too), the
+    selected fine-tuning runs with their AUC CIs, the caveats and the Friedman/CD note."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores, auc = analysis.medtl_transferability(results_dir)
+        finetune = rs.load(results_dir, "finetune")
+        result = analysis.evaluate_metrics(scores, auc)
+    ci = TR.tau_ci(scores, auc, n_boot=n_boot)
+    wide = ci.assign(cell=[_fmt(*r) for r in ci[["tau_w", "low", "high"]].to_numpy()]).pivot(
+        index="metric", columns="target", values="cell")
+    order = list(dict.fromkeys(m for m in result["methods"] + list(scores) if m in wide.index))
+    wide = wide.loc[order]
+    if auc.shape[1] < 2:
+        wide = wide.drop(columns="MEAN", errors="ignore")  # one target: the mean repeats it
+    wide.index = [f"{TR.metric(m).display} ({m})" if m in TR.METRIC_TABLE else m for m in order]
+    selected = analysis.selected_runs(finetune)
+    return {"tau": wide, "tau_ci": ci, "selected": selected, "result": result,
+            "caveats": analysis.caveats(auc, selected), "metrics": order}
+
+
+def tau_summary(results_dir: str | os.PathLike) -> pd.DataFrame:
+    """Mean τ_w per metric with its bootstrap 95 % CI, top-1 hit and regret."""
+    s = transferability_summary(results_dir, n_boot=300)
+    ci = s["tau_ci"]
+    mean = ci[ci.target == "MEAN"].set_index("metric")[["tau_w", "low", "high"]]
+    corr = s["result"]["corr"].groupby("metric")[["top1_hit", "regret"]].mean()
+    return mean.join(corr).loc[s["metrics"]]
+
+
+def _transferability_html(results_dir: Path) -> str:
+    s = transferability_summary(results_dir)
+    sel = s["selected"].copy()
+    sel["test AUC [95% CI]"] = [_fmt(*r) for r in sel[["test_auc", "auc_low", "auc_high"]].to_numpy()]
+    cols = [c for c in ("source", "target", "lr", "test AUC [95% CI]", "best_epoch", "stopped_at", "epochs") if c in sel]
+    caveat = "".join(f"<li>{html.escape(c)}</li>" for c in s["caveats"])
+    note = s["result"].get("note") or (
+        f"Friedman χ² = {s['result']['friedman']['statistic']:.2f}, p = {s['result']['friedman']['pvalue']:.3g}; "
+        f"critical difference {s['result']['cd']:.2f} (see the CD diagram).")
+    return ("<h2>Weighted Kendall τ<sub>w</sub> per metric</h2>"
+            "<p>Agreement of each metric's ranking of the sources with their fine-tuned test AUC (higher is better), "
+            "per target and the mean over targets, with 95 % bootstrap intervals (sources resampled; targets too "
+            "for the mean).</p>" + s["tau"].to_html(na_rep="—", escape=True)
+            + (f'<div class="caveats"><b>Caveats</b><ul>{caveat}</ul></div>' if caveat else "")
+            + f"<p>{html.escape(note)}</p>"
+            + "<h2>Fine-tuned AUCs (the ground truth)</h2>" + sel[cols].to_html(index=False, na_rep="—")
+            + _glossary(s["metrics"]))
 
 
 def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, header: str = "",
                  progress: bool = True) -> Path:
     """Run every analysis notebook whose tables exist under ``results_dir`` (results source
     "medtl"), keep each executed notebook and its HTML in ``out_dir`` (default
-    ``<results_dir>/report``), and write ``index.html``: the header, the τ_w table per
-    metric (when transferability results exist), the figures, and links to the notebooks.
-    Returns the index path."""
+    ``<results_dir>/report``), and write ``index.html``: the header, the τ_w table with CIs,
+    caveats, the fine-tuned AUCs with CIs, what each metric is (when transferability results
+    exist), each figure once with a caption, and links to the notebooks. Returns the index."""
     from . import experiments
 
     results_dir = Path(results_dir).resolve()
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results folder {results_dir} does not exist")
     out = Path(out_dir).resolve() if out_dir is not None else results_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     have = available_tables(results_dir)
-    sections, links = [], []
-    tau_html = ""
+    sections, links, seen = [], [], set()
     for name, needs in ANALYSES.items():
         if not set(needs) <= have:
             continue
@@ -73,38 +153,20 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
         page = out / f"{name}.html"
         page.write_text(notebook_html(run_dir / "notebook.ipynb"))
         links.append(f'<li><a href="{page.name}">{name}</a> (executed notebook: {name}/notebook.ipynb)</li>')
-        figs = "".join(_img(p) for p in sorted((run_dir / "figures").glob("*.png")))
-        sections.append(f"<h2>{name.replace('_', ' ')}</h2>{figs}")
-    if {"scores", "finetune"} <= have:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scores, auc = analysis.medtl_transferability(results_dir)
-            result = analysis.evaluate_metrics(scores, auc)
-        tau = result["tau"].T.rename_axis("metric")
-        tau_html = ("<h2>Weighted Kendall τ<sub>w</sub> per metric</h2>"
-                    "<p>Agreement of each metric's ranking of the sources with their fine-tuned test AUC "
-                    "(scipy.stats.weightedtau; higher is better), per target and mean.</p>"
-                    + analysis.round_table(tau).to_html(na_rep="—"))
+        figs = []
+        for p in sorted((run_dir / "figures").glob("*.png")):
+            key = analysis.caption(p.stem)
+            if key not in seen:
+                seen.add(key)
+                figs.append(_img(p))
+        sections.append(f"<h2>{name.replace('_', ' ')}</h2>{''.join(figs)}")
     if not links:
         raise FileNotFoundError(f"no finished runs with analysable tables under {results_dir} "
                                 f"(found tables: {sorted(have) or 'none'})")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>medtl report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} figure{{margin:1em 0}}</style></head><body>
-<h1>medtl report</h1>{header}
-{tau_html}
-<h2>Notebooks</h2><ul>{''.join(links)}</ul>
-{''.join(sections)}
-<p style="color:#888">results: {html.escape(str(results_dir))}</p></body></html>"""
+    tau_html = _transferability_html(results_dir) if {"scores", "finetune"} <= have else ""
+    page = (f'<!doctype html><html><head><meta charset="utf-8"><title>medtl report</title><style>{STYLE}</style>'
+            f"</head><body><h1>medtl report</h1>{header}{tau_html}<h2>Notebooks</h2><ul>{''.join(links)}</ul>"
+            f"{''.join(sections)}<p style=\"color:#888\">results: {html.escape(str(results_dir))}</p></body></html>")
     index = out / "index.html"
     index.write_text(page)
     return index
-
-
-def tau_summary(results_dir: str | os.PathLike) -> pd.DataFrame:
-    """Mean τ_w per metric of the transferability results under ``results_dir``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        scores, auc = analysis.medtl_transferability(results_dir)
-    corr = analysis.evaluate_metrics(scores, auc)["corr"]
-    return corr.groupby("metric", sort=False)[["tau_w", "top1_hit", "regret"]].mean()

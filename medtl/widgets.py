@@ -44,9 +44,7 @@ def scatter(scores: dict, auc: pd.DataFrame, target: str, metrics):
     (:func:`medtl.plots.score_vs_auc` on one target)."""
     ranking(scores, auc, target, metrics)  # validates target and metrics
     tidy = analysis.tidy_scores({m: scores[m][[target]] for m in metrics if target in scores[m]})
-    fig = P.score_vs_auc(tidy, auc[[target]], list(metrics))
-    fig.suptitle(target)
-    return fig
+    return P.score_vs_auc(tidy, auc[[target]], list(metrics))
 
 
 def source_detail(scores: dict, auc: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -63,16 +61,20 @@ def source_detail(scores: dict, auc: pd.DataFrame, source: str) -> pd.DataFrame:
 
 class SourceExplorer:
     """Dropdowns for results source, scenario, target, metrics and one source; shows the
-    ranking table, the score-vs-AUC scatter and the source's detail.
+    ranking table, the score-vs-AUC scatter and the source's detail. It opens on medtl's
+    own results under the results root (``$MEDTL_RESULTS``, else the checkout's
+    ``results/``) when there are any, and on the studies' published tables otherwise.
 
     ``explorer.widget`` is the ipywidgets box; ``explorer.table`` / ``explorer.detail`` hold
     the DataFrames shown."""
 
-    def __init__(self, results_source: str = "published", scenario: str = "dataset", results_dir=None,
+    def __init__(self, results_source: str | None = None, scenario: str = "dataset", results_dir=None,
                  published_dir=None, metrics=("leep", "nleep", "logme", "lp_fu")) -> None:
         import ipywidgets as w
 
         self.results_dir, self.published_dir = results_dir, published_dir
+        if results_source is None:  # your own runs when there are any (e.g. the demo's), else the studies' tables
+            results_source = "medtl" if analysis.medtl_scenarios(results_dir) else "published"
         self.results_source = w.ToggleButtons(options=["published", "medtl"], value=results_source,
                                               description="results")
         self.scenario = w.ToggleButtons(options=["dataset", "model"], value=scenario, description="scenario")
@@ -127,6 +129,8 @@ class SourceExplorer:
         self.metrics.options = metrics
         self.metrics.value = tuple(m for m in self._wanted_metrics if m in metrics) or tuple(metrics[:3])
         self.source.options = list(self.auc.index)
+        if self.source.value is None and len(self.auc.index):
+            self.source.value = self.auc.index[0]
         self.target.options = targets
         if targets and self.target.value not in targets:
             self.target.value = targets[0]
@@ -143,11 +147,7 @@ class SourceExplorer:
             display(self.table.round(4))
         self.out_plot.clear_output(wait=True)
         with self.out_plot:
-            import matplotlib.pyplot as plt
-
-            fig = scatter(self.scores, self.auc, self.target.value, list(self.metrics.value))
-            display(fig)
-            plt.close(fig)
+            display(P.png(scatter(self.scores, self.auc, self.target.value, list(self.metrics.value))))
         self._update_detail()
 
     def _update_detail(self) -> None:

@@ -11,29 +11,112 @@ from medtl import results as rs
 from medtl.cli import main
 
 
-@pytest.mark.slow
-def test_demo_quick_end_to_end(tmp_path):
-    env = dict(os.environ)
+def _demo(tmp_path, *args, data_env=True):
+    env = dict(os.environ, MEDTL_RESULTS=str(tmp_path / "results"))
     root = shared_medmnist_root()
-    if root is not None:
+    if root is not None and data_env:
         env["MEDTL_DATA"] = str(root)
-    out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "medtl.cli", "demo", "--quick", "--out", str(out)], env=env,
-                          capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    else:
+        env["MEDTL_DATA"] = str(tmp_path / "no-data")
+    proc = subprocess.run([sys.executable, "-m", "medtl.cli", "demo", "--quick", "--offline", *args], env=env,
+                          capture_output=True, text=True, cwd=tmp_path, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, root if data_env else None
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The reduced demo, into a results root of its own (``<root>/demo``)."""
+    tmp = tmp_path_factory.mktemp("demo")
+    proc, root = _demo(tmp)
+    return tmp, proc, root
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end(demo_run):
+    tmp, proc, root = demo_run
+    out = tmp / "results" / "demo"
     first = proc.stdout.splitlines()[0]
     assert first.startswith("medtl demo: using the MedMNIST files" if root else "medtl demo: no MedMNIST files")
     assert "weighted Kendall τ_w per metric" in proc.stdout
+    assert "[1/4] pre-training the sources" in proc.stdout and " epoch 1/" in proc.stdout  # progress lines
+    assert "MB on disk)" in proc.stdout
     index = (out / "report" / "index.html").read_text()
     header, _, rest = index.partition("<h2>")
     assert first in header  # the report says which data it used
     assert rest.startswith("Weighted Kendall τ<sub>w</sub> per metric")  # and opens with the τ_w table
     for metric in ("leep", "nleep", "logme", "lp_fu"):
-        assert f"<th>{metric}</th>" in index
+        assert f"({metric})</th>" in index
+    assert "LP×FU" in index and ">ours<" not in index  # every metric named and explained
     for step in ("pretrain", "transferability", "finetune"):
         assert (out / step / "notebook.ipynb").is_file() and rs.read_run(out / step)["status"] == "finished"
     assert (out / "report" / "dataset_transferability.html").stat().st_size > 10_000
     assert list((out / "report" / "dataset_transferability" / "figures").glob("*.png"))
+    assert not list(out.rglob("last.pt"))  # only the weights the report needs
+
+
+@pytest.mark.slow
+def test_demo_report_is_honest(demo_run):
+    import re
+
+    tmp, _, _ = demo_run
+    index = (tmp / "results" / "demo" / "report" / "index.html").read_text()
+    assert re.search(r"\d\.\d{3} \[-?\d\.\d{2}, -?\d\.\d{2}\]", index)  # τ_w and AUCs with their CIs
+    assert "95 % bootstrap" in index and 'class="caveats"' in index
+    assert "A single target" in index  # the demo has one target: said, not hidden
+    assert "candidate sources" in index or "Only" in index
+    assert "Friedman / Nemenyi / critical difference omitted" in index
+    assert index.count("<figcaption>") == len(set(re.findall(r"<figcaption>(.*?)</figcaption>", index)))  # no duplicates
+    assert "<figcaption>auc_dots</figcaption>" not in index  # captions say what a figure shows
+
+
+@pytest.mark.slow
+def test_demo_sources_and_readme_examples_work_as_written(demo_run, monkeypatch):
+    """After the demo, the README's score and feature/CKA examples and its sweep example run
+    as written (they use the MedMNIST demo's sources)."""
+    import re
+
+    import medtl.models as M
+
+    tmp, _, root = demo_run
+    monkeypatch.setenv("MEDTL_RESULTS", str(tmp / "results"))
+    monkeypatch.delenv("MEDTL_MODELS", raising=False)
+    assert "random-resnet18" in M.list_sources()
+    assert M.load_source("random-resnet18").medtl["arch"] == "resnet18"
+    if root is None:
+        pytest.skip("the README's examples use the MedMNIST demo's sources; this demo ran on the synthetic suite")
+    monkeypatch.setenv("MEDTL_DATA", str(root))
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    score = next(b for b in blocks if "TR.score(" in b and "source:bloodmnist-resnet18" in b)
+    similarity = next(b for b in blocks if "S.cka_matrix(" in b)
+    env = {}
+    exec(compile(score, "README score example", "exec"), env)  # noqa: S102 (the README, as written)
+    assert set(env["table"].source) == {"blood", "breast", "random"}
+    exec(compile(similarity, "README similarity example", "exec"), env)  # noqa: S102
+    sweep = subprocess.run([sys.executable, "-m", "medtl.cli", "sweep", str(REPO / "examples" / "finetune_sweep.yaml")],
+                           env={**os.environ, "MEDTL_RESULTS": str(tmp / "results"), "MEDTL_DATA": str(root)},
+                           capture_output=True, text=True, timeout=900)
+    assert sweep.returncode == 0, sweep.stdout[-2000:] + sweep.stderr[-2000:]
+    assert sweep.stdout.count("finished") >= 2
+
+
+@pytest.mark.slow
+def test_offline_synthetic_demo_finds_the_known_answer(tmp_path):
+    """Without MedMNIST files the demo runs on the synthetic suite: every metric's τ_w is
+    finite and the related source (texture-a) reaches the highest fine-tuned AUC."""
+    proc, _ = _demo(tmp_path, "--data", "synthetic", data_env=False)
+    assert proc.stdout.splitlines()[0].startswith("medtl demo: no MedMNIST files")
+    import warnings
+
+    from medtl import analysis
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores, auc = analysis.medtl_transferability(tmp_path / "results" / "demo")
+    assert auc["texture-b"].idxmax() == "texture-a", auc
+    corr = analysis.evaluate_metrics(scores, auc)["corr"]
+    assert corr.tau_w.notna().all(), corr[["metric", "tau_w"]]
 
 
 def test_cli_run_sweep_report(tmp_path, capsys):

@@ -11,7 +11,7 @@ import warnings
 import nbformat
 import pandas as pd
 import pytest
-from conftest import REPO, SHARED, write_toy_notebook
+from conftest import REPO, write_toy_notebook
 
 from medtl import experiments as E
 from medtl import results as rs
@@ -226,8 +226,6 @@ def test_experiment_notebooks_leave_records(synthetic_study):
 @pytest.mark.parametrize("name", ["dataset_transferability", "architecture_transferability", "finetuned_aucs",
                                   "representations", "feature_reuse"])
 def test_analysis_notebooks_on_published_tables(tmp_path, name):
-    if not (SHARED / "published").is_dir():
-        pytest.skip("published tables absent")
     r = E.run(f"analysis/{name}", {"results_source": "published"}, out_dir=tmp_path / name)
     pngs = list((r.run_dir / "figures").glob("*.png"))
     assert r.status == "finished" and pngs and all(p.stat().st_size > 5000 for p in pngs)

@@ -1,7 +1,5 @@
 import numpy as np
 import pandas as pd
-import pytest
-from conftest import SHARED
 
 import medtl.plots as P
 import medtl.similarity as S
@@ -14,9 +12,9 @@ def _png_ok(path):
 
 
 def test_transfer_figures_from_published_tables(tmp_path):
-    res = SHARED / "published" / "dataset-transferability" / "results"
-    if not res.is_dir():
-        pytest.skip("published tables absent")
+    from medtl import analysis
+
+    res = analysis.published_file("dataset-transferability", "results/AUCs_dataset.csv").parent
     read = lambda n: pd.read_csv(res / n, index_col=0).set_index("source")  # noqa: E731
     scores = {m: read(f"{m}_dataset.csv") for m in ("leep", "nleep", "logme")}
     auc = read("AUCs_dataset.csv")

@@ -1,16 +1,15 @@
 """medtl's evaluation statistics reproduce the dataset-transferability study's published
 τ_w tables, rank tables, Friedman and Nemenyi results from its released CSVs
-(spec dataset-transferability.md §5.3)."""
+(spec dataset-transferability.md §5.3), which ship with medtl (medtl/published/)."""
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED
 
 import medtl.transfer as TR
 from medtl import analysis
 
-RESULTS = SHARED / "published" / "dataset-transferability" / "results"
+RESULTS = analysis.published_file("dataset-transferability", "results/AUCs_dataset.csv").parent
 METHODS = ["logme", "sfda", "leep", "parc", "ncti", "nleep", "lp_fu"]
 
 # spec §5.3, printed to 3 decimals (targets in file order)
@@ -55,16 +54,12 @@ def _check_tau(table, expected, means):
 
 @pytest.fixture(scope="module")
 def scenario_a():
-    if not RESULTS.is_dir():
-        pytest.skip(f"published tables {RESULTS} absent")
-    return analysis.published_transferability("dataset", SHARED / "published")  # "lp_fu" = lp_fu(lp, fu)
+    return analysis.published_transferability("dataset")  # "lp_fu" = lp_fu(lp, fu)
 
 
 @pytest.fixture(scope="module")
 def scenario_b():
-    if not RESULTS.is_dir():
-        pytest.skip(f"published tables {RESULTS} absent")
-    scores, auc = analysis.published_transferability("model", SHARED / "published")  # with the study's flips
+    scores, auc = analysis.published_transferability("model")  # with the study's flips
     return {m: scores[m] for m in METHODS}, auc
 
 
@@ -120,3 +115,41 @@ def test_self_source_bias_of_feature_metrics(scenario_a):
     bias = TR.self_source_bias({m: scores[m] for m in ["leep", "nleep", "logme"]}).set_index("metric")
     assert (bias.targets == 11).all()
     assert bias.loc["leep", "self_best"] >= 5 and bias.loc["nleep", "self_best"] >= 5
+
+
+# --- the tables as package data --------------------------------------------------------------
+def test_bundled_tables_match_their_provenance():
+    import hashlib
+
+    prov = analysis.provenance()
+    for study, info in prov.items():
+        assert info["licence"] == "MIT" and info["commit"] and info["repository"].startswith("https://github.com/")
+        assert (analysis.published_file(study, "results/" + next(
+            f["file"] for f in info["files"] if f["bundled"]).split("/")[-1]).parents[1] / "LICENSE").is_file()
+        for f in info["files"]:
+            if f["bundled"]:
+                path = analysis.published_file(study, f["file"])
+                assert hashlib.sha256(path.read_bytes()).hexdigest() == f["sha256"], f["file"]
+    bundled = sum(f["bytes"] for i in prov.values() for f in i["files"] if f["bundled"])
+    assert bundled < 1_000_000  # the small tables only
+
+
+def test_fetching_the_large_tables_checks_sha256_and_names_url_and_destination(tmp_path):
+    from conftest import SHARED
+
+    mirror = SHARED / "published" / "dataset-transferability"
+    dest = tmp_path / "cache"
+    with pytest.raises(OSError, match=r"could not download .* from file:///nowhere/finetuned_AUCs/fined_.*\.csv .*"
+                                      r"place it at .*cache/dataset-transferability/finetuned_AUCs"):
+        analysis.fetch_published(dest=dest, base_url="file:///nowhere", progress=False)
+    if not (mirror / "finetuned_AUCs").is_dir():
+        pytest.skip(f"no local mirror of the per-run tables at {mirror} to fetch from")
+    files = analysis.fetch_published(dest=dest, base_url=mirror.as_uri(), progress=False)
+    assert len(files) == 23 and all(f.is_file() for f in files)
+    assert not list(dest.rglob("*.part"))
+    bad = tmp_path / "bad"
+    (bad / "finetuned_AUCs").mkdir(parents=True)
+    for f in (mirror / "finetuned_AUCs").iterdir():
+        (bad / "finetuned_AUCs" / f.name).write_bytes(f.read_bytes() + b"tampered")
+    with pytest.raises(ValueError, match="has sha256 .* expected .* nothing was written"):
+        analysis.fetch_published(dest=tmp_path / "cache2", base_url=bad.as_uri(), progress=False)

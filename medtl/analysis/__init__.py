@@ -3,13 +3,19 @@
 ``medtl report``."""
 
 from .figures import (
+    CAPTIONS,
+    caption,
+    caveats,
     correlation_by_layer,
     evaluate_metrics,
     feature_reuse_figures,
+    finetuning_figures,
+    finetuning_overview,
     finetuning_summary,
     representation_figures,
     round_table,
     select_min_val_loss,
+    selected_runs,
     tidy_scores,
     transferability_figures,
 )
@@ -31,8 +37,8 @@ from .sources import (
 )
 
 __all__ = [
-    "SCENARIO_B_FLIPS", "STUDIES", "STUDY_METHODS", "correlation_by_layer", "evaluate_metrics",
-    "feature_reuse_figures", "fetch_published", "finetuning_summary", "load_results", "medtl_finetuning",
+    "CAPTIONS", "SCENARIO_B_FLIPS", "caption", "caveats", "selected_runs", "STUDIES", "STUDY_METHODS", "correlation_by_layer", "evaluate_metrics",
+    "feature_reuse_figures", "fetch_published", "finetuning_figures", "finetuning_overview", "finetuning_summary", "load_results", "medtl_finetuning",
     "medtl_scenarios", "medtl_tables", "medtl_transferability", "provenance", "published_file", "published_finetuning",
     "published_representations", "published_transferability", "representation_figures", "round_table",
     "select_min_val_loss", "tidy_scores", "transferability_figures",

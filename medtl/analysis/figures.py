@@ -15,6 +15,34 @@ from .. import train as T
 from .. import transfer as TR
 from .sources import STUDY_METHODS
 
+#: What each figure shows (one sentence), by file stem; the report prints it under the figure.
+CAPTIONS: dict[str, str] = {
+    "tau_bars": "Weighted Kendall τ_w between each metric's scores and the fine-tuned test AUCs, per target "
+                "(1: the metric orders the sources exactly as fine-tuning does; 0: unrelated).",
+    "ranks": "Rank of each metric per target by τ_w (1 = best), with the mean rank when there are several targets.",
+    "cd_diagram": "Critical-difference diagram: mean ranks of the metrics; bars join metrics whose ranks do not "
+                  "differ significantly (Nemenyi, α = 0.05).",
+    "score_vs_auc": "Each metric's score (x) against the fine-tuned test AUC (y) of every candidate source, one "
+                    "panel per target, with its τ_w.",
+    "auc_dots": "Fine-tuned test AUC of each source per target (the ground truth the metrics are judged by).",
+    "finetuned_auc_dots": "Fine-tuned test AUC of each source per target, selected by minimum validation loss.",
+    "auc_ci": "Fine-tuned test AUC of each source with its 95 % bootstrap confidence interval (over test images).",
+    "cca_to_init": "Mean CCA between each fine-tuned model and its initialisation, per layer.",
+    "prediction_similarity": "Error agreement of ImageNet- and RadImageNet-initialised models: observed (real) "
+                             "against the agreement of independent models (rand).",
+    "similarity_vs_auc": "Similarity to the initialisation (x) against the AUC gain over random initialisation (y).",
+    "cka": "Similarity between every pair of layers of the two models.",
+    "layers": "Each similarity measure per layer.",
+}
+
+
+def caption(stem: str) -> str:
+    """The caption of a figure file stem (prefixes such as ``arch_`` ignored)."""
+    for key in sorted(CAPTIONS, key=len, reverse=True):
+        if stem == key or stem.endswith("_" + key) or stem.endswith(key):
+            return CAPTIONS[key]
+    return stem.replace("_", " ")
+
 
 def evaluate_metrics(scores: dict, auc: pd.DataFrame, methods=None) -> dict:
     """Correlations, the τ_w table, method ranks, Friedman test, Nemenyi p-values and the
@@ -74,6 +102,35 @@ def finetuning_summary(runs: pd.DataFrame) -> dict:
     wins = pd.concat({c: selected[c].value_counts().sort_index() for c in ("lr", "momentum", "wd")
                       if c in selected}, axis=1)
     return {"runs": runs, "selected": selected, "ground_truth": gt, "wins": wins}
+
+
+def finetuning_overview(results_source: str = "published", results_dir=None, published_dir=None,
+                        scenario: str = "dataset") -> dict:
+    """:func:`finetuning_summary` of the published or medtl runs; in published mode without
+    the per-run tables (12 MB, fetched by ``medtl data published``) the ground truth comes
+    from the bundled AUC table and ``note`` says so."""
+    from .sources import load_results, published_transferability
+
+    try:
+        runs = load_results("finetuning", results_source, results_dir, published_dir, scenario=scenario)
+    except FileNotFoundError as err:
+        if results_source != "published":
+            raise
+        _, auc = published_transferability(scenario, published_dir)
+        return {"runs": pd.DataFrame(), "selected": pd.DataFrame(), "ground_truth": auc, "wins": pd.DataFrame(),
+                "note": f"per-run tables not available ({err}); showing the study's selected AUCs only"}
+    return {**finetuning_summary(runs), "note": f"{len(runs)} runs"}
+
+
+def finetuning_figures(summary: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """The ground-truth dot plot and, for medtl runs that recorded test-AUC intervals, the
+    AUCs with their 95 % bootstrap CIs."""
+    out = Path(out_dir)
+    files = {"finetuned_auc_dots": P.save(P.auc_dots(summary["ground_truth"]), out / "finetuned_auc_dots.png")}
+    sel = summary["selected"]
+    if not sel.empty and "test_auc_ci" in sel and sel.test_auc_ci.notna().any():
+        files["auc_ci"] = P.save(P.auc_intervals(selected_runs(sel.assign(selected=True))), out / "auc_ci.png")
+    return files
 
 
 # --- representations -----------------------------------------------------------------------
@@ -143,3 +200,50 @@ def feature_reuse_figures(tables: dict, results_source: str, out_dir: str | os.P
 
 def round_table(t: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return t.apply(lambda c: c.round(digits) if np.issubdtype(c.dtype, np.number) else c)
+
+
+# --- honesty: uncertainty and caveats of a medtl transferability study ----------------------
+def selected_runs(finetune: pd.DataFrame) -> pd.DataFrame:
+    """The selected fine-tuning runs with their test AUC and its 95 % CI (when recorded),
+    best epoch, last epoch run and the epoch budget."""
+    sel = finetune[finetune.selected].copy()
+    ci = sel.get("test_auc_ci", pd.Series([None] * len(sel), index=sel.index))
+    sel["auc_low"] = [c[0] if c is not None and len(c) == 2 else np.nan for c in ci]
+    sel["auc_high"] = [c[1] if c is not None and len(c) == 2 else np.nan for c in ci]
+    cols = [c for c in ("source", "target", "seed", "lr", "test_auc", "auc_low", "auc_high", "best_epoch",
+                        "stopped_at", "epochs", "stop_reason") if c in sel]
+    return sel[cols].sort_values(["target", "test_auc"], ascending=[True, False]).reset_index(drop=True)
+
+
+def caveats(auc: pd.DataFrame, selected: pd.DataFrame | None = None, epochs: int | None = None) -> list[str]:
+    """What limits the conclusions of a transferability study, in plain sentences: too few
+    sources or targets, fine-tuned AUCs that their confidence intervals cannot separate, and
+    selected runs that stopped at the last epoch (still improving: longer training could
+    change the ranking)."""
+    out = []
+    n_sources, n_targets = auc.shape
+    if n_sources < 5:
+        out.append(f"Only {n_sources} candidate sources: τ_w over so few points is coarse (one swapped pair moves it a "
+                   "lot); read the confidence intervals.")
+    if n_targets < 2:
+        out.append("A single target: the metrics' ranks, the Friedman test and the critical difference need several "
+                   "targets and are not meaningful here.")
+    if selected is not None and {"auc_low", "auc_high"} <= set(selected) and selected.auc_low.notna().any():
+        for target, g in selected.groupby("target"):
+            g = g.sort_values("test_auc", ascending=False)
+            close = [(a.source, b.source) for (_, a), (_, b) in zip(g.iterrows(), g.iloc[1:].iterrows())
+                     if b.auc_high >= a.auc_low]
+            if close:
+                pairs_text = ", ".join(f"{a} ~ {b}" for a, b in close)
+                out.append(f"On {target}, neighbouring sources' fine-tuned AUCs lie within each other's 95 % CIs "
+                           f"({pairs_text}): the ground truth does not resolve their order, so neither can a metric.")
+    if selected is not None and "best_epoch" in selected:
+        last = selected.stopped_at if "stopped_at" in selected else None
+        budget = epochs or (selected.epochs if "epochs" in selected else last)
+        if last is not None:
+            at_end = selected[(selected.best_epoch == last) & (last >= budget)]
+            if len(at_end):
+                out.append(f"{len(at_end)} of {len(selected)} selected fine-tuning runs had their best epoch at the last "
+                           f"epoch ({', '.join(map(str, at_end.source))}): still improving, so longer training could "
+                           "change the ground truth.")
+    return out

@@ -139,6 +139,16 @@ def _medmnist_splits(name, size, root, fold, **options):
     return f.train, f.val, catalog.load(name, "test", size, root)
 
 
+def _synthetic_splits(name, size, root, fold, **options):
+    """The suite's target protocol, as MedMNIST's folds: 100 images per class for training
+    and 25 per class for validation (stratified, seeded by the fold), the whole test split."""
+    train, val = (_synthetic_load(name, s, size, root, **options) for s in ("train", "val"))
+    per = {"train": 100, "val": 25}
+    train, val = (subset(d, per_class=min(per[s], int(d.class_counts().min())), seed=int(fold))
+                  for s, d in (("train", train), ("val", val)))
+    return train, val, _synthetic_load(name, "test", size, root, **options)
+
+
 def _synthetic_load(name, split, size, root, **options):
     return synthetic(name, split, size, n=options.get("n_images"), seed=options.get("suite_seed", 0))
 
@@ -204,6 +214,7 @@ register_family(Family(
     description="MedMNIST 2D (official files under the data root, MD5-verified; targets use the study's folds)"))
 register_family(Family(
     "synthetic", match=lambda name: name in SYNTHETIC, load=_synthetic_load, names=lambda root: list(SYNTHETIC),
+    splits=_synthetic_splits,
     related=synthetic_related,
     description=f"offline synthetic suite with known answers ({'/'.join(map(str, SYNTHETIC_SPLITS.values()))} "
                 "images per split)"))

@@ -18,13 +18,21 @@ transfer better than one without (``related(target)`` lists them):
 name           class factor  classes   chans    classes are
 =============  ============  ========  =======  ===========================================
 texture-a      texture       4         1        orientations 0°, 45°, 90°, 135°, 3 cycles
-texture-b      texture       4         3        orientations 22.5° … 157.5°, 4.5 cycles
+texture-b      texture       4         3        orientations 0°, 20°, 40°, 60° (±8°), 4.5 cycles, faint
+                                                 and noisy under a strong shape nuisance: a hard target
 shape-a        shape         4         1        disc, square, triangle, cross
 shape-b        shape         4         3        the same shapes, smaller, lower contrast
 intensity      intensity     4         1        four brightness levels (ordinal)
 =============  ============  ========  =======  ===========================================
 
 Split sizes follow the MedMNIST 7:1:2 pattern (train 700, val 100, test 200 by default).
+As a target, a suite dataset follows the MedMNIST fold protocol: 100 images per class for
+training and 25 per class for validation (seeded, stratified), and the whole test split.
+
+The expected answer, checked by the tests: fine-tuned on ``texture-b`` (400 training images),
+a ResNet-18 pre-trained on ``texture-a`` reaches a clearly higher test AUC than ones
+pre-trained on the shape or intensity datasets (≈0.93 vs ≤0.8 after 15 epochs), and it is
+ranked first by the transferability metrics that can see it.
 The suite is the offline stand-in for MedMNIST when no files are present; callers that
 fall back to it must say so (``medtl demo`` prints it on its first line).
 """
@@ -49,8 +57,9 @@ SYNTHETIC: dict[str, dict] = {
     },
     "texture-b": {
         "factor": "texture", "task": MULTI_CLASS, "n_channels": 3,
-        "angles": (22.5, 67.5, 112.5, 157.5), "freq": 4.5, "tint": (1.0, 0.75, 0.85),
-        "label": ("orientation 22.5°", "orientation 67.5°", "orientation 112.5°", "orientation 157.5°"),
+        "angles": (0.0, 20.0, 40.0, 60.0), "jitter": 8.0, "freq": 4.5, "freq_jitter": 0.8, "tex_weight": 0.15,
+        "noise": 0.22, "nuisance_contrast": 0.35, "tint": (1.0, 0.75, 0.85),
+        "label": ("orientation 0°", "orientation 20°", "orientation 40°", "orientation 60°"),
     },
     "shape-a": {
         "factor": "shape", "task": MULTI_CLASS, "n_channels": 1,
@@ -133,8 +142,9 @@ def synthetic(name: str = "texture-a", split: str = "train", size: int = 28, n: 
 
     # texture: class-set orientation or a random one (nuisance)
     if factor == "texture":
-        theta = torch.tensor(entry["angles"], dtype=torch.float64)[y].view(n, 1, 1) + rand(-6, 6)
-        freq = entry["freq"] + rand(-0.3, 0.3)
+        jitter = entry.get("jitter", 6.0)
+        theta = torch.tensor(entry["angles"], dtype=torch.float64)[y].view(n, 1, 1) + rand(-jitter, jitter)
+        freq = entry["freq"] + rand(-entry.get("freq_jitter", 0.3), entry.get("freq_jitter", 0.3))
     else:
         theta, freq = rand(0, 180), rand(2.5, 5.0)
     t = torch.deg2rad(theta)
@@ -155,10 +165,10 @@ def synthetic(name: str = "texture-a", split: str = "train", size: int = 28, n: 
         level = torch.tensor(entry["levels"], dtype=torch.float64)[y].view(n, 1, 1) + rand(-0.03, 0.03)
     else:
         level = rand(0.3, 0.65)
-    contrast = entry.get("contrast", 0.25) if factor == "shape" else 0.2
-    tex_weight = 0.35 if factor == "texture" else 0.2
+    contrast = entry.get("contrast", 0.25) if factor == "shape" else entry.get("nuisance_contrast", 0.2)
+    tex_weight = entry.get("tex_weight", 0.35) if factor == "texture" else 0.2
     img = level + tex_weight * (texture - 0.5) + contrast * shape
-    noise = 0.08 * torch.randn(n, size, size, generator=g, dtype=torch.float64)
+    noise = entry.get("noise", 0.08) * torch.randn(n, size, size, generator=g, dtype=torch.float64)
     img = (img + noise).clamp(0, 1)
     tint = torch.tensor(entry["tint"], dtype=torch.float64).view(1, -1, 1, 1)
     images = (img.unsqueeze(1) * tint * 255).round().clamp(0, 255).to(torch.uint8)

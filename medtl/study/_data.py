@@ -9,6 +9,9 @@ import torch
 
 from .. import data as D
 
+#: The source name of an untrained (randomly initialised) candidate.
+RANDOM = "random"
+
 
 def data_kind(datasets: Sequence[str], root: str | os.PathLike | None = None, size: int = 28) -> str:
     """The family of ``datasets`` (``"medmnist"``, ``"synthetic"``, ``"folder"``, … or
@@ -16,6 +19,7 @@ def data_kind(datasets: Sequence[str], root: str | os.PathLike | None = None, si
     are missing raises (never a silent stand-in)."""
     if isinstance(datasets, str):
         datasets = [datasets]
+    datasets = [d for d in datasets if d != RANDOM]
     fams = [D.family_of(d).name for d in datasets]
     missing = [d for d in datasets if not D.is_available(d, size, root)]
     if missing:
@@ -44,3 +48,25 @@ def set_threads() -> int:
     n = os.cpu_count() or 1
     torch.set_num_threads(n)
     return n
+
+
+def epoch_lines(prefix: str, epochs: int | None = None):
+    """A :func:`medtl.train.fit` callback printing one line per epoch (``progress="lines"``
+    in the study functions: readable in logs and in ``medtl demo``'s terminal)."""
+
+    def report(epoch: int, row: dict) -> None:
+        parts = [f"{k} {row[k]:.4f}" for k in ("train_loss", "val_loss", "val_auc") if k in row and row[k] == row[k]]
+        total = f"/{epochs}" if epochs else ""
+        print(f"    {prefix} epoch {epoch}{total}: {', '.join(parts)} ({row.get('seconds', 0):.1f} s)", flush=True)
+
+    return report
+
+
+def fit_progress(progress, prefix: str, epochs: int | None = None) -> dict:
+    """``fit`` keyword arguments for a study function's ``progress``: True (a tqdm bar),
+    False, or ``"lines"`` (one printed line per epoch)."""
+    if progress not in (True, False, "lines"):
+        raise ValueError(f"progress must be True, False or 'lines', got {progress!r}")
+    if progress == "lines":
+        return {"progress": False, "callbacks": [epoch_lines(prefix, epochs)]}
+    return {"progress": bool(progress)}

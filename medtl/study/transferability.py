@@ -14,7 +14,8 @@ from .. import models as M
 from .. import paths
 from .. import train as T
 from .. import transfer as TR
-from ._data import split, target_fold
+from ..runtime import expand_grid
+from ._data import RANDOM, fit_progress, split, target_fold
 
 
 def source_name(dataset: str, arch: str) -> str:
@@ -28,17 +29,27 @@ def pretrain_sources(sources: Sequence[str], models_dir: str | os.PathLike | Non
                      progress: bool = True) -> pd.DataFrame:
     """Pre-train one ``arch`` source per dataset (Adam, no augmentation, best val loss
     kept) and save each as ``<dataset>-<arch>`` in ``models_dir`` (default: the models
-    folder, :func:`medtl.paths.models_dir`). Returns a table: source, name, best_epoch,
-    val_loss, val_auc, seconds."""
+    folder, :func:`medtl.paths.models_dir`). The name ``"random"`` saves an untrained,
+    seeded model (the from-scratch baseline candidate). Returns a table: source, name,
+    best_epoch, val_loss, val_auc, seconds."""
     rows = []
     for src in sources:
         t0 = time.perf_counter()
+        if src == RANDOM:
+            model = M.create(arch, num_classes=2, seed=seed)
+            M.save_source(model, source_name(src, arch), root=paths.models_dir(models_dir), source_datasets=[],
+                          note="random initialisation (no pre-training)")
+            rows.append({"source": src, "name": source_name(src, arch), "arch": arch, "best_epoch": 0,
+                         "val_loss": float("nan"), "val_auc": float("nan"), "seconds": time.perf_counter() - t0})
+            continue
         train = split(src, "train", size, root, n_train, seed)
         val = split(src, "val", size, root, n_val, seed)
         name = source_name(src, arch)
+        if progress == "lines":
+            print(f"  pre-training {name} on {len(train)} images of {src}", flush=True)
         r = T.pretrain(arch, train, val, name=name, root=paths.models_dir(models_dir), epochs=epochs,
                        optimizer="adam", lr=lr, schedule=None, batch_size=batch_size, augment=None, patience=None,
-                       seed=seed, progress=progress)
+                       seed=seed, **fit_progress(progress, name, epochs))
         best = r.history.set_index("epoch").loc[r.best_epoch]
         rows.append({"source": src, "name": name, "arch": arch, "best_epoch": r.best_epoch,
                      "val_loss": best.val_loss, "val_auc": best.val_auc, "seconds": time.perf_counter() - t0})
@@ -58,8 +69,15 @@ def score_sources(sources: Sequence[str], target: str, models_dir: str | os.Path
     """Every metric for every source on the target's fold-1 training subset (tidy table;
     see :func:`medtl.transfer.score`)."""
     train, _, _ = target_fold(target, size, root)
-    return TR.score(load_sources(sources, models_dir, arch), train, metrics, target_name=Path(str(target)).name,
-                    variant=variant, progress=progress, **score_kwargs)
+    if progress == "lines":
+        print(f"  scoring {len(sources)} sources on {len(train)} images of {target} with "
+              f"{len(metrics) if metrics else len(TR.METRICS)} metrics", flush=True)
+    table = TR.score(load_sources(sources, models_dir, arch), train, metrics, target_name=Path(str(target)).name,
+                     variant=variant, progress=progress is True, **score_kwargs)
+    if progress == "lines":
+        for src, g in table.groupby("source", sort=False):
+            print(f"    {src}: {g.seconds.sum():.1f} s", flush=True)
+    return table
 
 
 def finetune_sources(sources: Sequence[str], target: str, models_dir: str | os.PathLike | None = None,
@@ -89,8 +107,12 @@ def finetune_sources(sources: Sequence[str], target: str, models_dir: str | os.P
                                  dropout=dropout)
 
         out = Path(checkpoint_dir) / Path(str(src)).name if checkpoint_dir is not None else None
-        t = T.grid_search(build, train, val, test, grid, out_dir=out, seeds=seeds or [seed], progress=progress,
-                          **settings)
+        if progress == "lines":
+            print(f"  fine-tuning {source_name(src, arch)} on {target}: {len(expand_grid(grid)) * len(seeds or [seed])} "
+                  f"configuration(s), up to {settings['epochs']} epochs each", flush=True)
+        run = {**settings, **fit_progress(progress, source_name(src, arch), settings["epochs"])}
+        t = T.grid_search(build, train, val, test, grid, out_dir=out, seeds=seeds or [seed],
+                          progress=progress is True, **{k: v for k, v in run.items() if k != "progress"})
         t.insert(0, "source", src)
         t.insert(1, "target", Path(str(target)).name)
         best = T.select(t, by="seed")

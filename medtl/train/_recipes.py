@@ -157,6 +157,7 @@ def grid_preset(name: str, target: str | None = None) -> tuple[dict, dict]:
 def _run_config(build, train, val, test, config, out, cid, seed, keep, fit_kwargs) -> dict:
     t0 = time.perf_counter()
     row = {"config_id": cid, "seed": seed, **config}
+    row.setdefault("epochs", fit_kwargs.get("epochs", 10))
     ckpt_dir = (out / cid) if out is not None else None
     try:
         r = fit(build(), train, val, progress=False, checkpoint_dir=ckpt_dir,

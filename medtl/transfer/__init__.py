@@ -7,10 +7,13 @@ from .evaluation import (
     flip,
     friedman,
     nemenyi,
+    pairs,
     q_alpha,
     ranks,
     self_source_bias,
+    tau_ci,
     tau_table,
+    tau_w,
 )
 from .fu import fu, lp_fu, triplet_margin_loss
 from .metrics import (
@@ -47,6 +50,6 @@ __all__ = [
     "KINDS", "METRICS", "METRIC_TABLE", "Metric", "check_features", "check_labels", "check_probs", "correlate",
     "critical_difference", "expected_empirical_prediction", "flip", "friedman", "fu", "gmm_posteriors", "hscore",
     "leep", "logme", "lp", "lp_fu", "metric", "metric_names", "metrics", "minmax", "ncti", "ncti_components",
-    "nemenyi", "nleep", "nleep_from_posteriors", "parc", "q_alpha", "ranks", "register_metric",
-    "self_source_bias", "score", "sfda", "source_probs", "tau_table", "training_datasets", "triplet_margin_loss",
+    "nemenyi", "nleep", "nleep_from_posteriors", "pairs", "parc", "q_alpha", "ranks", "register_metric",
+    "self_source_bias", "score", "sfda", "source_probs", "tau_ci", "tau_table", "tau_w", "training_datasets", "triplet_margin_loss",
 ]

@@ -42,6 +42,36 @@ def self_pairs(scores) -> dict[str, set[str]]:
     return {}
 
 
+def pairs(scores, ground_truth, exclude_self: bool = True, exclude: Mapping[str, Iterable[str]] | None = None):
+    """Yield ``(metric, target, scores Series, AUC Series)`` aligned over the usable sources
+    of each target (both values present; the target itself left out as :func:`correlate`
+    describes)."""
+    gt = _ground_truth(ground_truth)
+    drop = self_pairs(scores)
+    for t, names in (exclude or {}).items():
+        drop.setdefault(t, set()).update(names)
+    for metric, table in _wide(scores).items():
+        for target in table.columns:
+            if target not in gt.columns:
+                continue
+            s = table[target]
+            g = gt[target].reindex(s.index)
+            keep = s.notna() & g.notna()
+            if exclude_self:
+                keep &= ~s.index.isin({target} | drop.get(target, set()))
+            yield metric, target, s[keep].astype(float), g[keep].astype(float)
+
+
+def tau_w(x, y) -> float:
+    """Weighted Kendall τ_w (``scipy.stats.weightedtau`` defaults: hyperbolic weigher,
+    additive, rank=True — as the dataset-transferability study); NaN for fewer than 2 points
+    or a constant vector."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.weightedtau(x, y).statistic)
+
+
 def correlate(scores, ground_truth, exclude_self: bool = True,
               exclude: Mapping[str, Iterable[str]] | None = None) -> pd.DataFrame:
     """Per (metric, target) agreement between metric scores and fine-tuned performance.
@@ -55,42 +85,58 @@ def correlate(scores, ground_truth, exclude_self: bool = True,
             metadata), or listed in ``exclude`` (``{target: [sources]}``).
 
     Returns:
-        One row per (metric, target): ``tau_w`` (``scipy.stats.weightedtau`` with its
-        defaults — hyperbolic weigher, additive, rank=True — as the study), ``kendall_tau_b``,
+        One row per (metric, target): ``tau_w`` (:func:`tau_w`), ``kendall_tau_b``,
         ``spearman``, ``pearson``, ``n`` (sources used), ``top1_hit`` (the metric's best
         source is the truly best), ``regret`` (best true AUC minus the AUC of the metric's
         choice) and ``chosen``. Correlations of a constant score vector are NaN.
     """
-    gt = _ground_truth(ground_truth)
-    drop = self_pairs(scores)
-    for t, names in (exclude or {}).items():
-        drop.setdefault(t, set()).update(names)
     rows = []
-    for metric, table in _wide(scores).items():
-        for target in table.columns:
-            if target not in gt.columns:
-                continue
-            s = table[target]
-            g = gt[target].reindex(s.index)
-            keep = s.notna() & g.notna()
-            if exclude_self:
-                keep &= ~s.index.isin({target} | drop.get(target, set()))
-            x, y = s[keep].to_numpy(float), g[keep].to_numpy(float)
-            row = {"metric": metric, "target": target, "n": int(keep.sum())}
-            if len(x) >= 2 and np.ptp(x) > 0 and np.ptp(y) > 0:
-                row.update(
-                    tau_w=float(stats.weightedtau(x, y).statistic),
-                    kendall_tau_b=float(stats.kendalltau(x, y).statistic),
-                    spearman=float(stats.spearmanr(x, y).statistic),
-                    pearson=float(stats.pearsonr(x, y).statistic),
-                )
-            else:
-                row.update(tau_w=np.nan, kendall_tau_b=np.nan, spearman=np.nan, pearson=np.nan)
-            if len(x):
-                chosen = s[keep].idxmax()
-                row.update(chosen=chosen, top1_hit=bool(g[keep].idxmax() == chosen) if np.ptp(x) > 0 else False,
-                           regret=float(g[keep].max() - g[chosen]))
-            rows.append(row)
+    for metric, target, s, g in pairs(scores, ground_truth, exclude_self, exclude):
+        x, y = s.to_numpy(), g.to_numpy()
+        row = {"metric": metric, "target": target, "n": len(x), "tau_w": tau_w(x, y)}
+        ok = len(x) >= 2 and np.ptp(x) > 0 and np.ptp(y) > 0
+        row.update(kendall_tau_b=float(stats.kendalltau(x, y).statistic) if ok else np.nan,
+                   spearman=float(stats.spearmanr(x, y).statistic) if ok else np.nan,
+                   pearson=float(stats.pearsonr(x, y).statistic) if ok else np.nan)
+        if len(x):
+            chosen = s.idxmax()
+            row.update(chosen=chosen, top1_hit=bool(g.idxmax() == chosen) if np.ptp(x) > 0 else False,
+                       regret=float(g.max() - g[chosen]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def tau_ci(scores, ground_truth, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
+           exclude_self: bool = True, exclude: Mapping[str, Iterable[str]] | None = None) -> pd.DataFrame:
+    """Bootstrap confidence intervals of τ_w: per (metric, target) by resampling the
+    candidate sources with replacement; for each metric's mean over targets (``target ==
+    "MEAN"``) by resampling the targets and, within each, the sources. Resamples where τ_w
+    is undefined (a constant vector) are skipped. Returns metric, target, tau_w, low, high,
+    n (sources or targets), n_boot_used."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
+        raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}")
+    rng = np.random.default_rng(seed)
+    rows, by_metric = [], {}
+    for metric, target, s, g in pairs(scores, ground_truth, exclude_self, exclude):
+        x, y = s.to_numpy(), g.to_numpy()
+        by_metric.setdefault(metric, []).append((x, y))
+        boots = [tau_w(x[i], y[i]) for i in (rng.integers(0, len(x), len(x)) for _ in range(n_boot))] if len(x) else []
+        boots = np.array([b for b in boots if not np.isnan(b)])
+        low, high = np.quantile(boots, [alpha / 2, 1 - alpha / 2]) if len(boots) >= 2 else (np.nan, np.nan)
+        rows.append({"metric": metric, "target": target, "tau_w": tau_w(x, y), "low": float(low), "high": float(high),
+                     "n": len(x), "n_boot_used": len(boots)})
+    for metric, cells in by_metric.items():
+        means = []
+        for _ in range(n_boot):
+            picked = [cells[i] for i in rng.integers(0, len(cells), len(cells))]
+            vals = [tau_w(x[j], y[j]) for x, y in picked for j in [rng.integers(0, len(x), len(x))] if len(x)]
+            vals = [v for v in vals if not np.isnan(v)]
+            if vals:
+                means.append(np.mean(vals))
+        point = np.nanmean([tau_w(x, y) for x, y in cells]) if cells else np.nan
+        low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2]) if len(means) >= 2 else (np.nan, np.nan)
+        rows.append({"metric": metric, "target": "MEAN", "tau_w": float(point), "low": float(low), "high": float(high),
+                     "n": len(cells), "n_boot_used": len(means)})
     return pd.DataFrame(rows)
 
 

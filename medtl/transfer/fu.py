@@ -46,7 +46,8 @@ def triplet_margin_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: 
     return total / count if count else total * 0.0
 
 
-@register_metric(kind="model", label="FU", citation="Juodelyte et al., arXiv 2412.20172")
+@register_metric(kind="model", label="FU", citation="Juodelyte et al., arXiv 2412.20172",
+                 description="feature update: gradient norm of an early block's conv relative to the stem's under a triplet loss")
 def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size: int | None = None,
        margin: float = 0.05, device=None, seed: int = 42, **batch) -> float:
     """FU: how strongly the target would still move the early layers.
@@ -100,7 +101,8 @@ def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size
 
 
 @register_metric(kind="combination", requires=("lp", "fu"), variants=("official", "study"), label="LP×FU",
-                 citation="Juodelyte et al., arXiv 2412.20172")
+                 citation="Juodelyte et al., arXiv 2412.20172",
+                 description="the study's metric: LP and FU min–max normalised over the candidates, multiplied")
 def lp_fu(lp_scores, fu_scores, reverse: bool = False, exclude: str | Iterable[str] | None = None,
           variant: str = "official") -> pd.Series | pd.DataFrame:
     """LP×FU: per target, min–max normalise LP and FU across the candidate sources and

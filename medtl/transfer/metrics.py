@@ -119,7 +119,8 @@ def expected_empirical_prediction(p: np.ndarray, y: np.ndarray, c: int) -> np.nd
     return (p * cond[y]).sum(1)
 
 
-@register_metric(kind="probs", label="LEEP", citation="Nguyen et al., ICML 2020")
+@register_metric(kind="probs", label="LEEP", citation="Nguyen et al., ICML 2020",
+                 description="log expected empirical prediction of the target labels from the source head's class probabilities")
 def leep(probs, labels) -> float:
     """LEEP (Nguyen et al., ICML 2020).
 
@@ -163,7 +164,8 @@ def gmm_posteriors(features, n_components: int, variance: float = 0.8, seed: int
     return gmm.predict_proba(z)
 
 
-@register_metric(kind="features", needs_seed=True, variants=VARIANTS, label="N-LEEP", citation="Li et al., CVPR 2021")
+@register_metric(kind="features", needs_seed=True, variants=VARIANTS, label="N-LEEP", citation="Li et al., CVPR 2021",
+                 description="LEEP with a Gaussian mixture on PCA-reduced features in place of the source head")
 def nleep(features, labels, component_ratio: int = 5, variance: float = 0.8, seed: int | None = 0,
           variant: str = "official") -> float:
     """N-LEEP (Li et al., CVPR 2021): PCA to ``variance`` (80 %) of the variance, a Gaussian
@@ -203,7 +205,8 @@ def logme_evidence(sigma: np.ndarray, x2: np.ndarray, res_x2: float, n: int, d: 
     return float(evidence), float(alpha), float(beta), it
 
 
-@register_metric(kind="features", label="LogME", citation="You et al., ICML 2021")
+@register_metric(kind="features", label="LogME", citation="You et al., ICML 2021",
+                 description="maximised log evidence of Bayesian linear regression from features to labels")
 def logme(features, labels, max_iter: int = 11) -> float:
     """LogME (You et al., ICML 2021), the fixed-point version: for each class c, the
     maximised log marginal evidence of Bayesian linear regression of the indicator
@@ -238,7 +241,8 @@ def logme(features, labels, max_iter: int = 11) -> float:
 
 
 # --- PARC ----------------------------------------------------------------------------------
-@register_metric(kind="features", label="PARC", citation="Bolya et al., NeurIPS 2021")
+@register_metric(kind="features", label="PARC", citation="Bolya et al., NeurIPS 2021",
+                 description="Spearman correlation of the feature and label dissimilarity matrices (× 100)")
 def parc(features, labels, dim: int = 32, max_samples: int = 15000, seed: int = 1919) -> float:
     """PARC (Bolya et al., NeurIPS 2021): the Spearman correlation between the feature and
     label representational dissimilarity matrices,
@@ -271,7 +275,8 @@ def parc(features, labels, dim: int = 32, max_samples: int = 15000, seed: int = 
 
 
 # --- H-score -------------------------------------------------------------------------------
-@register_metric(kind="features", label="H-score", citation="Bao et al., ICIP 2019")
+@register_metric(kind="features", label="H-score", citation="Bao et al., ICIP 2019",
+                 description="class-mean variance relative to the feature covariance, tr(cov(f)⁻¹ cov(E[f|y]))")
 def hscore(features, labels, shrinkage: float | None = None) -> float:
     """H-score (Bao et al., ICIP 2019):
 
@@ -297,7 +302,8 @@ def hscore(features, labels, shrinkage: float | None = None) -> float:
 
 
 # --- LP ------------------------------------------------------------------------------------
-@register_metric(kind="features", label="LP", citation="Juodelyte et al., arXiv 2412.20172")
+@register_metric(kind="features", label="LP", citation="Juodelyte et al., arXiv 2412.20172",
+                 description="feature quality: 5-NN accuracy of the features after a 50-d NCA projection")
 def lp(features, labels, n_components: int = 50, k: int = 5, seed: int = 42, max_iter: int = 50) -> float:
     """LP, the forward half of LP×FU (Juodelyte et al., arXiv 2412.20172; spec §2.1):
     Neighbourhood Components Analysis to ``n_components`` (50) dimensions fitted on all N
@@ -368,7 +374,8 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-@register_metric(kind="features", label="SFDA", citation="Shao et al., ECCV 2022")
+@register_metric(kind="features", label="SFDA", citation="Shao et al., ECCV 2022",
+                 description="self-challenging Fisher discriminant: true-class probability after mixing samples")
 def sfda(features, labels) -> float:
     """SFDA, self-challenging Fisher discriminant analysis (Shao et al., ECCV 2022), as the
     official code computes it: fit a shrinkage FDA (λ = exp(−5·ρ̂), ρ̂ the top eigenvalue of
@@ -434,7 +441,8 @@ def minmax(values: dict[str, float] | np.ndarray):
     return np.zeros_like(v) if hi == lo else (v - lo) / (hi - lo)
 
 
-@register_metric(kind="zoo", variants=VARIANTS, label="NCTI", citation="Wang et al., CVPR 2023")
+@register_metric(kind="zoo", variants=VARIANTS, label="NCTI", citation="Wang et al., CVPR 2023",
+                 description="neural-collapse score across the candidate sources (within-class collapse, NCC fit, variability)")
 def ncti(features_by_source, labels, dim: int = 64, seed: int = 42, variant: str = "official") -> dict[str, float]:
     """NCTI (Wang et al., CVPR 2023), a zoo-level score: the three components of
     :func:`ncti_components` for every source, min–max normalised across the sources, then
