@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 from sklearn import metrics as skm
 from torch import nn
 
@@ -123,36 +124,74 @@ def _predictions(y_true: np.ndarray, y_score: np.ndarray, task: str, threshold: 
 
 
 # --- the studies' other metrics -------------------------------------------------------------
+def _confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    """Confusion counts ``K×K``: row = true class, column = predicted class."""
+    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k).astype(np.float64)
+
+
 def kappa(y_true, y_score, task: str, weights: str | None = "quadratic") -> float:
-    """Cohen's κ between true and predicted classes (argmax; threshold 0.5 for binary),
-    ``weights="quadratic"`` by default (the feature-reuse study's APTOS metric), ``"linear"``
-    or None (unweighted); scikit-learn's ``cohen_kappa_score``."""
+    """Cohen's κ between true and predicted classes (argmax; threshold 0.5 for binary):
+
+        κ = 1 − Σ_ij w_ij O_ij / Σ_ij w_ij E_ij,   E = (row sums of O)(column sums of O)ᵀ / N,
+
+    with O the ``K×K`` confusion counts over all K score columns and w_ij = (i−j)²
+    (``weights="quadratic"``, the feature-reuse study's APTOS metric; Cohen 1968), |i−j|
+    (``"linear"``) or 1[i≠j] (None, unweighted κ). κ = 1 for perfect agreement, ≈0 for
+    chance; 1.0 by convention when both raters use a single class."""
+    if weights not in ("quadratic", "linear", None):
+        raise ValueError(f"weights must be 'quadratic', 'linear' or None, got {weights!r}")
     y_true, y_score = _arrays(y_true, y_score, task)
-    labels = np.arange(y_score.shape[1]) if y_score.ndim == 2 and task != BINARY else np.array([0, 1])
-    return float(skm.cohen_kappa_score(y_true, _predictions(y_true, y_score, task), labels=labels, weights=weights))
+    k = y_score.shape[1] if y_score.ndim == 2 and task != BINARY else 2
+    o = _confusion(y_true, _predictions(y_true, y_score, task), k)
+    e = np.outer(o.sum(1), o.sum(0)) / o.sum()
+    d = np.abs(np.subtract.outer(np.arange(k), np.arange(k))).astype(np.float64)
+    w = d ** 2 if weights == "quadratic" else d if weights == "linear" else (d > 0).astype(np.float64)
+    expected = (w * e).sum()
+    return 1.0 if expected == 0 else float(1.0 - (w * o).sum() / expected)
 
 
 def balanced_accuracy(y_true, y_score, task: str) -> float:
-    """Balanced accuracy = macro-averaged recall over the classes present (the feature-reuse
-    study's ISIC metric); scikit-learn's ``balanced_accuracy_score``."""
+    """Balanced accuracy = mean over the classes present in ``y_true`` of the recall
+    O_cc / Σ_j O_cj (Brodersen et al. 2010; the feature-reuse study's ISIC metric)."""
     y_true, y_score = _arrays(y_true, y_score, task)
-    return float(skm.balanced_accuracy_score(y_true, _predictions(y_true, y_score, task)))
+    k = y_score.shape[1] if y_score.ndim == 2 and task != BINARY else 2
+    o = _confusion(y_true, _predictions(y_true, y_score, task), k)
+    present = o.sum(1) > 0
+    return float((np.diag(o)[present] / o.sum(1)[present]).mean())
+
+
+def _mann_whitney_auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(score of a positive > score of a negative) + ½ P(tie), from mid-ranks."""
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
 def auc_ovo(y_true, y_score, task: str) -> float:
-    """ROC-AUC with one-vs-one macro averaging over class pairs (Hand & Till 2001; the
-    feature-reuse study's AUC), on probabilities ``N×C``; the positive-class column for
-    binary tasks. Every class must be present."""
+    """ROC-AUC with one-vs-one macro averaging (Hand & Till 2001; the feature-reuse study's
+    AUC): for every class pair (i, j), A(i|j) is the Mann–Whitney AUC of score column i
+    separating class i from class j on the samples of those two classes, and
+
+        AUC_ovo = 2 / (K(K−1)) · Σ_{i<j} (A(i|j) + A(j|i)) / 2,
+
+    on probabilities ``N×C`` (rows not summing to 1 are normalised first; scikit-learn
+    requires them to).
+    Binary: the ordinary AUC of the positive column; multi-label: the mean per-label AUC.
+    Every class must be present."""
     y_true, y_score = _arrays(y_true, y_score, task)
     if task == MULTI_LABEL:
         return auc(y_true, y_score, task)
     if task == BINARY:
         return _roc_auc(y_true, _positive(y_score), "the binary task")
-    absent = sorted(set(range(y_score.shape[1])) - set(np.unique(y_true).tolist()))
+    k = y_score.shape[1]
+    absent = sorted(set(range(k)) - set(np.unique(y_true).tolist()))
     if absent:
         raise ValueError(f"one-vs-one AUC is undefined: classes {absent} have no sample")
-    p = y_score / y_score.sum(1, keepdims=True)
-    return float(skm.roc_auc_score(y_true, p, multi_class="ovo", average="macro", labels=np.arange(p.shape[1])))
+    sums = y_score.sum(1, keepdims=True)
+    p = y_score if np.allclose(sums, 1.0) else y_score / sums  # re-normalising rows would break exact ties
+    pairs = [(_mann_whitney_auc(p[y_true == i, i], p[y_true == j, i])
+              + _mann_whitney_auc(p[y_true == j, j], p[y_true == i, j])) / 2
+             for i in range(k) for j in range(i + 1, k)]
+    return float(np.mean(pairs))
 
 
 def _pr_area(y: np.ndarray, s: np.ndarray, method: str, what: str) -> float:

@@ -9,7 +9,7 @@ import hashlib
 import io
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +84,9 @@ def pool_activation(x: torch.Tensor, pool: str, channels_last: bool = False) -> 
     → ``"avg"`` global average ``B×C``, ``"flatten"`` ``B×(C·H·W)``, ``"none"`` ``B×C×H×W``;
     token sequences ``B×T×D`` (token 0 the class token) → ``"avg"`` mean over all tokens,
     ``"cls"`` the first token, ``"patches"`` the mean of the others, ``"all"`` the
-    concatenation [cls, mean of patches] (``B×2D``, the feature-reuse study's token modes).
-    2-D activations pass through."""
+    concatenation [cls, mean of patches] (``B×2D``, the feature-reuse study's token modes;
+    on conv maps they mean the global average, the study's rule for CNN layers). 2-D
+    activations pass through."""
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
     if x.ndim == 4 and channels_last:
@@ -97,7 +98,7 @@ def pool_activation(x: torch.Tensor, pool: str, channels_last: bool = False) -> 
             return x.mean((2, 3))
         if pool == "flatten":
             return x.flatten(1)
-        raise ValueError(f"pool={pool!r} applies to token sequences, not conv maps")
+        return x.mean((2, 3))  # token modes on a conv map: its global average (the study's CNN rule)
     if x.ndim == 3:
         modes = {"avg": lambda: x.mean(1), "cls": lambda: x[:, 0], "patches": lambda: x[:, 1:].mean(1),
                  "all": lambda: torch.cat([x[:, 0], x[:, 1:].mean(1)], 1), "flatten": lambda: x.flatten(1)}
@@ -152,7 +153,40 @@ def _check_data(data: ImageSet, what: str = "data") -> None:
         raise ValueError(f"{what} {data.name!r} is empty: no images to run the model on")
 
 
-@torch.inference_mode()
+def iter_activations(model: nn.Module, data: ImageSet, layers: Sequence[str], pool: str = "avg",
+                     batch_size: int = 256, device=None, progress: bool = False,
+                     **batch) -> Iterator[dict[str, torch.Tensor]]:
+    """Activations of ``layers`` batch by batch: yields ``{layer: float32 CPU tensor B×…}``
+    for consecutive batches of ``data`` (its order; no augmentation), pooled as
+    :func:`pool_activation`. The model is in eval mode while the generator runs and back in
+    its previous mode when it ends or is closed — so a caller may stop early (the study CCA
+    stops once every layer has its images) and memory holds one batch at a time (the study
+    CKA's un-pooled activations)."""
+    _check_data(data)
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    if not layers:
+        raise ValueError("layers is empty: name at least one layer")
+    settings = batch_settings(model, data, **batch)
+    check_input_size(model, settings["image_size"])
+    nodes = resolve_nodes(model, layers)
+    dev = runtime.device(device)
+    was = model.training
+    model.eval()
+    try:
+        extractor = create_feature_extractor(model, return_nodes={node: node for node in set(nodes.values())})
+        extractor.to(dev).eval()
+        last = _channels_last_prefixes(model)
+        batches = loader(data, batch_size=batch_size, device=dev, **settings)
+        for x, _ in tqdm(batches, desc="features", disable=not progress or len(batches) < 4, leave=False):
+            with torch.inference_mode():
+                out = extractor(x)
+                pooled = {node: pool_activation(act.float(), pool, bool(last) and node.startswith(last)).cpu()
+                          for node, act in out.items()}
+            yield {layer: pooled[node] for layer, node in nodes.items()}
+    finally:
+        model.train(was)
+
+
 def extract(model: nn.Module, data: ImageSet, layers: str | Sequence[str] = ("penultimate",), pool: str = "avg",
             batch_size: int = 256, device=None, cache: bool | str | os.PathLike | None = None,
             progress: bool = True, **batch) -> dict[str, torch.Tensor]:
@@ -177,38 +211,24 @@ def extract(model: nn.Module, data: ImageSet, layers: str | Sequence[str] = ("pe
     layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:
         raise ValueError("layers is empty: name at least one layer")
-    settings = batch_settings(model, data, **batch)
-    check_input_size(model, settings["image_size"])
-    cache_dir = files = None
+    files = None
     if cache:
+        settings = batch_settings(model, data, **batch)
         cache_dir = default_cache_dir() if cache is True else Path(cache)
         key = fingerprint(model, data, pool=pool, **settings)
         files = {layer: cache_dir / f"{key}-{hashlib.sha1(layer.encode()).hexdigest()[:10]}.npy" for layer in layers}
         cached = _read_cache(files)
         if cached is not None:
             return cached
-    nodes = resolve_nodes(model, layers)
-    dev = runtime.device(device)
-    was = model.training
-    model.eval()
-    extractor = create_feature_extractor(model, return_nodes={node: node for node in set(nodes.values())})
-    extractor.to(dev).eval()
-    last = _channels_last_prefixes(model)
-    chunks: dict[str, list[torch.Tensor]] = {node: [] for node in set(nodes.values())}
-    batches = loader(data, batch_size=batch_size, device=dev, **settings)
-    try:
-        for x, _ in tqdm(batches, desc="features", disable=not progress or len(batches) < 4, leave=False):
-            out = extractor(x)
-            for node, act in out.items():
-                cl = bool(last) and node.startswith(last)
-                chunks[node].append(pool_activation(act.float(), pool, cl).cpu())
-    finally:
-        model.train(was)
-    result = {layer: torch.cat(chunks[node]) for layer, node in nodes.items()}
+    chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    for out in iter_activations(model, data, layers, pool, batch_size, device, progress, **batch):
+        for layer, act in out.items():
+            chunks[layer].append(act)
+    result = {layer: torch.cat(parts) for layer, parts in chunks.items()}
     for layer, value in result.items():
         if not torch.isfinite(value).all():
             raise ValueError(f"activations of layer {layer!r} contain NaN or inf")
-    if cache_dir is not None:
+    if files is not None:
         for layer, value in result.items():
             buf = io.BytesIO()
             np.save(buf, value.numpy())

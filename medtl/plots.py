@@ -6,7 +6,7 @@ display; notebooks keep their inline backend)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -203,6 +203,69 @@ def filter_grid(grid: np.ndarray, title: str = "first-layer filters"):
     return fig
 
 
+def filter_panels(grids: Mapping[str, np.ndarray], title: str = "first-layer filters (channel 0)"):
+    """Several models' filter grids (:func:`medtl.similarity.filter_grid`) side by side, one
+    panel per model (the hidden-representations study's filter plots)."""
+    names = list(grids)
+    if not names:
+        raise ValueError("filter_panels needs at least one grid")
+    fig = plt.figure(figsize=(2.6 * len(names), 2.9))
+    outer = fig.add_gridspec(1, len(names), wspace=0.15)
+    for k, name in enumerate(names):
+        grid = grids[name]
+        side = int(np.ceil(np.sqrt(len(grid))))
+        inner = outer[k].subgridspec(side, side, wspace=0.05, hspace=0.05)
+        for i in range(side * side):
+            ax = fig.add_subplot(inner[i // side, i % side])
+            ax.axis("off")
+            if i < len(grid):
+                ax.imshow(grid[i], cmap=None if grid.ndim == 4 else "gray", vmin=0, vmax=1)
+            if i == side // 2:
+                ax.set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def pair_heatmap(pairs: pd.DataFrame, value: str = "value", title: str = "layer-wise similarity of model pairs"):
+    """Mean similarity per (model pair, layer): rows = pairs, columns = layers in depth order."""
+    t = pairs.assign(pair=pairs.model1 + " vs " + pairs.model2)
+    order = t.drop_duplicates("layer").sort_values("depth").layer.tolist()
+    wide = t.pivot_table(index="pair", columns="layer", values=value, aggfunc="mean", sort=False)[order]
+    fig, ax = plt.subplots(figsize=(1.1 * len(order) + 3, 0.32 * len(wide) + 1.2))
+    sns.heatmap(wide, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax, cbar_kws={"shrink": 0.6},
+                annot_kws={"fontsize": 7})
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def gain_bubbles(ratios: pd.DataFrame, x: str = "arch", y: str = "setting"):
+    """The feature-reuse study's summary figure (spec §C.5.7): one dot per (architecture,
+    dataset / data size), its size the relative gain from transfer G = WT/RI, its colour the
+    share of the gain due to feature reuse R = (WT − ST)/WT, min–max normalised over the
+    dots; values written next to the dots."""
+    t = ratios.copy()
+    if y not in t:
+        t[y] = t["dataset"].astype(str) + (" · " + (t["fraction"] * 100).round().astype(int).astype(str) + "%"
+                                           if "fraction" in t else "")
+    r = t["reuse_share"]
+    span = r.max() - r.min()
+    t["reuse_norm"] = (r - r.min()) / span if span > 0 else 0.5
+    fig, ax = plt.subplots(figsize=(1.6 * t[x].nunique() + 2.5, 0.7 * t[y].nunique() + 1.6))
+    pts = ax.scatter(t[x].astype(str), t[y].astype(str), s=600 * (t["gain"] / t["gain"].max()) ** 2,
+                     c=t["reuse_norm"], cmap="magma_r", vmin=0, vmax=1, edgecolor="k")
+    for _, row in t.iterrows():
+        ax.annotate(f"G {row.gain:.2f}\nR {row.reuse_share:.2f}", (str(row[x]), str(row[y])), xytext=(14, -6),
+                    textcoords="offset points", fontsize=7)
+    fig.colorbar(pts, ax=ax, label="feature-reuse share (WT−ST)/WT, min–max normalised")
+    ax.set_title("gain from transfer (dot size, WT/RI) and its feature-reuse share (colour)")
+    ax.margins(0.3)
+    fig.tight_layout()
+    return fig
+
+
 def similarity_vs_auc(table: pd.DataFrame, x: str = "similarity", y: str = "auc_gain", col: str | None = "layer"):
     """Scatter with regression lines: representation similarity (x) against AUC gain (y)."""
     grid = sns.lmplot(data=table, x=x, y=y, col=col, height=2.6, facet_kws={"sharex": False})
@@ -260,4 +323,51 @@ def auc_intervals(selected: pd.DataFrame, title: str = "fine-tuned test AUC with
         ax.set_title(t)
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+# --- truncated transfer ---------------------------------------------------------------------
+def cut_curves(table: pd.DataFrame, metrics: Sequence[str] = ("auc", "auprc_trapezoid"), title: str = ""):
+    """AUC and AUPRC of truncated transfer per cut (TTL, block- and layer-wise), with the
+    full model (FTL) and the best LWFT as horizontal reference lines (a table from
+    :func:`medtl.study.truncation_study`)."""
+    ttl = table[table.method == "TTL"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.4), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        for mode, g in ttl.groupby("mode"):
+            ax.plot(g.cut.astype(str), g[m], marker="o", label=f"TTL ({mode}-wise)")
+        for method, style in (("FTL", "--"), ("LWFT", ":")):
+            ref = table[table.method == method]
+            if len(ref):
+                ax.axhline(ref[m].max(), ls=style, color="gray", label=f"{method} (best)" if method == "LWFT" else method)
+        ax.set_xlabel("cut")
+        ax.set_ylabel(m.replace("_", " "))
+        ax.legend(fontsize=7)
+    fig.suptitle(title or "truncated transfer: test metrics per cut")
+    fig.tight_layout()
+    return fig
+
+
+def svcca_boxes(svcca: pd.DataFrame, title: str = "SVCCA pretrained ↔ fine-tuned per block"):
+    """Boxplots of the SVCCA coefficients per layer (x) for each cut (hue), as the study's
+    figure; the legend gives each box group's mean ρ (the area under the sorted-ρ curve)."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * svcca.layer.nunique() + 3), 3.6))
+    data = svcca.assign(cut=svcca.cut.astype(str))
+    sns.boxplot(data=data, x="layer", y="rho", hue="cut", ax=ax)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("canonical correlation ρ")
+    ax.set_title(title)
+    return fig
+
+
+def params_vs_auc(table: pd.DataFrame, value: str = "auc"):
+    """Parameters (x, millions) against the test metric (y) of every method and cut."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for method, g in table.groupby("method"):
+        ax.scatter(g.params / 1e6, g[value], label=method, s=28)
+        _label_points(ax, g.cut.astype(str), g.params / 1e6, g[value], fontsize=7)
+    ax.set_xlabel("parameters (M)")
+    ax.set_ylabel(value)
+    ax.legend(fontsize=7)
+    ax.set_title(f"{value} against model size")
     return fig

@@ -18,12 +18,14 @@ from . import analysis
 from . import results as rs
 from . import transfer as TR
 
-#: analysis notebook → the result tables it needs
+#: analysis notebook → (the result tables it needs, the transferability scenario it reads)
 ANALYSES = {
-    "dataset_transferability": ("scores", "finetune"),
-    "finetuned_aucs": ("finetune",),
-    "representations": ("layers",),
-    "feature_reuse": ("gain_ratios",),
+    "dataset_transferability": (("scores", "finetune"), "dataset"),
+    "architecture_transferability": (("scores", "finetune"), "model"),
+    "finetuned_aucs": (("finetune",), None),
+    "representations": (("pairs",), None),
+    "feature_reuse": (("gain_ratios",), None),
+    "truncation": (("truncation",), None),
 }
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}
 table{border-collapse:collapse;margin:0.5em 0} td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -82,8 +84,10 @@ def transferability_summary(results_dir: str | os.PathLike, n_boot: int = 500) -
     selected fine-tuning runs with their AUC CIs, the caveats and the Friedman/CD note."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scores, auc = analysis.medtl_transferability(results_dir)
+        scores, auc = analysis.medtl_transferability(results_dir, "dataset")
         finetune = rs.load(results_dir, "finetune")
+        if "scenario" in finetune:
+            finetune = finetune[finetune.scenario.fillna("dataset") == "dataset"]
         result = analysis.evaluate_metrics(scores, auc)
     ci = TR.tau_ci(scores, auc, n_boot=n_boot)
     wide = ci.assign(cell=[_fmt(*r) for r in ci[["tau_w", "low", "high"]].to_numpy()]).pivot(
@@ -141,9 +145,10 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     out = Path(out_dir).resolve() if out_dir is not None else results_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     have = available_tables(results_dir)
+    scenarios = analysis.medtl_scenarios(results_dir)
     sections, links, seen = [], [], set()
-    for name, needs in ANALYSES.items():
-        if not set(needs) <= have:
+    for name, (needs, scenario) in ANALYSES.items():
+        if not set(needs) <= have or (scenario is not None and scenario not in scenarios):
             continue
         if progress:
             print(f"report: {name}", flush=True)
@@ -163,7 +168,7 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     if not links:
         raise FileNotFoundError(f"no finished runs with analysable tables under {results_dir} "
                                 f"(found tables: {sorted(have) or 'none'})")
-    tau_html = _transferability_html(results_dir) if {"scores", "finetune"} <= have else ""
+    tau_html = _transferability_html(results_dir) if {"scores", "finetune"} <= have and "dataset" in scenarios else ""
     page = (f'<!doctype html><html><head><meta charset="utf-8"><title>medtl report</title><style>{STYLE}</style>'
             f"</head><body><h1>medtl report</h1>{header}{tau_html}<h2>Notebooks</h2><ul>{''.join(links)}</ul>"
             f"{''.join(sections)}<p style=\"color:#888\">results: {html.escape(str(results_dir))}</p></body></html>")

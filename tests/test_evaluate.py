@@ -81,3 +81,63 @@ def test_bootstrap_ci():
     assert (c["high"] - c["low"]) < (a["high"] - a["low"])
     with pytest.raises(ValueError, match="alpha"):
         bootstrap_ci(y, s, "multi-class", alpha=1.5)
+
+
+# --- the studies' other metrics, from their definitions, against scikit-learn ----------------
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(8, 120), c=st.integers(2, 6), seed=st.integers(0, 10_000),
+       weights=st.sampled_from(["quadratic", "linear", None]))
+def test_kappa_and_balanced_accuracy_equal_sklearn(n, c, seed, weights):
+    from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score
+
+    from medtl.evaluate import balanced_accuracy, kappa
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, c, n)
+    scores = rng.random((n, c)) + np.eye(c)[y] * rng.random()  # partly informative
+    pred = scores.argmax(1)
+    ref = cohen_kappa_score(y, pred, labels=np.arange(c), weights=weights)
+    assert kappa(y, scores, "multi-class", weights) == pytest.approx(ref, abs=1e-12) or (
+        np.isnan(ref) and kappa(y, scores, "multi-class", weights) == 1.0)
+    assert balanced_accuracy(y, scores, "ordinal-regression") == pytest.approx(
+        balanced_accuracy_score(y, pred), abs=1e-12)
+    yb = rng.integers(0, 2, n)
+    sb = rng.random(n)
+    assert kappa(yb, sb, "binary-class", weights) == pytest.approx(
+        cohen_kappa_score(yb, (sb > 0.5).astype(int), labels=[0, 1], weights=weights), abs=1e-12) or len(
+        set((sb > 0.5).tolist()) | set(yb.tolist())) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(12, 150), c=st.integers(3, 6), seed=st.integers(0, 10_000), ties=st.booleans())
+def test_auc_ovo_equals_sklearn(n, c, seed, ties):
+    from sklearn.metrics import roc_auc_score
+
+    from medtl.evaluate import auc_ovo
+
+    rng = np.random.default_rng(seed)
+    y = np.concatenate([np.arange(c), rng.integers(0, c, n - c)])
+    p = rng.random((n, c)) + np.eye(c)[y] * rng.random()
+    if ties:
+        p = np.round(p, 1) + 0.05
+    p = p / p.sum(1, keepdims=True)
+    ref = roc_auc_score(y, p, multi_class="ovo", average="macro", labels=np.arange(c))
+    assert auc_ovo(y, p, "multi-class") == pytest.approx(ref, abs=1e-12)
+
+
+def test_study_metrics_on_known_cases():
+    from medtl.evaluate import auc_ovo, balanced_accuracy, kappa
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    perfect = np.eye(3)[y]
+    assert kappa(y, perfect, "multi-class") == 1.0 and balanced_accuracy(y, perfect, "multi-class") == 1.0
+    assert auc_ovo(y, perfect, "multi-class") == 1.0
+    # always predicting class 0: recall 1, 0, 0 → 1/3; κ = 0 (no agreement beyond chance)
+    const = np.tile([1.0, 0.0, 0.0], (6, 1))
+    assert balanced_accuracy(y, const, "multi-class") == pytest.approx(1 / 3)
+    assert kappa(y, const, "multi-class") == pytest.approx(0.0)
+    # quadratic weights punish a 0↔2 confusion 4× a 0↔1 one
+    near, far = np.eye(3)[[1, 0, 1, 1, 2, 2]], np.eye(3)[[2, 0, 1, 1, 2, 2]]
+    assert kappa(y, far, "multi-class") < kappa(y, near, "multi-class")
+    with pytest.raises(ValueError, match="weights must be 'quadratic', 'linear' or None"):
+        kappa(y, perfect, "multi-class", weights="cubic")

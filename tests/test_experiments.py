@@ -9,6 +9,7 @@ import time
 import warnings
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO, write_toy_notebook
@@ -20,7 +21,7 @@ NOTEBOOKS = sorted(p for p in (REPO / "notebooks").rglob("*.ipynb") if ".ipynb_c
 
 
 def test_notebooks_are_committed_clean_and_parameterised():
-    assert len(NOTEBOOKS) == 12
+    assert len(NOTEBOOKS) == 14
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
@@ -193,12 +194,14 @@ def synthetic_study(tmp_path_factory):
         "pretrain": {**common, "sources": sources, "n_train": 80, "n_val": 40, "epochs": 1},
         "transferability": {**common, "sources": sources, "target": "texture-b"},
         "finetune": {**common, "sources": sources, "target": "texture-b", "lrs": [1e-3], "epochs": 1},
-        "similarity": {**common, "model_a": "texture-a-resnet18", "model_b": "shape-a-resnet18",
-                       "dataset": "texture-b", "n": 60},
+        "similarity": {**common, "sources": ["texture-a-resnet18", "shape-a-resnet18"], "target": "texture-b",
+                       "n_train": 80, "n_stimulus": 100, "epochs": 1, "freeze_epochs": 1, "lr": 1e-3},
         "feature_reuse": {**common, "source": "texture-a-resnet18", "target": "texture-b", "n_train": 80,
-                          "n_test": 60, "epochs": 1, "knn_k": 10},
+                          "n_test": 60, "epochs": 1, "inits": ["ri", "wt", "st", 1], "fractions": [0.5, 1.0]},
         "truncation": {**common, "source": "shape-a-resnet18", "target": "shape-b", "n_train": 80, "n_test": 60,
-                       "epochs": 1, "cuts": [1, -1]},
+                       "epochs": 1, "block_cuts": [1, -1], "layer_cuts": [3], "lwft": [2]},
+        "architectures": {"archs": ["resnet18", "shufflenet_v2_x0_5", "mobilenet_v3_small"], "weights": None,
+                          "target": "texture-b", "epochs": 1, "grid": {"lr": [0.01]}, "signs": "study-b"},
     }
     results = {name: E.run(f"experiments/{name}", params, results_dir=out / "results") for name, params in runs.items()}
     return out, results
@@ -213,11 +216,27 @@ def test_experiment_notebooks_leave_records(synthetic_study):
         scores = rs.load(out / "results", "scores")
         ft = rs.load(out / "results", "finetune")
         trunc = rs.load(out / "results", "truncation")
-        aucs = rs.load(out / "results", "aucs")
-        cka = rs.load(out / "results", "cka")
-    assert set(scores.source) == {"texture-a", "shape-a"} and set(ft.source) == {"texture-a", "shape-a"}
-    assert ft.selected.sum() == 2 and trunc.cut.tolist() == [1, -1]
-    assert sorted(aucs.init) == ["ri", "st", "wt"] and len(cka) == 25
+        aucs = rs.load(out / "results", "reuse_aucs")
+        layers = rs.load(out / "results", "reuse_layers")
+        pairs = rs.load(out / "results", "pairs")
+        sva = rs.load(out / "results", "sim_vs_auc")
+    dataset = scores[scores.scenario == "dataset"]
+    assert set(dataset.source) == {"texture-a", "shape-a"}
+    assert set(ft[ft.scenario == "dataset"].source) == {"texture-a", "shape-a"}
+    assert ft[ft.scenario == "dataset"].selected.sum() == 2
+    block = trunc[(trunc["mode"] == "block") & trunc.method.isin(["TTL", "FTL"])]
+    assert sorted(zip(block.method, block.cut)) == [("FTL", -1), ("TTL", 1)]
+    assert set(trunc.method) == {"TTL", "FTL", "LWFT"}
+    assert {"auprc_ap", "auprc_trapezoid", "params", "macs"} <= set(trunc.columns)
+    # feature reuse: RI/WT/ST and the hybrid at two data fractions, every analysis, CKA WT↔ST
+    assert sorted(aucs.init.unique()) == ["ri", "st", "wt", "wt-st:1"] and sorted(aucs.fraction.unique()) == [0.5, 1]
+    assert {"kappa", "balanced_accuracy", "auc_ovo"} <= set(aucs.columns)
+    assert set(layers.analysis) == {"knn_auc", "importance_auc_drop", "l2", "cka_init_final", "cka_wt_st"}
+    assert layers[layers.analysis == "knn_auc"].layer.nunique() == 10  # ResNet-18 block: relu, 8 blocks, fc
+    # hidden representations: the 14 pairs × 5 layers × 5 repeats of the study CCA
+    assert pairs.groupby(["model1", "model2"]).ngroups == 14 and set(pairs.measure) == {"cca_study"}
+    assert len(pairs) == 14 * 5 * 5 and (pairs.n_channels == 64).all()
+    assert set(sva.source) == {"texture-a-resnet18", "shape-a-resnet18"} and sva.auc_gain.notna().all()
     for r in results.values():
         assert (r.run_dir / "notebook.ipynb").is_file() and list(r.run_dir.glob("*.png"))
 
@@ -232,6 +251,7 @@ def test_analysis_notebooks_on_published_tables(tmp_path, name):
     if name == "dataset_transferability":
         tau = pd.read_csv(r.run_dir / "figures" / "tau_w.csv", index_col=0)
         assert tau.loc["MEAN"].round(3)[["lp_fu", "nleep", "leep", "logme"]].tolist() == [0.523, 0.411, 0.351, 0.335]
+        assert {"ablation.png", "cd_diagram_three.png", "score_vs_auc.png"} <= {p.name for p in pngs}
         ranks = pd.read_csv(r.run_dir / "figures" / "ranks.csv", index_col=0)
         assert ranks.mean().round(2).tolist() == [4.00, 5.82, 3.91, 4.00, 4.91, 3.45, 1.91]
     if name == "architecture_transferability":
@@ -240,12 +260,35 @@ def test_analysis_notebooks_on_published_tables(tmp_path, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["representations", "feature_reuse", "dataset_transferability", "finetuned_aucs"])
+@pytest.mark.parametrize("name", ["representations", "feature_reuse", "dataset_transferability", "finetuned_aucs",
+                                  "truncation", "architecture_transferability"])
 def test_analysis_notebooks_on_medtl_results(synthetic_study, tmp_path, name):
     out, _ = synthetic_study
     r = E.run(f"analysis/{name}", {"results_source": "medtl", "results_dir": str(out / "results")},
               out_dir=tmp_path / name)
     assert r.status == "finished" and list((r.run_dir / "figures").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_scenario_b_on_medtl_runs_records_its_sign_preset(synthetic_study):
+    """Three small architectures scored on a synthetic target and fine-tuned: the reversed
+    LP×FU and τ_w come out, and the run's metadata records the sign preset it used."""
+    out, results = synthetic_study
+    run = results["architectures"]
+    assert rs.read_run(run.run_dir)["parameters"]["signs"] == "study-b"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = rs.load(run.run_dir, "scores")
+        corr = rs.load(run.run_dir, "correlations")
+    assert set(scores.scenario) == {"model"} and set(scores.signs) == {"study-b"}
+    assert set(scores.source) == {"resnet18", "shufflenet_v2_x0_5", "mobilenet_v3_small"}
+    lpfu = scores[scores.metric == "lp_fu"].set_index("source").value
+    lp = scores[scores.metric == "lp"].set_index("source").value
+    fu = scores[scores.metric == "fu"].set_index("source").value
+    import medtl.transfer as TR
+
+    assert np.allclose(lpfu.sort_index(), TR.lp_fu(lp, fu, reverse=True).sort_index())  # the cross-domain direction
+    assert set(corr.signs) == {"study-b"} and "tau_w" in corr and set(corr.metric) >= {"lp_fu", "leep"}
 
 
 @pytest.mark.slow

@@ -70,7 +70,7 @@ def test_loader_errors():
         D.loader(ds, normalize="imagnet")
     with pytest.raises(ValueError, match="unknown augmentation recipe 'strong'"):
         D.loader(ds, augment="strong")
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         D.loader(ds, batch_size=0)
     with pytest.raises(ValueError, match="RGB; channels=1"):
         D.loader(_set(c=3), channels=1)

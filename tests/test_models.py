@@ -13,26 +13,39 @@ def _threads():
     torch.set_num_threads(2)
 
 
+def _sizes(a) -> list[tuple[int, str]]:
+    """Native size (standard stem), 64 px where the standard stem allows it, and 28 px with
+    the small-input stem where the table has one."""
+    sizes = [(a.native_size, "imagenet")]
+    if a.min_size <= 64:
+        sizes.append((64, "imagenet"))
+    if a.small_stem is not None:
+        sizes.append((28, "cifar"))
+    return sizes
+
+
 @pytest.mark.parametrize("arch", list(M.ARCHS))
 def test_every_arch_builds_runs_and_lists_real_layers(arch):
     a = M.spec(arch)
-    for size in (28, 224):
-        stem = "cifar" if size < a.min_size else "imagenet"
+    listed = {layer for g in a.granularities for layer in a.layer_list(g)}
+    sizes = _sizes(a)
+    for size, stem in sizes:
         for c in (1, 3):
             model = M.create(arch, num_classes=3, in_chans=c, stem=stem, image_size=size, seed=0)
             names = dict(model.named_modules())
-            for layer in (*a.layers, *a.fu_layers, a.head, a.feature_node, a.stem):
+            for layer in (*listed, *a.fu_layers, a.head, a.feature_node, a.stem):
                 assert layer in names, f"{arch}: {layer} not in the model"
             for fu in a.fu_layers:
                 assert isinstance(names[fu], (nn.Conv2d, nn.Linear))
-            model.train()
-            out = model(torch.randn(2, c, size, size))
-            assert out.shape == (2, 3)
-            out.sum().backward()
-            assert names[a.stem].weight.grad is not None
+            with torch.no_grad():
+                assert model.eval()(torch.randn(1, c, size, size)).shape == (1, 3), (arch, size, c)
+    # trains (forward and backward in train mode) at the smallest size
+    size, _ = sizes[-1]
+    model = M.create(arch, num_classes=3, in_chans=1, stem=sizes[-1][1], image_size=size, seed=0).train()
+    model(torch.randn(2, 1, size, size)).sum().backward()
+    assert M.get_module(model, a.stem).weight.grad is not None
     # the head's input is the table's width
-    head = M.get_module(M.create(arch, num_classes=3, image_size=224), a.head)
-    assert head.in_features == a.head_in
+    assert M.get_module(model, a.head).in_features == a.head_in
 
 
 def test_feature_dim_is_the_feature_node_input():
@@ -109,6 +122,70 @@ def test_imagenet_absent_offline_names_file_and_folder(tmp_path, monkeypatch):
         M.create("densenet121", weights="imagenet")
     msg = str(err.value)
     assert "densenet121-a639ec97.pth" in msg and str(tmp_path / "hub" / "checkpoints") in msg
+
+
+def test_imagenet_inception_v3_drops_its_aux_head(tmp_path, monkeypatch):
+    state = _write_imagenet(tmp_path, monkeypatch, "inception_v3", aux_logits=True, init_weights=True)
+    assert any(k.startswith("AuxLogits") for k in state)
+    model = M.create("inception_v3", num_classes=2, weights="imagenet", image_size=299)
+    got = model.state_dict()
+    assert not any(k.startswith("AuxLogits") for k in got)
+    assert torch.equal(got["Mixed_7c.branch_pool.conv.weight"], state["Mixed_7c.branch_pool.conv.weight"])
+
+
+def _timm_state(name: str) -> dict:
+    import timm
+
+    torch.manual_seed(7)
+    return timm.create_model(name, pretrained=False).state_dict()
+
+
+def test_timm_weights_from_torch_hub_cache_and_from_a_file(tmp_path, monkeypatch):
+    """DeiT-S as FAIR publishes it (``{"model": state}`` at its URL's file name in torch
+    hub's cache), and the same checkpoint passed as a path."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    state = _timm_state("deit_small_patch16_224")
+    file = tmp_path / "hub" / "checkpoints" / "deit_small_patch16_224-cd65a155.pth"
+    file.parent.mkdir(parents=True)
+    torch.save({"model": state}, file)
+    model = M.create("deit_small", num_classes=3, weights="imagenet", image_size=224)
+    got = model.state_dict()
+    assert torch.equal(got["blocks.11.mlp.fc2.weight"], state["blocks.11.mlp.fc2.weight"])
+    assert torch.equal(got["pos_embed"], state["pos_embed"]) and got["head.weight"].shape == (3, 384)
+    # at 64 px the position table is resampled to the 4×4 grid by timm's own filter
+    small = M.create("deit_small", num_classes=3, weights="imagenet", image_size=64).state_dict()
+    assert small["pos_embed"].shape == (1, 1 + 16, 384)
+    assert torch.equal(small["blocks.0.attn.qkv.weight"], state["blocks.0.attn.qkv.weight"])
+    by_path = M.create("deit_small", num_classes=3, weights=str(file), image_size=224).state_dict()
+    assert torch.equal(by_path["blocks.3.norm1.weight"], state["blocks.3.norm1.weight"])
+
+
+def test_timm_weights_from_the_hugging_face_cache(tmp_path, monkeypatch):
+    """vit_small's hub weights (safetensors) in a Hugging Face cache laid out as the hub client
+    writes it (refs/main → snapshot)."""
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    state = _timm_state("vit_small_patch16_224")
+    repo = tmp_path / "hf" / "models--timm--vit_small_patch16_224.augreg_in21k_ft_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(snap / "model.safetensors"))
+    got = M.create("vit_small", num_classes=2, weights="imagenet", image_size=224).state_dict()
+    assert torch.equal(got["blocks.5.attn.proj.weight"], state["blocks.5.attn.proj.weight"])
+
+
+def test_timm_weights_absent_offline_name_file_and_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(FileNotFoundError) as err:
+        M.create("deit_small", num_classes=2, weights="imagenet")
+    msg = str(err.value)
+    assert "deit_small_patch16_224-cd65a155.pth" in msg and str(tmp_path / "torch" / "hub" / "checkpoints") in msg
+    assert "timm/deit_small_patch16_224.fb_in1k" in msg and "weights=<path" in msg
 
 
 # --- checkpoints ---------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def test_cca_and_svcca_invariant_to_invertible_linear_maps(seed):
 def test_every_measure_of_x_with_itself_is_maximal():
     x, _ = _xy(60, 6, 5, 3)
     for value in (S.cka(x, x), S.cka(x, x, debiased=True), S.cka(x, x, kernel="rbf"), S.minibatch_cka(x, x, 16),
-                  S.mean_cca(x, x), S.svcca(x, x), S.pwcca(x, x), float(S.cca_study(x, x).mean())):
+                  S.mean_cca(x, x), S.svcca(x, x), S.pwcca(x, x), float(S.cca_google(x, x).mean())):
         assert math.isclose(value, 1.0, rel_tol=1e-6)
 
 
@@ -113,7 +113,7 @@ def test_minibatch_cka_one_batch_equals_debiased_and_converges():
 def test_cca_svd_equals_qr():
     x, y = _xy(100, 6, 4, 4)
     assert torch.allclose(S.cca(x, y, method="qr"), S.cca(x, y, method="svd"), atol=1e-9)
-    assert torch.allclose(S.cca_study(x, y, epsilon=0.0)[:4], S.cca(x, y), atol=1e-6)
+    assert torch.allclose(S.cca_google(x, y, epsilon=0.0)[:4], S.cca(x, y), atol=1e-6)
     rho = S.cca(x, y)
     assert len(rho) == 4 and bool((rho[:-1] >= rho[1:]).all())
 

@@ -112,3 +112,30 @@ def test_nested_subset_indices_point_into_the_original():
     ds.images[:, 0, 0, 0] = torch.arange(200, dtype=torch.uint8)
     sub = D.subset(D.subset(ds, 100, seed=3), 10, seed=4)
     assert torch.equal(sub.images[:, 0, 0, 0].long(), torch.as_tensor(sub.meta["indices"]))
+
+
+def test_cv_folds_stratified_and_grouped():
+    import medtl.data as D
+
+    data = D.synthetic("shape-a", "train")  # 700 images, 4 balanced classes
+    folds = D.cv_folds(data, k=5, seed=2)
+    held = np.concatenate([f.val.meta["indices"] for f in folds])
+    assert sorted(held.tolist()) == list(range(len(data)))  # every image held out exactly once
+    for f in folds:
+        assert not set(f.train.meta["indices"]) & set(f.val.meta["indices"])
+        counts = np.bincount(f.val.labels.numpy(), minlength=4)
+        assert counts.max() - counts.min() <= 1  # stratified
+    # grouped: a patient never straddles train and held-out images
+    patients = np.arange(len(data)) // 7
+    data.meta["patient"] = patients
+    v2 = D.cv_folds(data, k=5, groups="patient", test=True)
+    for f in v2:
+        tr = set(patients[f.train.meta["indices"]])
+        rest = set(patients[f.val.meta["indices"]]) | set(patients[f.test.meta["indices"]])
+        assert not tr & rest and not set(patients[f.val.meta["indices"]]) & set(patients[f.test.meta["indices"]])
+        assert len(f.train) + len(f.val) + len(f.test) == len(data)
+        assert 0.03 < len(f.val) / len(data) < 0.08  # ≈5% val, ≈15% test (the study's v2 grouped split)
+    with pytest.raises(ValueError, match="group column 'pid' is not in"):
+        D.cv_folds(data, groups="pid")
+    with pytest.raises(ValueError, match="k must be an integer >= 2"):
+        D.cv_folds(data, k=1)

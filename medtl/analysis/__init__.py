@@ -3,7 +3,9 @@
 ``medtl report``."""
 
 from .figures import (
+    ABLATION,
     CAPTIONS,
+    THREE_METHODS,
     caption,
     caveats,
     correlation_by_layer,
@@ -18,6 +20,7 @@ from .figures import (
     selected_runs,
     tidy_scores,
     transferability_figures,
+    truncation_figures,
 )
 from .sources import (
     SCENARIO_B_FLIPS,
@@ -37,9 +40,9 @@ from .sources import (
 )
 
 __all__ = [
-    "CAPTIONS", "SCENARIO_B_FLIPS", "caption", "caveats", "selected_runs", "STUDIES", "STUDY_METHODS", "correlation_by_layer", "evaluate_metrics",
+    "ABLATION", "THREE_METHODS", "CAPTIONS", "SCENARIO_B_FLIPS", "caption", "caveats", "selected_runs", "STUDIES", "STUDY_METHODS", "correlation_by_layer", "evaluate_metrics",
     "feature_reuse_figures", "fetch_published", "finetuning_figures", "finetuning_overview", "finetuning_summary", "load_results", "medtl_finetuning",
     "medtl_scenarios", "medtl_tables", "medtl_transferability", "provenance", "published_file", "published_finetuning",
     "published_representations", "published_transferability", "representation_figures", "round_table",
-    "select_min_val_loss", "tidy_scores", "transferability_figures",
+    "select_min_val_loss", "tidy_scores", "transferability_figures", "truncation_figures",
 ]

@@ -22,6 +22,9 @@ CAPTIONS: dict[str, str] = {
     "ranks": "Rank of each metric per target by τ_w (1 = best), with the mean rank when there are several targets.",
     "cd_diagram": "Critical-difference diagram: mean ranks of the metrics; bars join metrics whose ranks do not "
                   "differ significantly (Nemenyi, α = 0.05).",
+    "cd_diagram_three": "Critical-difference diagram of the study's three strongest methods (LEEP, N-LEEP, "
+                        "LP×FU), ranked among themselves.",
+    "ablation": "τ_w per target of LP×FU and of its two halves alone (LP: feature quality; FU: feature update).",
     "score_vs_auc": "Each metric's score (x) against the fine-tuned test AUC (y) of every candidate source, one "
                     "panel per target, with its τ_w.",
     "auc_dots": "Fine-tuned test AUC of each source per target (the ground truth the metrics are judged by).",
@@ -31,8 +34,24 @@ CAPTIONS: dict[str, str] = {
     "prediction_similarity": "Error agreement of ImageNet- and RadImageNet-initialised models: observed (real) "
                              "against the agreement of independent models (rand).",
     "similarity_vs_auc": "Similarity to the initialisation (x) against the AUC gain over random initialisation (y).",
-    "cka": "Similarity between every pair of layers of the two models.",
-    "layers": "Each similarity measure per layer.",
+    "cut_curves": "Test AUC and AUPRC of truncated transfer at each cut, against the full model (FTL) and the best "
+                  "layer-wise fine-tuning (LWFT).",
+    "params_vs_auc": "Model size against test AUC for every method and cut.",
+    "svcca_boxes": "SVCCA coefficients between the pre-trained and the fine-tuned model at each block, per cut.",
+    "pairs": "Layer-wise similarity (the study's mean CCA by default) of the hidden-representations study's 14 "
+             "model pairs: fine-tuned (F: end to end; T: head first) vs initialisation, vs each other, vs random.",
+    "filter_similarity": "Mean cosine similarity of first-layer filters between each fine-tuned model and its "
+                         "source (random: two untrained networks).",
+    "knn_auc": "k-NN probe test AUC of each layer (k = 200, τ = 0.1) per initialisation: where useful features "
+               "appear.",
+    "cka_init_final": "CKA (unbiased, un-pooled, batches of 64) of each layer before vs after fine-tuning: how much "
+                      "fine-tuning changed it.",
+    "cka_wt_st": "CKA of each layer between the fine-tuned WT and the fine-tuned ST model: where weight transfer "
+                 "leaves a trace that statistics alone do not.",
+    "importance_auc_drop": "Test-AUC drop when one layer is put back to its initial state (layer criticality).",
+    "l2": "Per-layer weight distance from the initial to the fine-tuned state.",
+    "gain_bubbles": "Gain from transfer G = WT/RI (dot size) and the share of it due to feature reuse "
+                    "R = (WT − ST)/WT (colour) per architecture and data size.",
 }
 
 
@@ -44,23 +63,37 @@ def caption(stem: str) -> str:
     return stem.replace("_", " ")
 
 
+#: The dataset-transferability study's second comparison: the three strongest methods.
+THREE_METHODS = ("leep", "nleep", "lp_fu")
+#: LP×FU and its two halves (the study's ablation).
+ABLATION = ("lp_fu", "lp", "fu")
+
+
+def _rank_tests(ranks: pd.DataFrame) -> dict:
+    n, k = ranks.shape
+    if k >= 3 and n >= 2:
+        return {"friedman": TR.friedman(ranks), "nemenyi": TR.nemenyi(ranks), "cd": TR.critical_difference(k, n)}
+    return {"note": f"Friedman / Nemenyi / critical difference omitted: they need at least 3 metrics and 2 targets, "
+                    f"here {k} metric(s) on {n} target(s)"}
+
+
 def evaluate_metrics(scores: dict, auc: pd.DataFrame, methods=None) -> dict:
     """Correlations, the τ_w table, method ranks, Friedman test, Nemenyi p-values and the
-    critical difference for ``methods`` (default: those of the study present)."""
+    critical difference for ``methods`` (default: those of the study present) — and the same
+    rank analysis for the study's three strongest methods (``"three"``: LEEP, N-LEEP,
+    LP×FU) and the LP×FU ablation table (``"ablation"``: τ_w of LP×FU, LP and FU per target),
+    when those metrics are present."""
     methods = [m for m in (methods or STUDY_METHODS) if m in scores]
     extra = [m for m in scores if m not in methods]
     corr = TR.correlate({m: scores[m] for m in methods + extra}, auc)
     tau = TR.tau_table(corr)
     ranks = TR.ranks(corr, metrics=methods)
-    out = {"corr": corr, "tau": tau, "ranks": ranks, "methods": methods}
-    n, k = ranks.shape
-    if k >= 3 and n >= 2:
-        out["friedman"] = TR.friedman(ranks)
-        out["nemenyi"] = TR.nemenyi(ranks)
-        out["cd"] = TR.critical_difference(k, n)
-    else:
-        out["note"] = (f"Friedman / Nemenyi / critical difference omitted: they need at least 3 metrics and 2 "
-                       f"targets, here {k} metric(s) on {n} target(s)")
+    out = {"corr": corr, "tau": tau, "ranks": ranks, "methods": methods, **_rank_tests(ranks)}
+    if all(m in methods for m in THREE_METHODS):
+        three = TR.ranks(corr, metrics=THREE_METHODS)
+        out["three"] = {"ranks": three, "methods": list(THREE_METHODS), **_rank_tests(three)}
+    if all(m in scores for m in ABLATION):
+        out["ablation"] = tau[list(ABLATION)]
     return out
 
 
@@ -81,6 +114,15 @@ def transferability_figures(scores: dict, auc: pd.DataFrame, result: dict, out_d
              "auc_dots": P.save(P.auc_dots(auc), out / f"{prefix}auc_dots.png")}
     if "cd" in result:
         files["cd"] = P.save(P.cd_diagram(result["ranks"], result["cd"]), out / f"{prefix}cd_diagram.png")
+    three = result.get("three", {})
+    if "cd" in three:
+        files["cd3"] = P.save(P.cd_diagram(three["ranks"], three["cd"],
+                                           title="LEEP, N-LEEP and LP×FU: mean ranks; bars join methods within CD"),
+                              out / f"{prefix}cd_diagram_three.png")
+    if "ablation" in result:
+        abl = result["corr"][result["corr"].metric.isin(ABLATION)]
+        files["ablation"] = P.save(P.tau_bars(abl, title="ablation: LP×FU against LP and FU alone"),
+                                   out / f"{prefix}ablation.png")
     files["score_vs_auc"] = P.save(P.score_vs_auc(tidy_scores(scores, result["methods"]), auc, result["methods"]),
                                    out / f"{prefix}score_vs_auc.png")
     return files
@@ -140,16 +182,20 @@ def correlation_by_layer(table: pd.DataFrame, x: str = "similarity", y: str = "a
     rows = []
     for key, g in table.groupby(list(by), sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key)), "pearson": stats.pearsonr(g[x], g[y]).statistic,
-                     "spearman": stats.spearmanr(g[x], g[y]).statistic, "n": len(g)})
+        few = len(g) < 3 or g[x].nunique() < 2 or g[y].nunique() < 2  # no correlation from 1–2 points
+        rows.append({**dict(zip(by, key)), "pearson": np.nan if few else stats.pearsonr(g[x], g[y]).statistic,
+                     "spearman": np.nan if few else stats.spearmanr(g[x], g[y]).statistic, "n": len(g)})
     return pd.DataFrame(rows)
 
 
 def representation_figures(tables: dict, results_source: str, out_dir: str | os.PathLike) -> dict:
     """Figures of the representation analyses: published — mean CCA of fine-tuned models to
     their initialisation per layer, prediction similarity P_obs vs P_ind, similarity vs AUC
-    gain; medtl — the layer-pair heatmap and per-layer measures. Returns ``{"files",
-    "table"}`` (the table the notebook shows)."""
+    gain; medtl (the ``similarity`` experiment's tables) — the 14 pairs' layer-wise
+    similarity, similarity to the initialisation, prediction similarity, similarity vs the
+    relative AUC gain over random initialisation (with Pearson/Spearman per source and layer
+    once there are ≥ 3 points: a sweep over folds or targets) and first-layer filter
+    similarity. Returns ``{"files", "table"}`` (the table the notebook shows)."""
     out = Path(out_dir)
     files = {}
     if results_source == "published":
@@ -168,21 +214,44 @@ def representation_figures(tables: dict, results_source: str, out_dir: str | os.
         files["similarity_vs_auc"] = P.save(P.similarity_vs_auc(sva[sva.source == "RadImageNet"]),
                                             out / "similarity_vs_auc.png")
         return {"files": files, "table": correlation_by_layer(sva)}
-    cka, layers = tables.get("cka", pd.DataFrame()), tables.get("layers", pd.DataFrame())
-    if cka.empty and layers.empty:
-        raise FileNotFoundError("no similarity runs (tables 'cka' / 'layers') in these results")
-    if not cka.empty:
-        last = cka[cka.run_id == cka.run_id.iloc[-1]]
-        files["cka"] = P.save(P.cka_heatmap(last), out / "cka.png")
-    if not layers.empty and "measure" in layers:
-        files["layers"] = P.save(P.layerwise(layers, "value", hue="measure"), out / "layers.png")
-    return {"files": files, "table": layers}
+    return _medtl_representations(tables, out)
+
+
+def _medtl_representations(tables: dict, out: Path) -> dict:
+    pairs = tables.get("pairs", pd.DataFrame())
+    if pairs.empty:
+        raise FileNotFoundError("no similarity runs (table 'pairs') in these results")
+    files = {"pairs": P.save(P.pair_heatmap(pairs, title=f"{pairs.measure.iloc[0]} per layer of the model pairs"),
+                             out / "pairs.png")}
+    own = pairs[pairs.model1.str.startswith("ft:") & (pairs.model1.str.split(":").str[1] == pairs.model2)]
+    if not own.empty:
+        files["cca_to_init"] = P.save(P.layerwise(own.assign(model=own.model1), "value", hue="model",
+                                                  title="similarity: fine-tuned vs its initialisation"),
+                                      out / "cca_to_init.png")
+    pred = tables.get("predictions", pd.DataFrame())
+    if not pred.empty:
+        long = pred.melt(id_vars=["freeze"], value_vars=["p_obs", "p_ind"], var_name="prob")
+        files["prediction_similarity"] = P.save(P.paired_boxes(long, "freeze", "value", "prob",
+                                                               "prediction similarity: observed vs independent"),
+                                                out / "prediction_similarity.png")
+    sva = tables.get("sim_vs_auc", pd.DataFrame())
+    if not sva.empty:
+        files["similarity_vs_auc"] = P.save(P.similarity_vs_auc(sva), out / "similarity_vs_auc.png")
+    filt = tables.get("filters", pd.DataFrame())
+    if not filt.empty:
+        f = filt.assign(model=filt.source + np.where(filt.freeze, " (T)", " (F)"))
+        files["filter_similarity"] = P.save(P.bars(f.groupby("model", as_index=False).mean_cosine.mean(), "model",
+                                                   "mean_cosine", "first-layer filters: fine-tuned vs source",
+                                                   "mean cosine"), out / "filter_similarity.png")
+    table = correlation_by_layer(sva) if not sva.empty else pairs
+    return {"files": files, "table": table}
 
 
 def feature_reuse_figures(tables: dict, results_source: str, out_dir: str | os.PathLike) -> dict:
     """Published: similarity to the initialisation vs AUC gain per source (the
-    hidden-representations study's evidence); medtl: the gain ratios and the layer-wise
-    curves (k-NN, importance, L2, CKA) per initialisation."""
+    hidden-representations study's evidence); medtl: the layer-wise curves per
+    initialisation and data fraction (k-NN, CKA init↔final, CKA WT↔ST, importance, L2) and
+    the bubble figure of gain WT/RI vs feature-reuse share (WT−ST)/WT."""
     out = Path(out_dir)
     files = {}
     if results_source == "published":
@@ -190,12 +259,28 @@ def feature_reuse_figures(tables: dict, results_source: str, out_dir: str | os.P
         for source, g in table.groupby("source"):
             files[f"reuse_{source}"] = P.save(P.similarity_vs_auc(g), out / f"reuse_{source}.png")
         return {"files": files, "table": correlation_by_layer(table)}
-    ratios, layers = tables.get("gain_ratios", pd.DataFrame()), tables.get("layers", pd.DataFrame())
+    ratios, layers = tables.get("gain_ratios", pd.DataFrame()), tables.get("reuse_layers", pd.DataFrame())
     if ratios.empty:
         raise FileNotFoundError("no feature_reuse runs (table 'gain_ratios') in these results")
     for name, g in layers.groupby("analysis"):
-        files[name] = P.save(P.layerwise(g, "value", hue="init", title=name), out / f"{name}.png")
+        hue = "init" if g.fraction.nunique() < 2 else g.init + " · " + (g.fraction * 100).round().astype(int).astype(str) + "%"
+        files[name] = P.save(P.layerwise(g.assign(run=hue), "value", hue="run", title=name), out / f"{name}.png")
+    files["gain_bubbles"] = P.save(P.gain_bubbles(ratios), out / "gain_bubbles.png")
     return {"files": files, "table": ratios}
+
+
+def truncation_figures(tables: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """The truncated-transfer study's figures from medtl runs: AUC/AUPRC per cut with FTL
+    and LWFT reference lines, SVCCA per cut as boxplots, parameters against AUC."""
+    out = Path(out_dir)
+    cuts, svcca = tables.get("truncation", pd.DataFrame()), tables.get("svcca", pd.DataFrame())
+    if cuts.empty:
+        raise FileNotFoundError("no truncation runs (table 'truncation') in these results")
+    files = {"cut_curves": P.save(P.cut_curves(cuts), out / "cut_curves.png"),
+             "params_vs_auc": P.save(P.params_vs_auc(cuts), out / "params_vs_auc.png")}
+    if not svcca.empty:
+        files["svcca_boxes"] = P.save(P.svcca_boxes(svcca), out / "svcca_boxes.png")
+    return files
 
 
 def round_table(t: pd.DataFrame, digits: int = 3) -> pd.DataFrame:

@@ -132,6 +132,14 @@ def medtl_transferability(results_dir=None, scenario: str | None = None) -> tupl
     scores = scores[scores.metric != "features"]
     if "self_source" in scores:
         scores = scores[~scores.self_source.astype(bool)]
+    if "signs" in scores and scores.signs.notna().any():  # the sign preset the run chose and recorded
+        presets = scores.signs.dropna().unique()
+        if len(presets) > 1:
+            raise ValueError(f"results under {results_dir} mix sign presets {sorted(presets)}")
+        flipped = {"none": (), "study-b": SCENARIO_B_FLIPS}.get(presets[0])
+        if flipped is None:
+            raise ValueError(f"unknown recorded sign preset {presets[0]!r}")
+        scores = TR.flip(scores, flipped)
     wide = {m: g.pivot_table(index="source", columns="target", values="value", aggfunc="last")
             for m, g in scores.groupby("metric", sort=False)}
     sel = ft[ft.selected]
@@ -203,6 +211,11 @@ def published_representations(folder=None) -> dict[str, pd.DataFrame]:
             "sim_vs_auc": pd.concat(sims, ignore_index=True)}
 
 
+def _no_published(kind: str):
+    raise FileNotFoundError(f"no published tables ship for the {kind} analysis (the truncated-transfer study released "
+                            "logs and figures only); use results_source='medtl'")
+
+
 def medtl_tables(results_dir=None, names=()) -> dict[str, pd.DataFrame]:
     """medtl's recorded tables ``names`` under ``results_dir`` (empty frames where absent)."""
     return {n: _load_quiet(results_dir, n) for n in names}
@@ -218,10 +231,12 @@ _LOADERS = {
                    lambda scenario="dataset", folder=None, results_dir=None: medtl_finetuning(results_dir)),
     "representations": (lambda folder=None, results_dir=None: published_representations(folder),
                         lambda folder=None, results_dir=None:
-                        medtl_tables(results_dir, ("cka", "cca", "layers", "predictions"))),
+                        medtl_tables(results_dir, ("pairs", "rep_aucs", "predictions", "filters", "sim_vs_auc"))),
+    "truncation": (lambda folder=None, results_dir=None: _no_published("truncation"),
+                   lambda folder=None, results_dir=None: medtl_tables(results_dir, ("truncation", "svcca"))),
     "feature_reuse": (lambda folder=None, results_dir=None: published_representations(folder),
                       lambda folder=None, results_dir=None:
-                      medtl_tables(results_dir, ("gain_ratios", "layers", "aucs"))),
+                      medtl_tables(results_dir, ("gain_ratios", "reuse_layers", "reuse_aucs"))),
 }
 
 

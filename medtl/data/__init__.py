@@ -40,13 +40,13 @@ from .families import available as is_available
 from .files import decode_images, from_csv, from_folder, from_list
 from .imageset import BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL, TASKS, ImageSet, concat
 from .loader import NORMALIZE, Loader, loader
-from .splits import Fold, fold_indices, folds, subset
+from .splits import CVFold, Fold, cv_folds, fold_indices, folds, subset
 from .synthetic import SYNTHETIC, synthetic, synthetic_info, synthetic_suite
 from .union import leave_target_out, union_layout
 
 __all__ = [
     "BINARY", "FAMILIES", "FLAGS", "MULTI_CLASS", "MULTI_LABEL", "NORMALIZE", "ORDINAL", "RECIPES", "SIZES",
-    "SPLITS", "SYNTHETIC", "TASKS", "USER_SPLIT", "Augment", "Family", "Fold", "ImageSet", "Loader", "available", "check_flag", "concat", "decode_images", "download", "families_table", "family_of",
+    "SPLITS", "SYNTHETIC", "TASKS", "USER_SPLIT", "Augment", "CVFold", "Family", "Fold", "ImageSet", "Loader", "available", "check_flag", "concat", "cv_folds", "decode_images", "download", "families_table", "family_of",
     "fold_indices", "folds", "from_csv", "from_folder", "from_list", "get", "info_table", "is_available",
     "label_names", "leave_target_out", "load", "loader", "n_classes", "register_family", "related",
     "resolve_root", "split_whole", "status", "subset", "synthetic", "synthetic_info", "synthetic_suite",

@@ -131,3 +131,63 @@ def folds(
         Fold(i + 1, train.subset(tr, name=f"{train.name}/fold{i + 1}"), val.subset(va, name=f"{val.name}/fold{i + 1}"))
         for i, (tr, va) in enumerate(draws)
     ]
+
+
+class CVFold(NamedTuple):
+    """One fold of :func:`cv_folds`: train, val and (v2 protocol) test subsets of one set."""
+
+    index: int
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet | None
+
+
+def _groups(data: ImageSet, groups) -> np.ndarray | None:
+    if groups is None:
+        return None
+    if isinstance(groups, str):
+        if groups not in data.meta:
+            have = [k for k, v in data.meta.items() if isinstance(v, np.ndarray) and len(v) == len(data)]
+            raise ValueError(f"group column {groups!r} is not in {data.name!r}'s metadata; per-image columns: {have}")
+        groups = data.meta[groups]
+    g = np.asarray(groups)
+    if g.shape != (len(data),):
+        raise ValueError(f"groups must hold one value per image ({len(data)}), got shape {g.shape}")
+    return g
+
+
+def cv_folds(data: ImageSet, k: int = 5, seed: int = 2, groups=None, test: bool = False) -> list[CVFold]:
+    """K-fold cross-validation splits of one image set, as the hidden-representations study
+    (spec §B.2): ``StratifiedKFold(k, shuffle=True, random_state=seed)`` on the labels, or
+    ``GroupKFold(k)`` when ``groups`` (a per-image metadata column name, e.g. a patient id,
+    or an array) is given, so no group straddles train and held-out images.
+
+    ``test=False`` (the study's v1): train = k−1 folds, val = the held-out fold.
+    ``test=True`` (v2): the held-out fold is split again — ``GroupKFold(4)`` or
+    ``StratifiedKFold(5)`` without shuffling — and its **last** inner split gives val (the
+    inner held-out part, ≈5% / 4% of the set) and test (the rest, ≈15% / 16%).
+    Multi-label sets are stratified on their first label.
+    """
+    from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+    if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+        raise ValueError(f"k must be an integer >= 2, got {k!r}")
+    labels = data.labels.numpy()
+    y = labels[:, 0] if labels.ndim == 2 else labels
+    g = _groups(data, groups)
+    if g is not None and len(np.unique(g)) < k:
+        raise ValueError(f"{len(np.unique(g))} groups cannot make {k} grouped folds")
+    outer = GroupKFold(k).split(y, y, g) if g is not None else \
+        StratifiedKFold(k, shuffle=True, random_state=seed).split(y, y)
+    out = []
+    for i, (tr, held) in enumerate(outer):
+        name = f"{data.name}/cv{i + 1}"
+        if not test:
+            out.append(CVFold(i + 1, data.subset(tr, f"{name}/train"), data.subset(held, f"{name}/val"), None))
+            continue
+        inner = list(GroupKFold(4).split(held, y[held], g[held]) if g is not None else
+                     StratifiedKFold(5).split(held, y[held]))
+        te, va = inner[-1]
+        out.append(CVFold(i + 1, data.subset(tr, f"{name}/train"), data.subset(held[va], f"{name}/val"),
+                          data.subset(held[te], f"{name}/test")))
+    return out

@@ -9,6 +9,7 @@
 """
 
 from ._create import create, load_checkpoint, load_source
+from .profile import complexity
 from .surgery import (
     NORM_TYPES,
     TRUNCATIONS,
@@ -18,6 +19,7 @@ from .surgery import (
     cut_points,
     freeze,
     frozen,
+    lwft_freeze,
     new_head,
     reinit,
     replace_head,
@@ -25,6 +27,7 @@ from .surgery import (
     st_groups,
     st_sample,
     truncate,
+    truncated_path,
     unfreeze,
 )
 from .weights import (
@@ -54,15 +57,17 @@ from .zoo import (
     get_module,
     register_arch,
     set_module,
+    slim_resnet50,
     spec,
     under,
 )
 
 __all__ = [
     "ARCHS", "NORM_TYPES", "SMALL_STEMS", "SSL_DROP_SUBSTRINGS", "SSL_PREFIXES", "STUDY_KEYS", "TRUNCATIONS",
-    "ArchSpec", "LoadReport", "Truncated", "adapt_in_chans", "all_layer_names", "arch_of", "build", "create",
+    "ArchSpec", "LoadReport", "Truncated", "adapt_in_chans", "all_layer_names", "arch_of", "build", "complexity", "create",
     "cut_points", "freeze", "frozen", "get_module", "imagenet_file", "imagenet_state_dict", "imagenet_weights",
-    "list_sources", "load_checkpoint", "load_source", "load_state", "models_dir", "new_head", "read_checkpoint",
+    "list_sources", "load_checkpoint", "lwft_freeze", "load_source", "load_state", "models_dir", "new_head", "read_checkpoint",
     "register_arch", "reinit", "remap", "replace_head", "resnet_sequence", "save_source", "set_module",
-    "source_info", "spec", "st_groups", "st_sample", "strip_prefix", "truncate", "under", "unfreeze", "unwrap",
+    "slim_resnet50", "source_info", "spec", "st_groups", "st_sample", "strip_prefix", "truncate", "truncated_path",
+    "under", "unfreeze", "unwrap",
 ]

@@ -112,7 +112,7 @@ def create(arch: str, num_classes: int | None = None, weights=None, in_chans: in
         model, reinit_names = build(a, stem, image_size, pretrained=is_imagenet)
     model.medtl = {"arch": a.name, "in_chans": 3, "stem": stem, "image_size": image_size, "weights": None,
                    "normalize": "medmnist", "dropout": 0.0, "min_size": a.min_size if stem == "imagenet" else None}
-    allowed = (a.head, *reinit_names)
+    allowed = (a.head, *reinit_names, *(a.imagenet_missing if is_imagenet else ()))
     if weights is None:
         pass
     elif is_imagenet:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .._registry import Registry
-from .zoo import ArchSpec, get_module, set_module, spec, under
+from .zoo import ARCHS, ArchSpec, get_module, set_module, spec, under
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
@@ -120,6 +120,37 @@ def frozen(model: nn.Module) -> list[str]:
     return [n for n, p in model.named_parameters() if not p.requires_grad]
 
 
+def lwft_freeze(model: nn.Module, freeze_from: int, mode: str = "block", arch: str | None = None) -> list[str]:
+    """Layer-wise fine-tuning (LWFT), the truncated-transfer study's baseline (spec §A.1.4):
+    freeze the bottom of a ResNet and fine-tune the rest.
+
+    * ``mode="block"``, ``freeze_from`` f in 1..5: the stem (conv1, bn1) and ``layer1 ..
+      layer{f-1}`` are frozen (f=2 freezes the stem and layer1; f=5 every block, leaving the
+      head: a linear probe);
+    * ``mode="layer"``, k in 1..n_blocks+1: the first k entries of the cut list — the stem
+      (k=1) and the first k−1 residual blocks (k=4 equals block-wise f=2).
+
+    Returns the frozen module paths. :func:`medtl.train.fit` keeps them bit-identical, their
+    BatchNorm statistics included (the original code let those drift; ``frozen_bn="train"``
+    reproduces that)."""
+    a = _arch(model, arch)
+    if a.truncation != "resnet":
+        raise ValueError(f"LWFT is defined for ResNets, not {a.name}")
+    if mode == "block":
+        if freeze_from not in range(1, 6):
+            raise ValueError(f"block-wise freeze_from must be 1..5, got {freeze_from!r}")
+        paths = ["conv1", "bn1", *(f"layer{i}" for i in range(1, freeze_from))]
+    elif mode == "layer":
+        seq = resnet_sequence(model)
+        if freeze_from not in range(1, len(seq) - 3):
+            raise ValueError(f"layer-wise freeze_from must be 1..{len(seq) - 4}, got {freeze_from!r}")
+        paths = [n for n, _ in seq[: 3 + freeze_from] if n not in ("relu", "maxpool")]
+    else:
+        raise ValueError(f"mode must be 'block' or 'layer', got {mode!r}")
+    freeze(model, paths)
+    return paths
+
+
 # --- truncation (TTL) ----------------------------------------------------------------------
 class Truncated(nn.Module):
     """A truncated backbone (``body``: nn.Sequential) followed by a new head
@@ -159,11 +190,45 @@ def _cut_densenet(model: nn.Module, cut: int, mode: str) -> list[tuple[str, nn.M
     return [(f"features.{n}", m) for n, m in kept]
 
 
+#: Inception-v3's stages in forward order; block cut k keeps the stem and stages 1..k.
+_INCEPTION_STAGES = (("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+                      "maxpool2"), ("Mixed_5b", "Mixed_5c", "Mixed_5d"),
+                     ("Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"), ("Mixed_7a", "Mixed_7b", "Mixed_7c"))
+
+
+def _cut_inception(model: nn.Module, cut: int, mode: str) -> list[tuple[str, nn.Module]]:
+    stages = _INCEPTION_STAGES if cut == -1 else _INCEPTION_STAGES[: 1 + cut]
+    return [(n, getattr(model, n)) for stage in stages for n in stage]
+
+
+class TokenTrunk(nn.Module):
+    """The first blocks of a timm vision transformer as a truncated body: patch embedding,
+    class token and positions, ``blocks[:k]``, the final norm; outputs the pooled
+    representation (the class token) ``B×D``."""
+
+    def __init__(self, vit: nn.Module, k: int):
+        super().__init__()
+        self.vit = copy.deepcopy(vit)
+        self.vit.blocks = self.vit.blocks[:k]
+        self.vit.reset_classifier(0)
+        self.kept_layers = ["patch_embed", *(f"blocks.{i}" for i in range(k)), "norm"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit.forward_head(self.vit.forward_features(x), pre_logits=True)
+
+
+def _cut_vit(model: nn.Module, cut: int, mode: str) -> TokenTrunk:
+    return TokenTrunk(model, len(model.blocks) if cut == -1 else cut)
+
+
 #: Truncation recipes: ``recipe(model, cut, mode) -> [(path, module), …]`` (the kept
-#: modules in forward order); the row's ``cuts`` lists the valid cuts per mode.
+#: modules in forward order, chained as a Sequential) or a body module with
+#: ``kept_layers`` (:class:`TokenTrunk`); the row's ``cuts`` lists the valid cuts per mode.
 TRUNCATIONS: Registry[Callable] = Registry("truncation recipe")
 TRUNCATIONS.register("resnet", _cut_resnet)
 TRUNCATIONS.register("densenet", _cut_densenet)
+TRUNCATIONS.register("inception", _cut_inception)
+TRUNCATIONS.register("vit_timm", _cut_vit)
 
 
 def cut_points(model: nn.Module, mode: str = "block", arch: str | None = None) -> list[int]:
@@ -171,13 +236,14 @@ def cut_points(model: nn.Module, mode: str = "block", arch: str | None = None) -
     ``[1, 2, 3, -1]``; ResNet layer-wise ``1..n_blocks+1`` and ``-1``."""
     a = _arch(model, arch)
     if a.truncation is None:
-        raise ValueError(f"truncation is defined for ResNet and DenseNet, not {a.name} (its row has no truncation recipe)")
+        raise ValueError(f"{a.name} has no truncation recipe in the architecture table (rows with one: "
+                         f"{', '.join(r.name for r in ARCHS.values() if r.truncation)})")
     if mode not in a.cuts:
         raise ValueError(f"{a.name} has no {mode}-wise truncation; modes: {', '.join(a.cuts)}")
     return list(a.cuts[mode])
 
 
-def truncate(model: nn.Module, cut: int, mode: str = "block", head: str = "gap", num_classes: int = 2,
+def truncate(model: nn.Module, cut: int, mode: str = "block", head: str | None = None, num_classes: int = 2,
              image_size: int = 224, arch: str | None = None, head_init: str | None = None) -> Truncated:
     """Truncated transfer learning (Peng et al., BMVC 2023; spec truncated-transfer §A.1).
 
@@ -188,16 +254,23 @@ def truncate(model: nn.Module, cut: int, mode: str = "block", head: str = "gap",
       blocks 1..j); ``cut=-1`` keeps the whole sequence.
     * DenseNet, ``mode="block"``: keep ``features`` children up to and including
       ``transition<cut>`` (``4 + 2·cut`` children); ``cut=-1`` keeps all (to ``norm5``).
+    * Inception-v3, ``mode="block"``: the stem (to ``maxpool2``) and the Mixed_5 (cut 1)
+      and Mixed_6 (cut 2) stages; ``cut=-1`` keeps Mixed_7 too. (medtl's extension of the
+      study's rules to the feature-reuse study's models.)
+    * DeiT-S / ViT-S (timm), ``mode="block"``: patch embedding, class token and positions,
+      the first ``cut`` transformer blocks and the final norm (:class:`TokenTrunk`); the
+      head is a linear layer on the class token.
 
     The kept layers are **copied** (the truncated model shares no tensor with ``model``, so
     fine-tuning it leaves the source unchanged); the dropped layers are removed.
     ``head="gap"``: AdaptiveAvgPool2d(1) → Flatten → Linear; ``"flatten"``: Flatten →
-    Linear over the whole feature map (its width depends on ``image_size``). ``head_init``:
-    ``"kaiming"`` (Kaiming-normal weight, default bias: the study's ResNet head) or
-    ``"default"``; None picks the study's choice (Kaiming for ResNet GAP heads, PyTorch's
-    default otherwise).
+    Linear over the whole feature map (its width depends on ``image_size``); None: the
+    study's choice for the architecture (the row's ``trunc_head``: GAP for ResNets, flatten
+    for DenseNets). ``head_init``: ``"kaiming"`` (Kaiming-normal weight, default bias) or
+    ``"default"``; None: the study's (the row's ``trunc_head_init``: Kaiming for ResNets).
     """
     a = _arch(model, arch)
+    head = head or a.trunc_head
     if head not in ("gap", "flatten"):
         raise ValueError(f"head must be 'gap' or 'flatten', got {head!r}")
     valid = cut_points(model, mode, a.name)
@@ -205,21 +278,27 @@ def truncate(model: nn.Module, cut: int, mode: str = "block", head: str = "gap",
         raise ValueError(f"{mode}-wise cut of {a.name} must be one of {valid}, got {cut!r}"
                          if mode != "layer" else f"layer-wise cut must be in 1..{max(valid)} or -1, got {cut}")
     kept = TRUNCATIONS.get(a.truncation)(model, cut, mode)
-    body = copy.deepcopy(nn.Sequential(*[m for _, m in kept]))
+    if isinstance(kept, nn.Module):  # a recipe building its own body (already a copy)
+        body, names = kept, list(kept.kept_layers)
+    else:
+        body, names = copy.deepcopy(nn.Sequential(*[m for _, m in kept])), [n for n, _ in kept]
     in_chans = get_module(model, a.stem).in_channels
     with torch.no_grad():
         was = body.training
         body.eval()
         shape = body(torch.zeros(1, in_chans, image_size, image_size)).shape
         body.train(was)
-    init = head_init or ("kaiming" if a.truncation == "resnet" and head == "gap" else "default")
+    init = head_init or a.trunc_head_init
     width = shape[1] if head == "gap" else math.prod(shape[1:])
     linear = new_head(width, num_classes, 0.0, init)
-    new = (nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear) if head == "gap"
-           else nn.Sequential(nn.Flatten(), linear))
+    if len(shape) == 2:  # a pooled body (a transformer's class token): the linear head alone
+        new = nn.Sequential(linear)
+    else:
+        new = (nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear) if head == "gap"
+               else nn.Sequential(nn.Flatten(), linear))
     out = Truncated(body, new)
     out.medtl = {**copy.deepcopy(getattr(model, "medtl", {})),
-                 "truncated": {"cut": cut, "mode": mode, "head": head, "layers": [n for n, _ in kept]},
+                 "truncated": {"cut": cut, "mode": mode, "head": head, "layers": names},
                  "num_classes": num_classes, "image_size": image_size}
     return out
 
@@ -313,3 +392,19 @@ def reinit(model: nn.Module, scheme: str, up_to: int | None = None, seed: int = 
     if hasattr(model, "medtl"):
         model.medtl["init"] = "st" if level == -2 else f"wt-st(up_to={level})"
     return model
+
+
+def truncated_path(model: nn.Module, path: str) -> str | None:
+    """Where a module of the source lives in a :func:`truncate` d copy (``"layer3.2"`` →
+    ``"body.6.2"`` block-wise, ``"body.9"`` layer-wise); None when the cut dropped it."""
+    kept = getattr(model, "medtl", {}).get("truncated", {}).get("layers")
+    if kept is None:
+        return path
+    if isinstance(getattr(model, "body", None), TokenTrunk):  # the transformer keeps its own module paths
+        return f"body.vit.{path}" if any(under(path, k) for k in kept) else None
+    for i, name in enumerate(kept):
+        if path == name:
+            return f"body.{i}"
+        if path.startswith(name + "."):
+            return f"body.{i}.{path[len(name) + 1:]}"
+    return None

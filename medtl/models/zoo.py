@@ -12,9 +12,13 @@ is one :func:`register_arch` call::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlparse
 
 from torch import nn
 from torchvision import models as tvm
@@ -51,9 +55,15 @@ class ArchSpec:
         family: a label grouping related rows (resnet, densenet, …), for listings.
         granularities: more layer lists by granularity name (``{"block": (...)}``); the
             ``"stage"`` list is ``layers``.
+        layer_params: for a listed layer without parameters of its own (ResNet's ``relu``,
+            the hidden-representations study's ``conv1_relu``), the module prefixes whose
+            parameters produce it (``("conv1", "bn1")``); weight analyses (L2, layer
+            importance) read them through :meth:`params_of`.
         small_stem: the :data:`SMALL_STEMS` recipe adapting the model to native 28–32 px
             inputs (``stem="cifar"``), or None when it has none.
         min_size: smallest input side the standard stem runs at.
+        native_size: the input side its ImageNet weights were trained at (299 for
+            Inception-v3, 224 otherwise).
         size_kwarg: the builder argument that receives the input size (ViT's
             ``"image_size"``), or None.
         patch: the patch size when the input side must be a multiple of it.
@@ -62,6 +72,12 @@ class ArchSpec:
             stem, then each listed layer.
         truncation: the :data:`TRUNCATIONS` recipe name for :func:`medtl.models.truncate`.
         cuts: valid truncation cuts per mode (``{"block": (1, 2, 3, -1)}``).
+        trunc_head: the truncated-transfer study's head for this architecture (``"gap"``
+            for ResNets as its runs used, ``"flatten"`` for DenseNets) and
+            ``trunc_head_init`` its initialisation (``"kaiming"`` for ResNets, PyTorch's
+            ``"default"`` for DenseNets).
+        imagenet_missing: module prefixes its ImageNet weights do not cover by design (left
+            at their random initialisation: TransFusion's slimmed stages).
         channels_last: module-path prefixes whose activations come out ``B×H×W×C``
             (Swin's stages); features are permuted back to ``B×C×H×W``.
         builder_kwargs: arguments for every build.
@@ -87,13 +103,18 @@ class ArchSpec:
     builder: Callable[..., nn.Module] | None = None
     family: str = ""
     granularities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    layer_params: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     small_stem: str | None = None
     min_size: int = 28
+    native_size: int = 224
     size_kwarg: str | None = None
     patch: int = 1
     st_groups: tuple[tuple[str, ...], ...] = ()
     truncation: str | None = None
     cuts: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    trunc_head: str = "gap"
+    trunc_head_init: str = "default"
+    imagenet_missing: tuple[str, ...] = ()
     channels_last: tuple[str, ...] = ()
     builder_kwargs: Mapping = field(default_factory=dict)
     pretrained_kwargs: Mapping = field(default_factory=dict)
@@ -117,6 +138,10 @@ class ArchSpec:
             raise ValueError(f"{self.name} has no {granularity!r} layer list; granularities: "
                              f"{', '.join(self.granularities)}")
         return self.granularities[granularity]
+
+    def params_of(self, layer: str) -> tuple[str, ...]:
+        """Module prefixes holding the parameters behind ``layer``'s activation."""
+        return tuple(self.layer_params.get(layer, (layer,)))
 
     def build(self, **kwargs) -> nn.Module:
         """The architecture with random weights (the builder's own initialisation)."""
@@ -283,11 +308,12 @@ def _resnet(name: str, dim: int, blocks: tuple[int, ...]) -> ArchSpec:
     bottlenecks = tuple(f"layer{s + 1}.{b}" for s, n in enumerate(blocks) for b in range(n))
     return ArchSpec(
         name, family="resnet", head="fc", head_in=dim, feature_node="fc", feature_dim=dim,
-        layers=("conv1", "layer1", "layer2", "layer3", "layer4"),
-        granularities={"block": ("relu", *bottlenecks, "fc")},
+        layers=("relu", "layer1", "layer2", "layer3", "layer4"),  # the study's conv1_relu, then each stage
+        granularities={"block": ("relu", *bottlenecks, "fc")}, layer_params={"relu": ("conv1", "bn1")},
         fu_layers=("conv1", "layer1.0.conv1"), stem="conv1", small_stem="resnet",
         st_groups=(("conv1",), ("bn1",), ("layer1",), ("layer2",), ("layer3",), ("layer4",)),
         truncation="resnet", cuts={"block": (1, 2, 3, -1), "layer": (*range(1, sum(blocks) + 2), -1)},
+        trunc_head_init="kaiming",
     )
 
 
@@ -302,8 +328,141 @@ def _vit_pos_embedding(state: dict, model: nn.Module, image_size: int | None) ->
     return state
 
 
+def slim_resnet50(slim_from: int = 3, slim_factor: int = 2, num_classes: int = 1000) -> nn.Module:
+    """TransFusion's slim ResNet-50 (Raghu et al. 2019; the truncated-transfer study's TF
+    baseline, spec §A.1.4): stages ``layer{slim_from+1}..layer4`` have ``planes //
+    slim_factor`` and a fresh initialisation (Kaiming-normal fan-out convolutions, BatchNorm
+    1/0, as torchvision's ResNet); the stem and ``layer1..layer{slim_from}`` keep ResNet-50's
+    shapes, so ImageNet weights load into them. GAP → ``Linear(planes·4, num_classes)``.
+    ``slim_from=3`` (TF-1) has 12.95 M parameters with a 2-class head."""
+    from torchvision.models.resnet import Bottleneck, conv1x1
+
+    if not 1 <= slim_from <= 3:
+        raise ValueError(f"slim_from must be 1, 2 or 3, got {slim_from}")
+    model = tvm.resnet50(num_classes=num_classes)
+    inplanes = 64 * 4 * 2 ** (slim_from - 1)
+    for stage in range(slim_from + 1, 5):
+        planes, blocks, stride = 64 * 2 ** (stage - 1) // slim_factor, (3, 4, 6, 3)[stage - 1], 2
+        down = nn.Sequential(conv1x1(inplanes, planes * 4, stride), nn.BatchNorm2d(planes * 4))
+        layers = [Bottleneck(inplanes, planes, stride, down)] + [Bottleneck(planes * 4, planes) for _ in range(blocks - 1)]
+        setattr(model, f"layer{stage}", nn.Sequential(*layers))
+        inplanes = planes * 4
+    model.fc = nn.Linear(inplanes, num_classes)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
+
+
+def _resnet50_imagenet(version: str) -> dict:
+    from .weights import imagenet_state_dict
+
+    return imagenet_state_dict("resnet50", version)
+
+
 _VIT_BLOCKS = tuple(f"encoder.layers.encoder_layer_{i}" for i in range(12))
 _SWIN_BLOCKS = tuple(f"features.{s}.{b}" for s, n in ((1, 2), (3, 2), (5, 6), (7, 2)) for b in range(n))
+#: Swin's hybrid groups (spec §C.1): blocks counted across the stages (2+2+6+2); a stage's
+#: patch merging goes with its last block (it is reset when that block is stats-transferred).
+_SWIN_GROUPS = tuple((b, f"features.{int(b.split('.')[1]) + 1}") if b.endswith(f".{n - 1}") and b.split(".")[1] != "7"
+                     else (b,) for b, n in zip(_SWIN_BLOCKS, [2, 2, 2, 2, *[6] * 6, 2, 2]))
+
+
+def timm_builder(model_name: str) -> Callable[..., nn.Module]:
+    """A builder of a timm model with random weights (timm's own initialisation)."""
+
+    def build(**kwargs) -> nn.Module:
+        import timm
+
+        return timm.create_model(model_name, pretrained=False, **kwargs)
+
+    build.__name__ = f"timm:{model_name}"
+    return build
+
+
+def _hf_cache() -> str:
+    """The Hugging Face hub cache, read at call time (``HF_HUB_CACHE``, ``HF_HOME/hub``)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def _read_timm_file(model_name: str, file: Path) -> dict:
+    import torch
+
+    if file.suffix == ".npz":  # Google's JAX checkpoints (ViT AugReg): timm's own converter
+        import timm
+
+        model = timm.create_model(model_name, pretrained=False)
+        model.load_pretrained(str(file))
+        return model.state_dict()
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(file))
+    return torch.load(file, map_location="cpu", weights_only=False)
+
+
+def timm_imagenet(model_name: str) -> Callable[[str], dict]:
+    """ImageNet weights of a timm model, read from the caches timm downloads to (torch hub's
+    ``$TORCH_HOME/hub/checkpoints`` for URL weights — ``.pth``, or Google's ``.npz`` converted
+    by timm — and the Hugging Face cache for hub weights); absent, a FileNotFoundError names
+    the file and where to place it. A checkpoint file anywhere is ``weights=<path>``."""
+
+    def weights(version: str) -> dict:
+        import timm
+        import torch
+
+        cfg = timm.create_model(model_name, pretrained=False).pretrained_cfg
+        tried = []
+        if cfg.get("url"):
+            file = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(cfg["url"]).path).name
+            tried.append(str(file))
+            if file.is_file():
+                return _read_timm_file(model_name, file)
+        if cfg.get("hf_hub_id"):
+            from huggingface_hub import try_to_load_from_cache
+
+            for name in ("model.safetensors", "pytorch_model.bin"):
+                cached = try_to_load_from_cache(cfg["hf_hub_id"], name, cache_dir=_hf_cache())
+                tried.append(f"{cfg['hf_hub_id']}/{name} in the Hugging Face cache {_hf_cache()}")
+                if isinstance(cached, str) and Path(cached).is_file():
+                    return _read_timm_file(model_name, Path(cached))
+        raise FileNotFoundError(
+            f"ImageNet weights of {model_name} are not in timm's caches (looked for {'; '.join(tried)}); download them "
+            f"once with timm.create_model({model_name!r}, pretrained=True) on a machine with network, or place the "
+            f"file {Path(urlparse(cfg.get('url') or 'x/model.pth').path).name} in {Path(torch.hub.get_dir()) / 'checkpoints'}"
+            ", or pass weights=<path to the checkpoint>")
+
+    return weights
+
+
+def _timm_filter(state: dict, model: nn.Module, image_size: int | None) -> dict:
+    """timm's own checkpoint conversion (position-embedding resampling to the model's grid)."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    return checkpoint_filter_fn(state.get("model", state), model)
+
+
+def _vit_rows(name: str, timm_name: str, dim: int) -> ArchSpec:
+    blocks = tuple(f"blocks.{i}" for i in range(12))
+    return ArchSpec(
+        name, family="vit", builder=timm_builder(timm_name), head="head", head_in=dim, feature_node="head",
+        feature_dim=dim, layers=("patch_embed", "blocks.3", "blocks.7", "blocks.11", "norm"),
+        granularities={"block": ("patch_embed", *blocks, "head"),
+                       "branch": ("patch_embed", *(f"{b}.{part}" for b in blocks for part in ("attn", "mlp")), "head")},
+        fu_layers=("patch_embed.proj", "blocks.0.mlp.fc1"), stem="patch_embed.proj", min_size=16,
+        size_kwarg="img_size", patch=16, weights=timm_imagenet(timm_name), adapt_imagenet=_timm_filter,
+        truncation="vit_timm", cuts={"block": (3, 6, 9, -1)},
+        st_groups=(("patch_embed", "cls_token", "pos_embed"), *((b,) for b in blocks), ("norm", "fc_norm")),
+    )
 
 for _row in (
     _resnet("resnet18", 512, (2, 2, 2, 2)),
@@ -316,6 +475,7 @@ for _row in (
         granularities={"block": ("features.relu0", "features.denseblock1", "features.transition1",
                                  "features.denseblock2", "features.transition2", "features.denseblock3",
                                  "features.transition3", "features.denseblock4", "features.norm5", "classifier")},
+        layer_params={"features.relu0": ("features.conv0", "features.norm0")},
         fu_layers=("features.conv0", "features.denseblock1.denselayer1.conv1"), stem="features.conv0",
         small_stem="densenet", min_size=32,
         st_groups=(("features.conv0",), ("features.norm0",), ("features.denseblock1", "features.transition1"),
@@ -323,6 +483,26 @@ for _row in (
                    ("features.denseblock4", "features.norm5")),
         truncation="densenet", cuts={"block": (1, 2, 3, -1)},
     ),
+    ArchSpec(
+        "densenet201", family="densenet", head="classifier", head_in=1920, feature_node="classifier",
+        feature_dim=1920,
+        layers=("features.conv0", "features.denseblock1", "features.denseblock2", "features.denseblock3",
+                "features.denseblock4"),
+        granularities={"block": ("features.relu0", "features.denseblock1", "features.transition1",
+                                 "features.denseblock2", "features.transition2", "features.denseblock3",
+                                 "features.transition3", "features.denseblock4", "features.norm5", "classifier")},
+        layer_params={"features.relu0": ("features.conv0", "features.norm0")},
+        fu_layers=("features.conv0", "features.denseblock1.denselayer1.conv1"), stem="features.conv0",
+        small_stem="densenet", min_size=32, truncation="densenet", cuts={"block": (1, 2, 3, -1)},
+        trunc_head="flatten",
+    ),
+    *(ArchSpec(
+        f"transfusion{s}", family="transfusion", builder=partial(slim_resnet50, slim_from=s),
+        head="fc", head_in=256 * 4, feature_node="fc", feature_dim=256 * 4,
+        layers=("relu", "layer1", "layer2", "layer3", "layer4"), fu_layers=("conv1", "layer1.0.conv1"),
+        layer_params={"relu": ("conv1", "bn1")}, stem="conv1", small_stem="resnet", weights=_resnet50_imagenet,
+        imagenet_missing=tuple(f"layer{i}" for i in range(s + 1, 5)),
+    ) for s in (1, 2, 3)),
     ArchSpec(
         "efficientnet_v2_s", family="efficientnet", head="classifier", head_in=1280, feature_node="classifier",
         feature_dim=1280, layers=tuple(f"features.{i}" for i in range(8)),
@@ -365,19 +545,39 @@ for _row in (
         fu_layers=("conv1.0", "stage2.0.branch1.0"), stem="conv1.0", small_stem="shufflenet",
     ),
     ArchSpec(
+        "inception_v3", family="inception", head="fc", head_in=2048, feature_node="fc", feature_dim=2048,
+        layers=("Conv2d_4a_3x3", "Mixed_5d", "Mixed_6e", "Mixed_7c"),
+        granularities={"block": ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+                                 "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+                                 "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "fc")},
+        fu_layers=("Conv2d_1a_3x3.conv", "Conv2d_2a_3x3.conv"), stem="Conv2d_1a_3x3.conv", min_size=75,
+        native_size=299, truncation="inception", cuts={"block": (1, 2, -1)},
+        builder_kwargs={"aux_logits": False, "init_weights": True, "transform_input": False},
+        imagenet_drop=("AuxLogits",),
+        st_groups=(("Conv2d_1a_3x3",), ("Conv2d_2a_3x3", "Conv2d_2b_3x3"), ("Conv2d_3b_1x1",), ("Conv2d_4a_3x3",),
+                   ("Mixed_5b", "Mixed_5c", "Mixed_5d"), ("Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"),
+                   ("Mixed_7a", "Mixed_7b", "Mixed_7c")),
+    ),
+    _vit_rows("deit_small", "deit_small_patch16_224", 384),
+    _vit_rows("vit_small", "vit_small_patch16_224", 384),
+    ArchSpec(
         "vit_b_16", family="vit", head="heads.head", head_in=768, feature_node="heads.head", feature_dim=768,
         layers=("conv_proj", *_VIT_BLOCKS, "encoder.ln"),
         fu_layers=("conv_proj", "encoder.layers.encoder_layer_0.mlp.0"), stem="conv_proj", small_stem="vit_patch4",
         min_size=224, size_kwarg="image_size", patch=16, adapt_imagenet=_vit_pos_embedding,
-        st_groups=(("conv_proj",), ("class_token", "encoder.pos_embedding"), *((b,) for b in _VIT_BLOCKS[:-1]),
-                   (_VIT_BLOCKS[-1], "encoder.ln")),
+        granularities={"block": ("conv_proj", *_VIT_BLOCKS, "heads.head")},
+        st_groups=(("conv_proj", "class_token", "encoder.pos_embedding"), *((b,) for b in _VIT_BLOCKS),
+                   ("encoder.ln",)),
     ),
     ArchSpec(
         "swin_t", family="swin", head="head", head_in=768, feature_node="head", feature_dim=768,
         layers=(*(f"features.{i}" for i in range(8)), "norm"),
         fu_layers=("features.0.0", "features.1.0.mlp.0"), stem="features.0.0", small_stem="swin",
         channels_last=("features", "norm"),
-        st_groups=(("features.0",), (), *((b,) for b in _SWIN_BLOCKS[:-1]), (_SWIN_BLOCKS[-1], "norm")),
+        granularities={"block": ("features.0", *_SWIN_BLOCKS, "head"),
+                       "branch": ("features.0", *(f"{b}.{part}" for b in _SWIN_BLOCKS for part in ("attn", "mlp")),
+                                  "head")},
+        st_groups=(("features.0",), *_SWIN_GROUPS, ("norm",)),
     ),
 ):
     register_arch(_row)

@@ -50,7 +50,7 @@ def _check_not_constant(x: torch.Tensor, name: str) -> None:
                          "undefined; is the layer dead or the input blank?")
 
 
-def _warn_few_samples(n: int, d: int, what: str) -> None:
+def warn_few_samples(n: int, d: int, what: str) -> None:
     """CCA-type measures are biased upward when N is not much larger than D (independent
     data gives mean CCA ≈ D/N); warn below N = 10·D."""
     if n < 10 * d:
@@ -251,7 +251,7 @@ def cca(x: Array, y: Array, epsilon: float = 0.0, method: str = "svd") -> torch.
     if epsilon <= 0 and (n <= x.shape[1] or n <= y.shape[1]):
         raise ValueError(f"CCA needs more samples than dimensions (N={n}, D1={x.shape[1]}, D2={y.shape[1]}); "
                          "reduce the dimension (svcca), subsample channels, or pass epsilon > 0")
-    _warn_few_samples(n, max(x.shape[1], y.shape[1]), "CCA")
+    warn_few_samples(n, max(x.shape[1], y.shape[1]), "CCA")
     if epsilon > 0:
         _check_not_constant(x, "X")
         _check_not_constant(y, "Y")
@@ -278,7 +278,7 @@ def _inv_sqrt(s: torch.Tensor) -> torch.Tensor:
 
 def mean_cca(x: Array, y: Array, epsilon: float = 0.0) -> float:
     """Mean canonical correlation (1/r) Σ ρ_i of :func:`cca` (the hidden-representations
-    study's summary, on rows as given; see :func:`cca_study` for its exact routine)."""
+    study's summary, on rows as given; see :func:`cca_google` for its exact routine)."""
     return float(cca(x, y, epsilon).mean())
 
 
@@ -339,9 +339,11 @@ def svcca_core(x: Array, y: Array, epsilon: float = 0.0) -> dict:
             "mean_x": x.mean(0), "mean_y": y.mean(0), "x": x, "y": y}
 
 
-def cca_study(x: Array, y: Array, epsilon: float = 1e-12) -> torch.Tensor:
+def cca_google(x: Array, y: Array, epsilon: float = 1e-12) -> torch.Tensor:
     """Canonical correlations exactly as google/svcca's ``get_cca_similarity`` (the
-    hidden-representations study, ε = 1e-12): see :func:`svcca_core`.
+    hidden-representations study's per-repeat routine, ε = 1e-12): see :func:`svcca_core`.
+    The study's whole protocol (spatial datapoints, 64 channels, 5 repeats) is
+    :func:`medtl.similarity.cca_study`.
 
     Shapes: X ``N×D1``, Y ``N×D2`` (rows = datapoints)."""
     return svcca_core(x, y, epsilon)["rho"]
@@ -367,7 +369,7 @@ def pwcca(x: Array, y: Array, epsilon: float = 0.0, variant: str = "svcca") -> f
     n = xt.shape[0]
     if epsilon <= 0 and (n <= xt.shape[1] or n <= yt.shape[1]):
         raise ValueError(f"PWCCA needs more samples than dimensions (N={n}, D1={xt.shape[1]}, D2={yt.shape[1]})")
-    _warn_few_samples(n, max(xt.shape[1], yt.shape[1]), "PWCCA")
+    warn_few_samples(n, max(xt.shape[1], yt.shape[1]), "PWCCA")
     if variant == "svcca":
         core = svcca_core(xt, yt, epsilon)
         side = "x" if int(core["x_idx"].sum()) <= int(core["y_idx"].sum()) else "y"
@@ -528,8 +530,8 @@ for _name, _fn, _fields in (
                                              description="projection-weighted CCA (google/svcca's weighting)")),
     ("mean_cca", lambda x, y: mean_cca(x, y), dict(pool="avg", label="mean CCA", citation="Hotelling 1936",
                                                    description="mean canonical correlation (rank-revealing basis)")),
-    ("cca_study", lambda x, y: float(cca_study(x, y).mean()),
-     dict(pool="avg", label="mean CCA (google/svcca)", citation="Raghu et al. 2017; Juodelyte et al., TMLR 2023",
-          description="mean ρ of google/svcca's get_cca_similarity, ε = 1e-12")),
+    ("cca_pooled", lambda x, y: float(cca_google(x, y).mean()),
+     dict(pool="avg", label="mean CCA, pooled (google/svcca)", citation="Raghu et al., NeurIPS 2017",
+          description="mean ρ of google/svcca's get_cca_similarity (ε = 1e-12) on pooled rows, one per image")),
 ):
     MEASURES.register(_name, Measure(_name, _fn, **_fields))

@@ -79,7 +79,7 @@ def knn_eval(train_features, train_labels, test_features, test_labels, task: str
     return {"auc": safe(ev.auc), "acc": safe(ev.acc), "scores": scores}
 
 
-def _layers(model: nn.Module, layers: Sequence[str] | None, granularity: str = "stage") -> list[str]:
+def layer_names(model: nn.Module, layers: Sequence[str] | None, granularity: str = "stage") -> list[str]:
     """``layers`` if given, else the architecture table's layers at ``granularity``."""
     if layers is not None:
         if isinstance(layers, str):
@@ -88,24 +88,40 @@ def _layers(model: nn.Module, layers: Sequence[str] | None, granularity: str = "
     return list(arch_of(model).layer_list(granularity))
 
 
+def _token_pools(model: nn.Module, names: list[str], pool: str) -> dict[str, str]:
+    """Per-layer pooling for the k-NN probe: token modes (``"cls"``, ``"patches"``,
+    ``"all"``) apply to transformer blocks; the patch embedding (no class token yet) is
+    averaged over its tokens and conv maps are globally averaged, as the feature-reuse
+    study (spec §C.5.2)."""
+    if pool not in ("cls", "patches", "all"):
+        return {layer: pool for layer in names}
+    stem = arch_of(model).stem if "arch" in getattr(model, "medtl", {}) else ""
+    return {layer: "avg" if stem == layer or stem.startswith(layer + ".") else pool for layer in names}
+
+
 def layerwise_knn(model: nn.Module, train: ImageSet, test: ImageSet, layers: Sequence[str] | None = None,
                   k: int = 200, tau: float = 0.1, pool: str = "avg", progress: bool = False,
                   granularity: str = "stage", **batch) -> pd.DataFrame:
     """k-NN probe accuracy of every listed layer (default: the architecture table's layers at
-    ``granularity``, plus the penultimate features): pooled activations (token modes
-    ``"cls"``/``"patches"``/``"all"`` for transformers), L2-normalised, the training set as
-    the bank, k = 200 and τ = 0.1 as the feature-reuse study. Returns a table: layer, depth
-    (0 = first), auc, acc."""
-    names = _layers(model, layers, granularity)
+    ``granularity``, plus the penultimate features): pooled activations (conv maps averaged;
+    transformer token sequences by ``pool`` = ``"cls"``/``"patches"``/``"all"`` or
+    ``"avg"``; the patch embedding averaged), L2-normalised, the training set as the bank,
+    k = 200 and τ = 0.1 as the feature-reuse study. Returns a table: layer, depth
+    (0 = first), pool, auc, acc."""
+    names = layer_names(model, layers, granularity)
     if layers is None and "penultimate" not in names and names[-1] != arch_of(model).head:
         names.append("penultimate")
-    ftr = extract(model, train, names, pool=pool, progress=progress, **batch)
-    fte = extract(model, test, names, pool=pool, progress=progress, **batch)
+    pools = _token_pools(model, names, pool)
+    ftr, fte = {}, {}
+    for p in dict.fromkeys(pools.values()):
+        group = [layer for layer in names if pools[layer] == p]
+        ftr.update(extract(model, train, group, pool=p, progress=progress, **batch))
+        fte.update(extract(model, test, group, pool=p, progress=progress, **batch))
     rows = []
     for depth, layer in enumerate(names):
         r = knn_eval(ftr[layer].flatten(1), train.labels, fte[layer].flatten(1), test.labels, test.task, k, tau,
                      test.n_classes)
-        rows.append({"layer": layer, "depth": depth, "auc": r["auc"], "acc": r["acc"]})
+        rows.append({"layer": layer, "depth": depth, "pool": pools[layer], "auc": r["auc"], "acc": r["acc"]})
     return pd.DataFrame(rows)
 
 
@@ -118,17 +134,20 @@ def layer_importance(model: nn.Module, init_state: Mapping[str, torch.Tensor], d
                      layers: Sequence[str] | None = None, granularity: str = "stage", **eval_kwargs) -> pd.DataFrame:
     """Layer criticality by re-initialisation (Zhang, Bengio & Singer 2019): for each layer,
     put that layer's parameters **and buffers** back to ``init_state`` (matched by exact
-    module prefix, so ``fc`` does not catch ``mlp.fc1``), evaluate on ``data``, restore.
+    module prefix, so ``fc`` does not catch ``mlp.fc1``; a parameter-free activation layer
+    such as ResNet's ``relu`` means the modules producing it, ``spec(arch).params_of``),
+    evaluate on ``data``, restore.
 
     Returns a table: layer (``"(none)"`` = the unmodified model first), auc, acc, loss,
     auc_drop (unmodified AUC − AUC)."""
-    names = _layers(model, layers, granularity)
+    names = layer_names(model, layers, granularity)
+    owners = arch_of(model).params_of if "arch" in getattr(model, "medtl", {}) else (lambda layer: (layer,))
     final = {k: v.detach().clone() for k, v in model.state_dict().items()}
     base = _evaluate(model, data, **eval_kwargs)
     rows = [{"layer": "(none)", "auc": base["auc"], "acc": base["acc"], "loss": base["loss"], "auc_drop": 0.0}]
     try:
         for layer in names:
-            keys = [k for k in final if under(k, layer)]
+            keys = [k for k in final if under(k, owners(layer))]
             if not keys:
                 raise ValueError(f"layer {layer!r} matches no parameter or buffer of the model")
             missing = [k for k in keys if k not in init_state]
@@ -160,7 +179,7 @@ def cka_matrix(model_a: nn.Module, model_b: nn.Module, data: ImageSet, layers_a:
         measure = "cka_debiased" if debiased else "cka"
     m = get_measure(measure)
     pool = pool or m.pool
-    la, lb = _layers(model_a, layers_a, granularity), _layers(model_b, layers_b, granularity)
+    la, lb = layer_names(model_a, layers_a, granularity), layer_names(model_b, layers_b, granularity)
     fa = extract(model_a, data, la, pool=pool, progress=progress, **batch)
     fb = extract(model_b, data, lb, pool=pool, progress=progress, **batch)
     rows = []
@@ -185,7 +204,7 @@ def layerwise(init_model: nn.Module, final_model: nn.Module, data: ImageSet, lay
     layer (the diagonal of :func:`cka_matrix`): before vs after fine-tuning, WT vs ST.
     Returns: layer, depth, measure, value (and ``cka`` for CKA measures)."""
     m = get_measure(measure)
-    names = _layers(final_model, layers, granularity)
+    names = layer_names(final_model, layers, granularity)
     fa = extract(init_model, data, names, pool=pool or m.pool, progress=progress, **batch)
     fb = extract(final_model, data, names, pool=pool or m.pool, progress=progress, **batch)
     rows = []

@@ -3,14 +3,14 @@ distance between two states."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from ..models import arch_of, under
+from ..models import arch_of, spec, under
 
 NORM_MARKERS = ("norm", "bn")
 
@@ -63,7 +63,17 @@ def _state(obj) -> Mapping[str, torch.Tensor]:
     return obj.state_dict() if isinstance(obj, nn.Module) else obj
 
 
-def l2_distance(init, final, layers: Sequence[str]) -> pd.DataFrame:
+def _owners(obj, arch: str | None) -> Callable[[str], tuple[str, ...]]:
+    """``layer -> parameter-owning prefixes`` from the architecture row (ResNet's ``relu`` →
+    conv1, bn1); the layer itself when no row is known."""
+    if arch is not None:
+        return spec(arch).params_of
+    if isinstance(obj, nn.Module) and "arch" in getattr(obj, "medtl", {}):
+        return arch_of(obj).params_of
+    return lambda layer: (layer,)
+
+
+def l2_distance(init, final, layers: Sequence[str], arch: str | None = None) -> pd.DataFrame:
     """Per-layer weight change between two states (the feature-reuse study's L2, computed
     per layer as its definition says, not over the whole model):
 
@@ -71,20 +81,25 @@ def l2_distance(init, final, layers: Sequence[str]) -> pd.DataFrame:
 
     Args:
         init, final: models or state dicts with the same keys.
-        layers: module paths (e.g. ``spec(arch).layers``).
+        layers: module paths (e.g. ``spec(arch).layers``); a parameter-free activation
+            layer (ResNet's ``relu``) stands for the modules that produce it
+            (``spec(arch).params_of``; ``arch`` defaults to the models' own).
 
     Returns:
-        A table: layer, l2 (d_ℓ), tensors (count); ``attrs["total"]`` = mean over layers.
+        A table: layer, l2 (d_ℓ; NaN for a layer of normalisation tensors only, such as
+        DenseNet's ``norm5``), tensors (count); ``attrs["total"]`` = mean over layers.
     """
     sa, sb = _state(init), _state(final)
+    owners = _owners(final if isinstance(final, nn.Module) else init, arch)
     rows = []
     for layer in layers:
-        keys = [k for k in sa if under(k, layer) and sa[k].is_floating_point()
-                and not any(m in k.split(".")[-2] for m in NORM_MARKERS if len(k.split(".")) > 1)]
-        if not keys:
-            raise ValueError(f"layer {layer!r} has no (non-norm) tensors in the state; check the name")
+        prefixes = owners(layer)
+        found = [k for k in sa if under(k, prefixes) and sa[k].is_floating_point()]
+        if not found:
+            raise ValueError(f"layer {layer!r} has no tensors in the state; check the name")
+        keys = [k for k in found if not any(m in k.split(".")[-2] for m in NORM_MARKERS if len(k.split(".")) > 1)]
         d = [float((sb[k].double() - sa[k].double()).norm() / sa[k].numel()) for k in keys]
-        rows.append({"layer": layer, "l2": float(np.mean(d)), "tensors": len(keys)})
+        rows.append({"layer": layer, "l2": float(np.mean(d)) if d else float("nan"), "tensors": len(keys)})
     table = pd.DataFrame(rows)
     table.attrs["total"] = float(table.l2.mean())
     return table

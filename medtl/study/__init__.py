@@ -1,11 +1,25 @@
 """The studies' protocols as functions, so that experiment notebooks stay thin: data for a
 study from any dataset family, the dataset-transferability pipeline (pre-train, score,
-fine-tune, ground truth), model-pair representation comparisons, the feature-reuse
-RI/WT/ST protocol and truncated transfer sweeps."""
+fine-tune, ground truth), the hidden-representations protocol (14 model pairs, study
+CCA), the feature-reuse RI/WT/ST/hybrid protocol and truncated transfer sweeps."""
 
 from ._data import RANDOM, data_kind, epoch_lines, fit_progress, set_threads, split, target_fold
-from .feature_reuse import feature_reuse
-from .representations import compare_models
+from .architectures import (
+    SIGN_PRESETS,
+    apply_signs,
+    evaluate_architectures,
+    finetune_architectures,
+    score_architectures,
+)
+from .feature_reuse import STUDY_C_FIT, feature_reuse, init_label
+from .representations import (
+    compare_models,
+    compare_pairs,
+    first_filters,
+    ft_key,
+    model_pairs,
+    representation_study,
+)
 from .transferability import (
     finetune_sources,
     ground_truth,
@@ -14,9 +28,20 @@ from .transferability import (
     score_sources,
     source_name,
 )
-from .truncation import truncation_sweep
+from .truncation import (
+    BOUNDARIES,
+    TTL_RECIPE,
+    cut_search,
+    lwft_sweep,
+    svcca_per_layer,
+    truncation_study,
+    truncation_sweep,
+)
 
 __all__ = [
-    "RANDOM", "compare_models", "epoch_lines", "fit_progress", "data_kind", "feature_reuse", "finetune_sources", "ground_truth", "load_sources",
+    "SIGN_PRESETS", "apply_signs", "evaluate_architectures", "finetune_architectures", "score_architectures",
+    "RANDOM", "STUDY_C_FIT", "compare_models", "compare_pairs", "first_filters", "ft_key", "init_label",
+    "model_pairs", "representation_study", "epoch_lines", "fit_progress", "data_kind", "feature_reuse", "finetune_sources", "ground_truth", "load_sources",
     "pretrain_sources", "score_sources", "set_threads", "source_name", "split", "target_fold", "truncation_sweep",
+    "BOUNDARIES", "TTL_RECIPE", "cut_search", "lwft_sweep", "svcca_per_layer", "truncation_study",
 ]

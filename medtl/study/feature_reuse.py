@@ -1,5 +1,6 @@
-"""The feature-reuse study's protocol (Matsoukas et al., CVPR 2022): fine-tune RI, WT and
-ST initialisations of one source on a target and analyse every layer."""
+"""The feature-reuse study's protocol (Matsoukas et al., CVPR 2022; spec §C): fine-tune RI,
+WT, ST and WT–ST hybrid initialisations of one source on a target at one or more data
+fractions, and analyse every layer (k-NN, CKA init↔final, CKA WT↔ST, importance, L2)."""
 
 from __future__ import annotations
 
@@ -7,48 +8,123 @@ import os
 from collections.abc import Sequence
 
 import pandas as pd
+from torch import nn
 
+from .. import evaluate as ev
 from .. import models as M
 from .. import similarity as S
 from .. import train as T
+from ..data import ImageSet
 from ._data import split
 
+#: The study's fine-tuning recipe (spec §C.3), scaled to medtl's small runs: Adam, weight
+#: decay 1e-5 on weights only (biases and norms in a no-decay group), linear warm-up,
+#: ReduceLROnPlateau on the validation target metric (×0.1, patience 3), gradient clipping
+#: at 1.0, the best-validation-metric checkpoint, no early stopping. The study warms up over
+#: 1,000 iterations of 64-image batches; ``warmup_fraction`` keeps that a fixed share of
+#: the run instead (a 3-epoch CPU run has fewer than 1,000 iterations).
+STUDY_C_FIT = {"optimizer": "adam", "weight_decay": 1e-5, "no_decay_1d": True, "schedule": "plateau",
+               "plateau_on": "monitor", "plateau_patience": 3, "gamma": 0.1, "grad_clip": 1.0,
+               "monitor": "val_auc", "batch_size": 64, "patience": None}
 
-def _layer_curves(model, init_state, before, train, test, layers, knn_k) -> list[pd.DataFrame]:
-    knn = S.layerwise_knn(model, train, test, layers, k=knn_k).rename(columns={"auc": "value"})
-    imp = S.layer_importance(model, init_state, test, layers)
-    l2 = S.l2_distance(init_state, model.state_dict(), layers)
-    cka = S.layerwise(before, model, test, layers, measure="cka_debiased", pool="avg")
-    return [knn[["layer", "value"]].assign(analysis="knn_auc"),
-            imp[imp.layer != "(none)"].rename(columns={"auc_drop": "value"})[["layer", "value"]]
-            .assign(analysis="importance_auc_drop"),
-            l2.rename(columns={"l2": "value"})[["layer", "value"]].assign(analysis="l2"),
-            cka[["layer", "value"]].assign(analysis="cka_init_final")]
+
+def init_label(init: str | int) -> str:
+    """``"ri"``/``"wt"``/``"st"``, or ``"wt-st:L"`` for the hybrid keeping groups ≤ L."""
+    return f"wt-st:{int(init)}" if isinstance(init, int) and not isinstance(init, bool) else str(init).lower()
+
+
+def _initialised(source: str, init: str | int, models_dir, n_classes: int, seed: int) -> nn.Module:
+    model = M.load_source(source, root=models_dir, num_classes=n_classes)
+    if isinstance(init, int) and not isinstance(init, bool):
+        return M.reinit(model, "st", up_to=init, seed=seed)
+    return M.reinit(model, init, seed=seed)
+
+
+def _scores(model: nn.Module, test: ImageSet) -> dict:
+    r = T.evaluate(model, test)
+    out = {"auc": r["auc"], "acc": r["acc"]}
+    if test.task != "multi-label, binary-class":
+        for name in ("kappa", "balanced_accuracy", "auc_ovo"):
+            try:
+                out[name] = float(getattr(ev, name)(r["y_true"], r["y_score"], test.task))
+            except ValueError:  # a class absent from a tiny test subset
+                out[name] = float("nan")
+    return out
+
+
+def _curves(model, start, before, train, test, granularity, knn_k, tau, token_mode, cka_seed) -> list[pd.DataFrame]:
+    a = M.arch_of(model)
+    layers = list(a.layer_list(granularity))
+    knn = S.layerwise_knn(model, train, test, layers, k=knn_k, tau=tau, pool=token_mode)
+    out = [knn.rename(columns={"auc": "value"})[["layer", "depth", "value"]].assign(analysis="knn_auc")]
+    if model.medtl.get("init") != "ri":  # the study refuses importance for RI (no pre-trained start)
+        imp = S.layer_importance(model, start, test, layers)
+        imp = imp[imp.layer != "(none)"].reset_index(drop=True)
+        out.append(imp.assign(depth=imp.index, value=imp.auc_drop)[["layer", "depth", "value"]]
+                   .assign(analysis="importance_auc_drop"))
+    l2 = S.l2_distance(start, model.state_dict(), layers, arch=a.name)
+    out.append(l2.assign(depth=l2.index, value=l2.l2)[["layer", "depth", "value"]].assign(analysis="l2"))
+    no_head = [layer for layer in layers if layer != a.head]  # spec: every target module but fc
+    cka = S.cka_study_matrix(before, model, test, no_head, seed=cka_seed)
+    out.append(cka.rename(columns={"layer_a": "layer", "depth_a": "depth"})[["layer", "depth", "value"]]
+               .assign(analysis="cka_init_final"))
+    return out
 
 
 def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathLike | None = None,
-                  models_dir: str | os.PathLike | None = None, inits: Sequence[str] = ("ri", "wt", "st"),
-                  n_train: int | None = 600, n_test: int | None = 400, epochs: int = 3, lr: float = 1e-3,
-                  knn_k: int = 50, seed: int = 0, progress: bool = False) -> dict[str, pd.DataFrame]:
-    """RI / WT / ST from the saved source ``source`` fine-tuned on ``target`` (Adam), then per
-    layer: k-NN probe AUC, importance by re-initialisation to the start state, L2 distance
-    init → final, and debiased CKA init ↔ final.
+                  models_dir: str | os.PathLike | None = None, inits: Sequence[str | int] = ("ri", "wt", "st"),
+                  fractions: Sequence[float] = (1.0,), granularity: str = "block", n_train: int | None = 600,
+                  n_test: int | None = 400, epochs: int = 3, lr: float = 1e-4, warmup_fraction: float = 0.1,
+                  knn_k: int = 200, tau: float = 0.1, token_mode: str = "cls", seed: int = 0,
+                  progress: bool = False) -> dict[str, pd.DataFrame]:
+    """RI / WT / ST (and WT–ST hybrids: an integer L in ``inits`` keeps groups ≤ L, see
+    :func:`medtl.models.reinit`) from the saved source ``source`` fine-tuned on ``target``
+    with the study's recipe (:data:`STUDY_C_FIT`), for every training-data ``fraction``
+    (a seeded stratified subset of ``n_train`` images); then, per layer of the table at
+    ``granularity`` (``"block"``: the study's target modules):
 
-    Returns ``{"aucs": one row per init (test AUC/ACC), "layers": tidy curves (layer, value,
-    init, analysis), "ratios": WT/RI and (WT−ST)/WT}``."""
-    train = split(target, "train", size, root, n_train, seed)
-    val = split(target, "val", size, root, max((n_train or 160) // 4, 40), seed)
+    * ``knn_auc`` — weighted k-NN probe (k = 200, τ = 0.1 as the study; transformers'
+      token sequences pooled by ``token_mode``: ``"cls"``, ``"patches"`` or ``"all"``);
+    * ``importance_auc_drop`` — test-AUC drop when the layer is put back to its start
+      state (not for RI, as the study);
+    * ``l2`` — weight distance start → final per layer;
+    * ``cka_init_final`` — the study CKA (un-pooled, batches of 64) of the layer before vs
+      after fine-tuning;
+    * ``cka_wt_st`` — the study CKA between the fine-tuned WT and ST models (when both ran).
+
+    Returns ``{"aucs": one row per (fraction, init) with test AUC, ACC, κ, balanced accuracy
+    and one-vs-one AUC, "layers": tidy curves (fraction, init, analysis, layer, depth,
+    value), "ratios": WT/RI and (WT−ST)/WT per fraction}``."""
+    if not fractions or any(not 0 < float(f) <= 1 for f in fractions):
+        raise ValueError(f"fractions must be in (0, 1], got {list(fractions)!r}")
     test = split(target, "test", size, root, n_test, seed)
     rows, curves = [], []
-    for init in inits:
-        model = M.reinit(M.load_source(source, root=models_dir, num_classes=train.n_classes), init, seed=seed)
-        start = {k: v.clone() for k, v in model.state_dict().items()}
-        before = M.load_source(source, root=models_dir, num_classes=train.n_classes)
-        before.load_state_dict(start)
-        T.fit(model, train, val, epochs=epochs, optimizer="adam", lr=lr, batch_size=64, seed=seed, progress=progress)
-        r = T.evaluate(model, test)
-        rows.append({"init": init, "arch": model.medtl["arch"], "dataset": target, "auc": r["auc"], "acc": r["acc"]})
-        layers = list(M.spec(model.medtl["arch"]).layers)
-        curves += [c.assign(init=init) for c in _layer_curves(model, start, before, train, test, layers, knn_k)]
+    for fraction in fractions:
+        n = None if n_train is None and fraction == 1 else max(8, round((n_train or 10**9) * float(fraction)))
+        train = split(target, "train", size, root, n, seed)
+        val = split(target, "val", size, root, max(len(train) // 4, 40), seed)
+        tuned = {}
+        for init in inits:
+            label = init_label(init)
+            model = _initialised(source, init, models_dir, train.n_classes, seed)
+            start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            before = _initialised(source, init, models_dir, train.n_classes, seed)
+            steps = max(1, round(warmup_fraction * epochs * -(-len(train) // STUDY_C_FIT["batch_size"])))
+            T.fit(model, train, val, epochs=epochs, lr=lr, warmup_steps=steps, seed=seed, progress=progress,
+                  **STUDY_C_FIT)
+            rows.append({"fraction": float(fraction), "n_train": len(train), "init": label,
+                         "arch": model.medtl["arch"], "dataset": target, **_scores(model, test)})
+            curves += [c.assign(init=label, fraction=float(fraction)) for c in
+                       _curves(model, start, before, train, test, granularity, min(knn_k, len(train)), tau,
+                               token_mode, seed)]
+            tuned[label] = model
+        if "wt" in tuned and "st" in tuned:
+            a = M.arch_of(tuned["wt"])
+            layers = [layer for layer in a.layer_list(granularity) if layer != a.head]
+            cross = S.cka_study_matrix(tuned["wt"], tuned["st"], test, layers, seed=seed)
+            curves.append(cross.rename(columns={"layer_a": "layer", "depth_a": "depth"})[["layer", "depth", "value"]]
+                          .assign(analysis="cka_wt_st", init="wt↔st", fraction=float(fraction)))
     aucs = pd.DataFrame(rows)
-    return {"aucs": aucs, "layers": pd.concat(curves, ignore_index=True), "ratios": S.gain_ratios(aucs, value="auc")}
+    ratios = S.gain_ratios(aucs, value="auc", by=("arch", "dataset", "fraction")) \
+        if {"ri", "wt", "st"} <= set(aucs.init) else pd.DataFrame()
+    return {"aucs": aucs, "layers": pd.concat(curves, ignore_index=True), "ratios": ratios}

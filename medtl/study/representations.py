@@ -1,15 +1,23 @@
-"""Comparing the hidden representations of two models on the same images."""
+"""Comparing hidden representations: two models on the same images, and the
+hidden-representations study's protocol (Juodelyte et al., TMLR 2023; spec §B) — two
+sources fine-tuned on a target with and without a frozen first stage, the 14 model pairs
+compared layer by layer with the study's CCA, prediction similarity, first-layer filters and
+similarity vs the AUC gain over random initialisation."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 from torch import nn
 
+from .. import models as M
 from .. import similarity as S
 from .. import train as T
 from ..data import ImageSet
+from ._data import RANDOM, fit_progress, split
 
 
 def compare_models(model_a: nn.Module, model_b: nn.Module, data: ImageSet, layers: Sequence[str] | None = None,
@@ -33,3 +41,151 @@ def compare_models(model_a: nn.Module, model_b: nn.Module, data: ImageSet, layer
     else:
         pred = pd.DataFrame([{"note": "the heads predict different label sets; prediction similarity skipped"}])
     return {"matrix": matrix, "layers": per_layer.drop(columns=["cka"], errors="ignore"), "predictions": pred}
+
+
+def ft_key(source: str, freeze: bool) -> str:
+    """The key of a fine-tuned model in :func:`model_pairs`: ``"ft:<source>:F"`` (fine-tuned
+    end to end, the study's freezeFalse) or ``":T"`` (head first with the body frozen, then
+    everything: freezeTrue)."""
+    return f"ft:{source}:{'T' if freeze else 'F'}"
+
+
+def model_pairs(sources: Sequence[str]) -> list[tuple[str, str]]:
+    """The hidden-representations study's 14 model pairs (spec §B.3) for two sources S1, S2
+    (ImageNet and RadImageNet in the study), with F = fine-tuned end to end, T = freeze
+    then fine-tune, ``"random"`` / ``"random#2"`` two differently seeded untrained networks:
+
+    FT(S1,F) vs {S1, FT(S1,T), FT(S2,F), random}; FT(S1,T) vs {S1, FT(S2,T)};
+    FT(S2,F) vs {S2, FT(S2,T), random}; FT(S2,T) vs S2; S1 vs {S2, random};
+    S2 vs random; random vs random#2."""
+    if len(sources) != 2 or sources[0] == sources[1] or RANDOM in sources:
+        raise ValueError(f"model_pairs needs two different pre-trained sources, got {list(sources)!r}")
+    s1, s2 = sources
+    f1, t1, f2, t2 = ft_key(s1, False), ft_key(s1, True), ft_key(s2, False), ft_key(s2, True)
+    return [(f1, s1), (f1, t1), (f1, f2), (f1, RANDOM), (t1, s1), (t1, t2), (f2, s2), (f2, t2), (f2, RANDOM),
+            (t2, s2), (s1, s2), (s1, RANDOM), (s2, RANDOM), (RANDOM, f"{RANDOM}#2")]
+
+
+def compare_pairs(models: Mapping[str, nn.Module], pairs: Sequence[tuple[str, str]], data: ImageSet,
+                  measure: str = "cca_study", granularity: str = "stage", seed: int = 0,
+                  progress: bool = False, **options) -> pd.DataFrame:
+    """Layer-wise similarity of every pair of ``models`` (name → model, e.g. loaded from
+    saved sources) on ``data``. ``measure="cca_study"`` runs the study's CCA protocol
+    (:func:`medtl.similarity.layerwise_cca_study`, one row per repeat); any other registered
+    measure compares layer for layer (:func:`medtl.similarity.layerwise`). Returns a tidy
+    table: model1, model2, layer, depth, (repeat, seed,) measure, value."""
+    missing = sorted({m for pair in pairs for m in pair} - set(models))
+    if missing:
+        raise ValueError(f"compare_pairs: no model named {missing}; have {sorted(models)}")
+    frames = []
+    for m1, m2 in pairs:
+        a, b = models[m1], models[m2]
+        if measure == "cca_study":
+            t = S.layerwise_cca_study(a, b, data, granularity=granularity, seed=seed, progress=progress, **options)
+        else:
+            t = S.layerwise(a, b, data, measure=measure, granularity=granularity, progress=progress, **options)
+        frames.append(t.assign(model1=m1, model2=m2))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _finetune(source: str, freeze: bool, train, val, models_dir, epochs, freeze_epochs, lr, seed, progress):
+    model = M.load_source(source, root=models_dir, num_classes=train.n_classes, dropout=0.5)
+    kwargs = fit_progress(progress, ft_key(source, freeze), epochs)
+    probe = freeze_epochs if freeze else 0  # the frozen stage comes on top of the fine-tuning epochs, as the study
+    T.fit(model, train, val, epochs=epochs + probe, optimizer="adam", lr=lr, schedule=None, monitor="val_loss",
+          patience=3, linear_probe_epochs=probe, probe_lr=1e-3, seed=seed, **kwargs)
+    return model
+
+
+def representation_study(target: str, sources: Sequence[str], size: int = 28, root: str | os.PathLike | None = None,
+                         models_dir: str | os.PathLike | None = None, n_train: int | None = 600,
+                         n_stimulus: int | None = 500, epochs: int = 5, freeze_epochs: int = 2, lr: float = 1e-4,
+                         measure: str = "cca_study", granularity: str = "stage", seed: int = 0,
+                         progress: bool | str = False, **measure_options) -> dict[str, pd.DataFrame]:
+    """The hidden-representations study on one target and fold (``seed`` draws the fold's
+    subsets; a sweep over seeds gives the study's folds):
+
+    1. each of the two saved ``sources`` is fine-tuned on ``target`` twice with the study's
+       recipe (Adam at ``lr``, dropout 0.5 before a fresh head, early stopping on the
+       validation loss with patience 3, best checkpoint): end to end (F) and after
+       ``freeze_epochs`` of head-only training at 1e-3 (T); a model of the same
+       architecture is trained from random initialisation as the AUC baseline;
+    2. the 14 pairs of :func:`model_pairs` are compared layer by layer on ``n_stimulus``
+       held-out images with ``measure`` (default the study's CCA);
+    3. prediction similarity of FT(S1) vs FT(S2) per freeze setting; first-layer filter
+       similarity of each fine-tuned model to its source;
+    4. similarity vs gain: per source and layer, the similarity of FT(S,F) to S and
+       ΔAUC_rel = (AUC_FT − AUC_random) / AUC_random.
+
+    Returns ``{"pairs", "aucs", "predictions", "filters", "sim_vs_auc"}`` tidy tables and
+    ``"models"`` (name → model: the sources, fine-tuned models and random networks, for
+    figures such as :func:`first_filters`)."""
+    if len(sources) != 2:
+        raise ValueError(f"representation_study compares two sources, got {list(sources)!r}")
+    train = split(target, "train", size, root, n_train, seed)
+    val = split(target, "val", size, root, max(len(train) // 4, 40), seed)
+    stimulus = split(target, "test", size, root, n_stimulus, seed)
+    models = {s: M.load_source(s, root=models_dir, num_classes=train.n_classes) for s in sources}
+    arch = models[sources[0]].medtl["arch"]
+    info = models[sources[0]].medtl
+    for i, key in enumerate((RANDOM, f"{RANDOM}#2")):
+        models[key] = M.create(arch, num_classes=train.n_classes, in_chans=info.get("in_chans", 3),
+                               stem=info.get("stem", "imagenet"), image_size=info.get("image_size"), seed=seed + 1 + i)
+    aucs = []
+    for s in sources:
+        for freeze in (False, True):
+            model = _finetune(s, freeze, train, val, models_dir, epochs, freeze_epochs, lr, seed, progress)
+            models[ft_key(s, freeze)] = model
+            aucs.append({"model": ft_key(s, freeze), "source": s, "freeze": freeze,
+                         "auc": T.evaluate(model, stimulus)["auc"]})
+    baseline = M.create(arch, num_classes=train.n_classes, in_chans=info.get("in_chans", 3),
+                        stem=info.get("stem", "imagenet"), image_size=info.get("image_size"), seed=seed, dropout=0.5)
+    T.fit(baseline, train, val, epochs=epochs, optimizer="adam", lr=lr, schedule=None, monitor="val_loss",
+          patience=3, seed=seed, **fit_progress(progress, "random init", epochs))
+    aucs.append({"model": "ft:random:F", "source": RANDOM, "freeze": False,
+                 "auc": T.evaluate(baseline, stimulus)["auc"]})
+    aucs = pd.DataFrame(aucs).assign(target=target, seed=seed)
+    pairs = compare_pairs(models, model_pairs(sources), stimulus, measure, granularity, seed, **measure_options)
+    return {"pairs": pairs.assign(target=target),
+            "aucs": aucs,
+            "predictions": _predictions(models, sources, stimulus).assign(target=target, seed=seed),
+            "filters": _filters(models, sources).assign(target=target, seed=seed),
+            "sim_vs_auc": _sim_vs_auc(pairs, aucs, sources).assign(target=target, seed=seed),
+            "models": models}
+
+
+def _predictions(models, sources, data) -> pd.DataFrame:
+    rows = []
+    for freeze in (False, True):
+        a, b = models[ft_key(sources[0], freeze)], models[ft_key(sources[1], freeze)]
+        r = S.prediction_similarity(data.labels.numpy(), T.evaluate(a, data)["y_score"],
+                                    T.evaluate(b, data)["y_score"])
+        rows.append({"freeze": freeze, **r})
+    return pd.DataFrame(rows)
+
+
+def _filters(models, sources) -> pd.DataFrame:
+    rows = []
+    for s in sources:
+        for freeze in (False, True):
+            rows.append({"source": s, "freeze": freeze, **S.filter_similarity(models[s], models[ft_key(s, freeze)])})
+    rows.append({"source": RANDOM, "freeze": False, **S.filter_similarity(models[RANDOM], models[f"{RANDOM}#2"])})
+    return pd.DataFrame(rows)
+
+
+def _sim_vs_auc(pairs: pd.DataFrame, aucs: pd.DataFrame, sources) -> pd.DataFrame:
+    base = float(aucs.loc[aucs.source == RANDOM, "auc"].iloc[0])
+    rows = []
+    for s in sources:
+        auc_ft = float(aucs.loc[aucs.model == ft_key(s, False), "auc"].iloc[0])
+        own = pairs[(pairs.model1 == ft_key(s, False)) & (pairs.model2 == s)]
+        for layer, g in own.groupby("layer", sort=False):
+            rows.append({"source": s, "layer": layer, "depth": int(g.depth.iloc[0]), "similarity": float(g.value.mean()),
+                         "auc": auc_ft, "auc_random": base, "auc_gain": (auc_ft - base) / base})
+    return pd.DataFrame(rows)
+
+
+def first_filters(models: Mapping[str, nn.Module], names: Sequence[str], n: int = 36) -> dict[str, np.ndarray]:
+    """The study's filter plot input (spec §B.5): the first ``n`` stem filters of each named
+    model, channel 0, min–max normalised jointly (:func:`medtl.similarity.filter_grid`)."""
+    return {name: S.filter_grid(models[name], n=n) for name in names}

@@ -1,0 +1,245 @@
+"""The studies' similarity protocols (study CCA, study CKA) against step-by-step references,
+and the WT–ST hybrids as the feature-reuse study defines them."""
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import medtl.data as D
+import medtl.models as M
+import medtl.similarity as S
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(2)
+
+
+# --- study CCA -----------------------------------------------------------------------------
+def _google_cca_mean(x: np.ndarray, y: np.ndarray, epsilon: float) -> float:
+    """google/svcca's get_cca_similarity, written out from the spec (§B.3): acts are
+    neurons × datapoints."""
+    n1 = x.shape[0]
+    sigma = np.cov(np.concatenate([x, y], 0))
+    sxx, sxy, syy = sigma[:n1, :n1], sigma[:n1, n1:], sigma[n1:, n1:]
+    xmax, ymax = np.max(np.abs(sxx)), np.max(np.abs(syy))
+    sxx, syy, sxy = sxx / xmax, syy / ymax, sxy / np.sqrt(xmax * ymax)
+    kx, ky = np.abs(np.diag(sxx)) >= epsilon, np.abs(np.diag(syy)) >= epsilon
+    sxx, syy, sxy = sxx[kx][:, kx] + epsilon * np.eye(kx.sum()), syy[ky][:, ky] + epsilon * np.eye(ky.sum()), \
+        sxy[kx][:, ky]
+
+    def sqrt_psd(m):
+        w, v = np.linalg.eigh(m)
+        return v @ np.diag(np.sqrt(np.clip(w, 0, None))) @ v.T
+
+    arr = sqrt_psd(np.linalg.pinv(sxx)) @ sxy @ sqrt_psd(np.linalg.pinv(syy))
+    return float(np.mean(np.abs(np.linalg.svd(arr, compute_uv=False))))
+
+
+def test_study_cca_equals_the_spec_step_by_step():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(30, 12, 3, 4, generator=g)
+    b = 0.5 * a + torch.randn(30, 12, 3, 4, generator=g)
+    out = S.cca_study(a, b, n_channels=5, points=200, repeats=3, seed=7)
+    values = []
+    for r in range(3):
+        s = 7 + r
+        imgs = torch.randperm(30, generator=torch.Generator().manual_seed(s))[:round(200 / 12)].numpy()
+        idx = torch.randperm(12, generator=torch.Generator().manual_seed(s))[:5].numpy()
+        # every spatial position a datapoint: N×H×W×C → (N·H·W)×C, then the chosen channels, transposed
+        xa = a.numpy()[imgs].transpose(0, 2, 3, 1).reshape(-1, 12)[:, idx].T.astype(np.float64)
+        xb = b.numpy()[imgs].transpose(0, 2, 3, 1).reshape(-1, 12)[:, idx].T.astype(np.float64)
+        values.append(_google_cca_mean(xa, xb, 1e-12))
+    np.testing.assert_allclose(out["repeats"], values, rtol=1e-9)
+    assert out["value"] == pytest.approx(np.mean(values), rel=1e-9)
+    assert out["seeds"] == [7, 8, 9] and out["n_images"] == 17 and out["n_points"] == 17 * 12 and out["n_channels"] == 5
+
+
+def test_study_cca_reads_near_zero_on_independent_data_and_pooled_cca_does_not():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(500, 128, 5, 5, generator=g), torch.randn(500, 128, 5, 5, generator=g)
+    out = S.cca_study(a, b)  # the study's settings: 64 channels, 10⁴ points (400 images × 25), 5 repeats
+    assert out["n_points"] == 10_000 and out["n_channels"] == 64 and len(out["repeats"]) == 5
+    assert out["value"] < 0.2
+    # the pooled form on the same images: one row per image, 128 dims → inflated
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pooled = float(S.cca_google(a.mean((2, 3))[:200].double(), b.mean((2, 3))[:200].double()).mean())
+    assert pooled > 0.5
+    same = S.cca_study(a, a, repeats=2)
+    assert same["value"] == pytest.approx(1.0, abs=1e-6)
+    tokens = torch.randn(200, 50, 96, generator=g)  # N×T×D: every token a datapoint
+    assert S.cca_study(tokens, torch.randn(200, 50, 96, generator=g))["n_points"] == 200 * 50
+
+
+def test_study_cca_refuses_mismatched_inputs():
+    with pytest.raises(ValueError, match="same images and channel count"):
+        S.cca_study(torch.randn(10, 8, 2, 2), torch.randn(10, 9, 2, 2))
+    with pytest.raises(ValueError, match="n_channels must be a positive integer"):
+        S.cca_study(torch.randn(10, 8, 2, 2), torch.randn(10, 8, 2, 2), n_channels=0)
+    with pytest.raises(ValueError, match="N×C, N×T×D"):
+        S.cca_study(torch.randn(10), torch.randn(10))
+
+
+def _pair_of_models():
+    a = M.create("resnet18", num_classes=4, in_chans=1, image_size=28, seed=0)
+    b = M.create("resnet18", num_classes=4, in_chans=1, image_size=28, seed=1)
+    return a, b
+
+
+def test_layerwise_study_cca_streams_exactly_what_the_pure_routine_computes():
+    data = D.synthetic("texture-a", "test")  # 200 images
+    a, b = _pair_of_models()
+    layers = ["relu", "layer1", "layer4"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deep layers at 28 px: few points per image
+        table = S.layerwise_cca_study(a, b, data, layers, points=1500, repeats=2, chunk=32)
+        fa = S.layerwise(a, a, data, layers, measure="cka", pool="none")  # noqa: F841 (smoke: pool none path)
+        from medtl.features import extract
+
+        ea, eb = extract(a, data, layers, pool="none", progress=False), extract(b, data, layers, pool="none",
+                                                                               progress=False)
+        for layer in layers:
+            ref = S.cca_study(ea[layer], eb[layer], points=1500, repeats=2)
+            got = table[table.layer == layer].sort_values("repeat")
+            np.testing.assert_allclose(got.value, ref["repeats"], rtol=1e-6)
+            assert got.n_images.iloc[0] == ref["n_images"]
+    summary = S.summarise_repeats(table)
+    assert list(summary.layer) == layers and (summary.repeats == 2).all()
+    # a model against itself: 1 at every layer
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        self_sim = S.layerwise_cca_study(a, a, data, ["layer1"], points=1000, repeats=1)
+    assert self_sim.value.iloc[0] == pytest.approx(1.0, abs=1e-5)
+
+
+# --- study CKA -----------------------------------------------------------------------------
+def test_study_cka_one_batch_is_debiased_cka_and_batches_average_cka_values():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(150, 40, generator=g, dtype=torch.float64)
+    y = x @ torch.randn(40, 30, generator=g, dtype=torch.float64) + torch.randn(150, 30, generator=g,
+                                                                               dtype=torch.float64)
+    assert S.cka_study(x, y, batch_size=150) == pytest.approx(S.cka(x, y, debiased=True), rel=1e-12)
+    assert S.cka_study(x, y, batch_size=1000) == pytest.approx(S.cka(x, y, debiased=True), rel=1e-12)
+    # explicit loop: per batch of 64 (the last, of 22, included), debiased CKA of each, then the mean
+    loop = [S.cka(x[i:i + 64], y[i:i + 64], debiased=True) for i in range(0, 150, 64)]
+    assert len(loop) == 3
+    assert S.cka_study(x, y) == pytest.approx(np.mean(loop), rel=1e-12)
+    # not the accumulated-HSIC minibatch CKA
+    assert S.cka_study(x, y) != pytest.approx(S.minibatch_cka(x, y, batch_size=64), rel=1e-6)
+    # activations are flattened per image (the study uses un-pooled maps)
+    maps = torch.randn(70, 3, 4, 4, generator=g)
+    assert S.cka_study(maps, maps * 2 + 1, batch_size=70) == pytest.approx(
+        S.cka(maps.flatten(1), (maps * 2 + 1).flatten(1), debiased=True), rel=1e-6)
+
+
+def test_cka_study_matrix_streams_the_seeded_batches():
+    from medtl.features import extract
+
+    data = D.synthetic("shape-a", "test").subset(range(100))
+    a, b = _pair_of_models()
+    layers = ["relu", "layer2", "layer4"]
+    table = S.cka_study_matrix(a, b, data, layers, seed=5)
+    order = torch.randperm(100, generator=torch.Generator().manual_seed(5))
+    sub = data.subset(order)
+    fa, fb = extract(a, sub, layers, pool="flatten", progress=False), extract(b, sub, layers, pool="flatten",
+                                                                              progress=False)
+    for layer in layers:
+        ref = S.cka_study(fa[layer], fb[layer], batch_size=64)
+        assert table.set_index("layer_a").loc[layer, "value"] == pytest.approx(ref, rel=1e-5)
+    assert (table.n_batches == 2).all() and list(table.layer_a) == list(table.layer_b)
+    full = S.cka_study_matrix(a, a, data, layers, pairs="all", seed=5)
+    assert len(full) == 9
+    diag = full[full.layer_a == full.layer_b]
+    np.testing.assert_allclose(diag.value, 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 4"):
+        S.cka_study_matrix(a, b, data, layers, batch_size=2)
+    with pytest.raises(ValueError, match="pairs must be 'diagonal' or 'all'"):
+        S.cka_study_matrix(a, b, data, layers, pairs="upper")
+
+
+def test_study_measures_are_in_the_table():
+    table = S.measures().set_index("measure")
+    assert table.loc["cca_study", "input"] == "activations" and table.loc["cca_pooled", "pool"] == "avg"
+    assert table.loc["cka_study", "pool"] == "flatten"
+
+
+# --- WT–ST hybrids -------------------------------------------------------------------------
+def _pretrained_like(arch: str, size: int) -> torch.nn.Module:
+    """A model whose every parameter (norms included) differs from a fresh init, standing in
+    for ImageNet weights: a reset norm layer is then visible."""
+    model = M.create(arch, num_classes=3, image_size=size, seed=0)
+    g = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def _group(name: str, groups) -> int:
+    for i, g in enumerate(groups):
+        if M.under(name, g):
+            return i - 1
+    return len(groups) - 1
+
+
+@pytest.mark.parametrize("arch,size", [("resnet18", 32), ("deit_small", 32), ("swin_t", 64)])
+def test_st_tensors_are_identical_across_hybrid_levels(arch, size):
+    a = M.spec(arch)
+    wt = _pretrained_like(arch, size)
+    groups = a.st_groups or M.st_groups(a)
+    full = M.reinit(copy.deepcopy(wt), "st", seed=4).state_dict()
+    ref = wt.state_dict()
+    for level in range(-2, len(groups) - 1):
+        hybrid = M.reinit(copy.deepcopy(wt), "st", up_to=level, seed=4).state_dict()
+        for name, _ in wt.named_parameters():
+            if M.under(name, a.head):
+                continue
+            kept = _group(name, groups) <= level
+            want = ref[name] if kept else full[name]
+            assert torch.equal(hybrid[name], want), (arch, level, name, "kept" if kept else "st")
+
+
+def test_vit_hybrid_keeps_exactly_the_blocks_the_spec_says():
+    """DeiT-S, spec §C.1: L = −2 is full ST (patch embedding included); block i keeps its
+    weights iff i ≤ L; the final LayerNorm is reset unless L = 12 (all WT)."""
+    wt = _pretrained_like("deit_small", 32)
+    ref = wt.state_dict()
+    for level in (-2, -1, 0, 5, 11, 12):
+        st = M.reinit(copy.deepcopy(wt), "st", up_to=level, seed=1).state_dict()
+        def same(prefix, st=st):
+            return all(torch.equal(st[k], ref[k]) for k in ref if M.under(k, prefix))
+
+        kept_blocks = {i for i in range(12) if same(f"blocks.{i}")}
+        assert kept_blocks == set(range(min(level, 11) + 1)), level
+        assert same("patch_embed") == (level >= -1)
+        assert same("cls_token") == (level >= -1) and same("pos_embed") == (level >= -1)
+        assert same("norm") == (level == 12)
+    with pytest.raises(ValueError, match="up_to must be in -2..12 for deit_small"):
+        M.reinit(copy.deepcopy(wt), "st", up_to=13)
+
+
+def test_swin_patch_merging_goes_with_its_stages_last_block():
+    wt = _pretrained_like("swin_t", 64)
+    ref = wt.state_dict()
+    # blocks 0,1 = stage 1 (features.1.0, features.1.1); its merging layer is features.2
+    for level, merging_kept in ((0, False), (1, True)):
+        st = M.reinit(copy.deepcopy(wt), "st", up_to=level, seed=1).state_dict()
+        kept = all(torch.equal(st[k], ref[k]) for k in ref if M.under(k, "features.2") and k.endswith("weight"))
+        assert kept == merging_kept
+
+
+# --- layers without parameters stand for the modules producing them ---------------------------
+def test_relu_layer_means_conv1_and_bn1_for_weight_analyses():
+    a, _ = _pair_of_models()
+    start = {k: v.clone() for k, v in a.state_dict().items()}
+    with torch.no_grad():
+        a.conv1.weight.add_(1.0)
+    table = S.l2_distance(start, a, ["relu", "layer1"])
+    assert table.set_index("layer").loc["relu", "l2"] > 0 and table.set_index("layer").loc["layer1", "l2"] == 0
+    assert table.set_index("layer").loc["relu", "tensors"] == 1  # conv1.weight; bn1 is a norm
+    assert M.spec("resnet50").params_of("relu") == ("conv1", "bn1")
+    assert M.spec("resnet50").params_of("layer1") == ("layer1",)

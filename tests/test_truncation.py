@@ -1,0 +1,153 @@
+"""Truncated transfer (spec truncated-transfer): LWFT, DenseNet-201 and TransFusion rows,
+the two-stage cut search, AUPRC, MACs, SVCCA per cut — and the dataset-transferability
+study's ablation and three-method analysis from its published tables."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+from torchvision import models as tvm
+
+import medtl.data as D
+import medtl.evaluate as E
+import medtl.models as M
+import medtl.train as T
+from medtl import analysis, study
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(2)
+
+
+def test_lwft_keeps_frozen_layers_bit_identical_and_uses_two_learning_rates():
+    model = M.create("resnet18", num_classes=4, seed=0)
+    frozen = M.lwft_freeze(model, 3, "block")
+    assert frozen == ["conv1", "bn1", "layer1", "layer2"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    groups = T.param_groups(model, 1e-3, lr_groups={"head": 1e-3, "body": 1e-4})
+    assert {g["lr"]: len(g["params"]) for g in groups} == {1e-3: 2, 1e-4: len([n for n, p in model.named_parameters()
+                                                                              if p.requires_grad]) - 2}
+    T.fit(model, D.synthetic("shape-a", n=32), None, epochs=1, batch_size=16, optimizer="adam", lr=1e-3,
+          lr_groups={"head": 1e-3, "body": 1e-4}, progress=False)
+    after = model.state_dict()
+    for k in before:
+        if M.under(k, frozen):
+            assert torch.equal(before[k], after[k]), k
+    assert not torch.equal(before["layer3.0.conv1.weight"], after["layer3.0.conv1.weight"])
+    r50 = M.create("resnet50", num_classes=2)
+    assert M.lwft_freeze(r50, 4, "layer") == ["conv1", "bn1", "layer1.0", "layer1.1", "layer1.2"]  # = block f=2
+    with pytest.raises(ValueError, match="block-wise freeze_from must be 1..5"):
+        M.lwft_freeze(r50, 6)
+
+
+def test_densenet201_cuts_follow_the_spec():
+    dense = M.create("densenet201", num_classes=2, seed=0)
+    children = dict(tvm.densenet201().features.named_children())
+    widths = {1: 128 * 28 * 28, 2: 256 * 14 * 14, 3: 896 * 7 * 7, -1: 1920 * 7 * 7}  # at 224 px
+    for t, width in widths.items():
+        cut = M.truncate(dense, t, num_classes=2)  # the study's DenseNet head: flatten, default init
+        names = list(children)[: 4 + 2 * t] if t != -1 else list(children)
+        assert sum(p.numel() for p in cut.body.parameters()) == sum(
+            sum(p.numel() for p in children[n].parameters()) for n in names)
+        assert cut.head[1].in_features == width and cut.medtl["truncated"]["head"] == "flatten"
+    assert widths[-1] == 94_080
+
+
+def test_transfusion_builds_trains_and_has_the_published_size():
+    tf = M.create("transfusion3", num_classes=2, seed=0)
+    assert sum(p.numel() for p in tf.parameters()) == 12_947_522  # "TF-1: 12.9 M"
+    assert tf.layer4[0].conv1.out_channels == 256 and tf.layer3[0].conv1.out_channels == 256
+    r = T.fit(M.replace_head(tf, 4), D.synthetic("shape-a", n=16), None, epochs=1, batch_size=16, lr=0.01,
+              progress=False)
+    assert np.isfinite(r.history.train_loss).all()
+    small = M.create("transfusion1", num_classes=2)
+    assert small.layer2[0].conv1.out_channels == 64  # layer2..4 slimmed from s=1
+
+
+def test_imagenet_weights_fill_transfusions_unslimmed_part(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = M.imagenet_weights("resnet50")
+    file = M.imagenet_file(weights)
+    file.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    state = tvm.resnet50().state_dict()
+    torch.save(state, file)
+    with pytest.warns(UserWarning, match="shape-mismatched"):
+        tf = M.create("transfusion3", num_classes=2, weights="imagenet")
+    got = tf.state_dict()
+    assert torch.equal(got["layer3.5.conv3.weight"], state["layer3.5.conv3.weight"])
+    assert got["layer4.0.conv1.weight"].shape != state["layer4.0.conv1.weight"].shape
+
+
+def test_two_stage_search_visits_the_cuts_the_spec_describes():
+    seen = []
+
+    def objective(mode, cut):  # a toy validation score peaking at layer-wise cut 12 (TTL-2 on BIMCV)
+        seen.append((mode, cut))
+        k = study.BOUNDARIES["resnet50"][cut] if mode == "block" and cut != -1 else (18 if cut == -1 else cut)
+        return -abs(k - 12)
+
+    table = study.cut_search(objective, "resnet50")
+    assert seen[:4] == [("block", 1), ("block", 2), ("block", 3), ("block", -1)]
+    assert seen[4:] == [("layer", k) for k in (9, 10, 11, 12, 13, 15, 16)]  # around layer3, the stage-1 winner
+    assert table.loc[table.best.idxmax(), "cut"] == 12 and len(table) == len(seen)
+
+
+def test_auprc_equals_scikit_learn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    s = np.clip(y * 0.3 + rng.random(200) * 0.8, 0, 1)
+    assert E.auprc(y, s, "binary-class") == pytest.approx(skm.average_precision_score(y, s), abs=1e-12)
+    precision, recall, _ = skm.precision_recall_curve(y, s)
+    assert E.auprc(y, s, "binary-class", "trapezoid") == pytest.approx(skm.auc(recall, precision), abs=1e-12)
+    yc = rng.integers(0, 3, 150)
+    p = rng.dirichlet(np.ones(3), 150)
+    assert E.auprc(yc, p, "multi-class") == pytest.approx(
+        np.mean([skm.average_precision_score(yc == c, p[:, c]) for c in range(3)]), abs=1e-12)
+
+
+def test_resnet50_macs_match_the_published_4_1_g():
+    cost = M.complexity(M.create("resnet50", num_classes=1000), 224, repeats=1)
+    assert abs(cost["macs"] / 4.1e9 - 1) < 0.02 and cost["params"] == 25_557_032
+
+
+def test_svcca_per_cut_compares_the_kept_blocks():
+    src = M.create("resnet18", num_classes=4, seed=0)
+    data = D.synthetic("shape-a", "val", n=24)
+    same = study.svcca_per_layer(src, src, data, ["layer1", "layer2"], n_points=2000)
+    assert np.allclose(same.rho, 1.0, atol=1e-6) and set(same.layer) == {"layer1", "layer2"}
+    cut = M.truncate(src, 1, num_classes=4, image_size=28)
+    table = study.svcca_per_layer(src, cut, data, ["layer1", "layer2"], n_points=2000)
+    assert set(table.layer) == {"layer1"}  # layer2 was cut away
+    assert np.allclose(table.rho, 1.0, atol=1e-6)  # an unchanged copy: the blocks are identical
+
+
+def test_ablation_and_three_method_analysis_reproduce_the_study():
+    scores, auc = analysis.published_transferability("dataset")
+    result = analysis.evaluate_metrics(scores, auc)
+    assert result["ablation"].loc["MEAN"].round(3).to_dict() == {"lp_fu": 0.523, "lp": 0.44, "fu": 0.41}
+    three = result["three"]
+    assert round(three["friedman"]["statistic"], 2) == 7.09 and round(three["friedman"]["pvalue"], 4) == 0.0289
+    assert round(three["cd"], 3) == 0.999  # the correct q for k = 3 (the notebook's 1.095 used k = 4's)
+    assert round(three["nemenyi"].loc["lp_fu", "leep"], 3) == 0.028
+
+
+@pytest.mark.parametrize("arch,size,cuts", [("inception_v3", 96, [1, 2, -1]), ("deit_small", 32, [3, 6, 9, -1])])
+def test_feature_reuse_models_truncate_into_independent_copies(arch, size, cuts):
+    model = M.create(arch, num_classes=3, image_size=size, seed=0)
+    assert M.cut_points(model) == cuts
+    sizes = []
+    for cut in cuts:
+        t = M.truncate(model, cut, num_classes=2, image_size=size)
+        assert t(torch.randn(2, 3, size, size)).shape == (2, 2)
+        assert not {p.data_ptr() for p in model.parameters()} & {p.data_ptr() for p in t.parameters()}
+        sizes.append(sum(p.numel() for p in t.parameters()))
+        last = t.medtl["truncated"]["layers"][-1]
+        assert M.get_module(t, M.truncated_path(t, last)) is not None
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)  # deeper cuts keep more
+    if arch == "deit_small":
+        t = M.truncate(model, 3, num_classes=2, image_size=size)
+        assert len(t.body.vit.blocks) == 3 and M.truncated_path(t, "blocks.5") is None
+        assert torch.equal(M.get_module(t, M.truncated_path(t, "blocks.2.mlp.fc1")).weight,
+                           model.blocks[2].mlp.fc1.weight)
