@@ -364,7 +364,7 @@ def test_truncation_densenet_blocks():
     t = M.truncate(d, 2, head="gap", num_classes=3)
     assert len(t.body) == 8 and t(torch.randn(1, 3, 64, 64)).shape == (1, 3)
     assert t.head[-1].in_features == 256
-    with pytest.raises(ValueError, match="truncation is defined for ResNet and DenseNet, not vgg11"):
+    with pytest.raises(ValueError, match="vgg11 has no truncation recipe in the architecture table"):
         M.truncate(M.create("vgg11", num_classes=2), 1)
 
 

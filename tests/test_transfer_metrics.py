@@ -172,24 +172,45 @@ def test_ncti_official_and_study_signs():
 
 
 # --- FU loss -------------------------------------------------------------------------------
-def test_triplet_loss_matches_pytorch_metric_learning():
+@pytest.mark.parametrize("method", ["sorted", "triplets"])
+def test_triplet_loss_matches_pytorch_metric_learning(method):
     pml = pytest.importorskip("pytorch_metric_learning.losses", reason="dev-only reference")
     torch.manual_seed(0)
-    for b, chunk in ((24, 5), (17, 32)):
-        e1 = torch.randn(b, 12, dtype=torch.float64, requires_grad=True)
+    for b, d, c, chunk, margin in ((24, 12, 3, 5, 0.05), (17, 4, 2, 32, 0.05), (64, 8, 5, 7, 0.3), (40, 2, 4, 32, 1.0)):
+        e1 = torch.randn(b, d, dtype=torch.float64, requires_grad=True)
         e2 = e1.detach().clone().requires_grad_(True)
-        y = torch.randint(0, 3, (b,))
-        ours = TR.triplet_margin_loss(e1, y, chunk=chunk)
-        ref = pml.TripletMarginLoss()(e2, y)
+        y = torch.randint(0, c, (b,))
+        ours = TR.triplet_margin_loss(e1, y, margin=margin, method=method, chunk=chunk)
+        ref = pml.TripletMarginLoss(margin=margin)(e2, y)
         assert torch.allclose(ours, ref, rtol=1e-10)
         ours.backward()
         ref.backward()
         assert torch.allclose(e1.grad, e2.grad, rtol=1e-7, atol=1e-12)
 
 
-def test_triplet_loss_without_triplets_is_zero_and_attached():
+def test_sorted_triplet_loss_equals_the_triplet_enumeration_with_ties_and_one_class_gaps():
+    torch.manual_seed(1)
+    # duplicated embeddings give exactly tied distances; class 3 has a single member (no positives)
+    base = torch.randn(10, 6, dtype=torch.float64)
+    e = torch.cat([base, base[:4], torch.randn(1, 6, dtype=torch.float64)])
+    y = torch.tensor([0, 1, 2] * 3 + [0, 0, 1, 2, 1, 3])
+    a, b = (e.clone().requires_grad_(True) for _ in range(2))
+    fast, ref = TR.triplet_margin_loss(a, y, method="sorted"), TR.triplet_margin_loss(b, y, method="triplets")
+    assert torch.allclose(fast, ref, rtol=1e-12)
+    fast.backward()
+    ref.backward()
+    assert torch.allclose(a.grad, b.grad, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="method must be"):
+        TR.triplet_margin_loss(e, y, method="fast")
+
+
+@pytest.mark.parametrize("method", ["sorted", "triplets"])
+def test_triplet_loss_without_triplets_is_zero_and_attached(method):
     e = torch.randn(4, 3, requires_grad=True)
-    loss = TR.triplet_margin_loss(e, torch.zeros(4, dtype=torch.long))
+    loss = TR.triplet_margin_loss(e, torch.zeros(4, dtype=torch.long), method=method)
+    assert float(loss.detach()) == 0 and loss.requires_grad
+    far = torch.tensor([[1.0, 0.0], [1.0, 0.01], [-1.0, 0.0], [-1.0, 0.01]], requires_grad=True)
+    loss = TR.triplet_margin_loss(far, torch.tensor([0, 0, 1, 1]), method=method)  # every triplet inactive
     assert float(loss.detach()) == 0 and loss.requires_grad
 
 

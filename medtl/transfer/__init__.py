@@ -1,6 +1,8 @@
 """Transferability: metrics (pure functions, one registry row each), FU and LP×FU, scoring
 sources on a target, and the statistics that judge metrics against fine-tuned ground truth."""
 
+from . import estimators as _estimators  # noqa: F401  (registers its metrics)
+from .estimators import coding_rate, gbc, hscore_reg, knn_loo, nce, transrate
 from .evaluation import (
     correlate,
     critical_difference,
@@ -20,6 +22,7 @@ from .metrics import (
     check_features,
     check_labels,
     check_probs,
+    check_targets,
     expected_empirical_prediction,
     gmm_posteriors,
     hscore,
@@ -47,7 +50,7 @@ from .registry import (
 from .score import score, source_probs, training_datasets
 
 __all__ = [
-    "KINDS", "METRICS", "METRIC_TABLE", "Metric", "check_features", "check_labels", "check_probs", "correlate",
+    "KINDS", "METRICS", "METRIC_TABLE", "Metric", "check_features", "check_targets", "coding_rate", "gbc", "hscore_reg", "knn_loo", "nce", "transrate", "check_labels", "check_probs", "correlate",
     "critical_difference", "expected_empirical_prediction", "flip", "friedman", "fu", "gmm_posteriors", "hscore",
     "leep", "logme", "lp", "lp_fu", "metric", "metric_names", "metrics", "minmax", "ncti", "ncti_components",
     "nemenyi", "nleep", "nleep_from_posteriors", "pairs", "parc", "q_alpha", "ranks", "register_metric",

@@ -16,17 +16,9 @@ from .metrics import minmax
 from .registry import register_metric
 
 
-def triplet_margin_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.05,
-                        chunk: int = 32) -> torch.Tensor:
-    """Mean over active triplets of max(0, ‖ê_a − ê_p‖ − ‖ê_a − ê_n‖ + margin), over all
-    triplets (a, p, n) of the batch with y_a = y_p, a ≠ p, y_n ≠ y_a, ê = e/‖e‖; "active"
-    means a positive loss (pytorch-metric-learning's TripletMarginLoss defaults with its
-    AvgNonZeroReducer). A batch without active triplets gives 0 (still in the graph).
-
-    Anchors are processed ``chunk`` at a time, so memory is O(chunk·B²), not O(B³).
-
-    Shapes: embeddings ``B×D``, labels ``B``.
-    """
+def _unit_distances(embeddings: torch.Tensor, labels: torch.Tensor):
+    """Pairwise Euclidean distances of the L2-normalised embeddings (B×B; a zero distance
+    gets +1e-12 under the root so its gradient is finite) and the positive/negative masks."""
     if embeddings.ndim != 2 or len(embeddings) != len(labels):
         raise ValueError(f"embeddings must be B×D with B labels, got {tuple(embeddings.shape)} and {len(labels)}")
     e = nn.functional.normalize(embeddings, p=2, dim=1)
@@ -34,16 +26,61 @@ def triplet_margin_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: 
     dist = torch.sqrt(sq.clamp_min(0) + 1e-12 * (sq == 0))
     same = labels.unsqueeze(0) == labels.unsqueeze(1)
     eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    pos_mask, neg_mask = same & ~eye, ~same
-    total = embeddings.new_zeros(())
-    count = 0
-    for start in range(0, len(labels), chunk):
-        a = slice(start, start + chunk)
-        valid = pos_mask[a].unsqueeze(2) & neg_mask[a].unsqueeze(1)
-        loss = torch.relu(dist[a].unsqueeze(2) - dist[a].unsqueeze(1) + margin) * valid
-        total = total + loss.sum()
-        count += int((loss > 0).sum())
-    return total / count if count else total * 0.0
+    return dist, same & ~eye, ~same
+
+
+def triplet_margin_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.05,
+                        method: str = "sorted", chunk: int = 32) -> torch.Tensor:
+    """Mean over active triplets of max(0, ‖ê_a − ê_p‖ − ‖ê_a − ê_n‖ + margin), over all
+    triplets (a, p, n) of the batch with y_a = y_p, a ≠ p, y_n ≠ y_a, ê = e/‖e‖; "active"
+    means a positive loss (pytorch-metric-learning's TripletMarginLoss defaults with its
+    AvgNonZeroReducer). A batch without active triplets gives 0 (still in the graph).
+
+    ``method="sorted"`` (default) is exact in O(B² log B) time and O(B²) memory. With
+    d_ap, d_an the anchor's positive and negative distances, triplet (a, p, n) is active iff
+    d_an < d_ap + m. Per anchor, sort the negatives' distances; for each positive,
+    c_ap = #{n : d_an < d_ap + m} (a binary search) and the active negatives' distance sum
+    is a prefix sum; symmetrically w_an = #{p : d_ap > d_an − m}. Then
+
+        Σ_active (d_ap − d_an + m) = Σ_ap c_ap (d_ap + m) − Σ_an w_an d_an,
+        count = Σ_ap c_ap,
+
+    and since the counts are locally constant in the distances, back-propagating the
+    right-hand side with detached counts gives the exact gradient.
+    ``method="triplets"`` enumerates the B³ triplets (``chunk`` anchors at a time,
+    O(chunk·B²) memory): the reference the sorted form is tested against.
+
+    Shapes: embeddings ``B×D``, labels ``B``.
+    """
+    if method not in ("sorted", "triplets"):
+        raise ValueError(f"method must be 'sorted' or 'triplets', got {method!r}")
+    dist, pos_mask, neg_mask = _unit_distances(embeddings, labels)
+    if method == "triplets":
+        total = embeddings.new_zeros(())
+        count = 0
+        for start in range(0, len(labels), chunk):
+            a = slice(start, start + chunk)
+            valid = pos_mask[a].unsqueeze(2) & neg_mask[a].unsqueeze(1)
+            loss = torch.relu(dist[a].unsqueeze(2) - dist[a].unsqueeze(1) + margin) * valid
+            total = total + loss.sum()
+            count += int((loss > 0).sum())
+        return total / count if count else total * 0.0
+    with torch.no_grad():
+        d = dist.detach()
+        inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
+        neg_sorted = torch.where(neg_mask, d, inf).sort(dim=1).values
+        pos_sorted = torch.where(pos_mask, d, inf).sort(dim=1).values
+        n_pos = pos_mask.sum(1, keepdim=True)
+        # c_ap: negatives strictly closer than d_ap + m (left search: entries < value)
+        c = torch.searchsorted(neg_sorted, (d + margin).contiguous(), right=False) * pos_mask
+        # w_an: positives with d_ap > d_an − m, i.e. n_pos − #{p : d_ap <= d_an − m}
+        w = (n_pos - torch.searchsorted(pos_sorted, (d - margin).contiguous(), right=True)) * neg_mask
+        count = int(c.sum())
+    if count == 0:
+        return (dist * 0.0).sum()
+    c, w = c.to(dist.dtype), w.to(dist.dtype)
+    total = (c * (dist + margin)).sum() - (w * dist).sum()
+    return total / count
 
 
 @register_metric(kind="model", label="FU", citation="Juodelyte et al., arXiv 2412.20172",

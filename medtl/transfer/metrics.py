@@ -205,21 +205,54 @@ def logme_evidence(sigma: np.ndarray, x2: np.ndarray, res_x2: float, n: int, d: 
     return float(evidence), float(alpha), float(beta), it
 
 
-@register_metric(kind="features", label="LogME", citation="You et al., ICML 2021",
+def check_targets(features, targets) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``features`` ``N×D`` (finite, not constant) and real-valued regression
+    ``targets`` (``N`` or ``N×K``: multi-hot labels, ordinal grades, any real value);
+    returns ``(features float64, targets float64 N×K)``."""
+    x = _as_array(features, "features")
+    if x.ndim != 2:
+        raise ValueError(f"features must be N×D, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"features contain NaN or inf ({int((~np.isfinite(x)).any(1).sum())} of {len(x)} rows)")
+    t = _as_array(targets, "labels").astype(np.float64)
+    t = t[:, None] if t.ndim == 1 else t
+    if t.ndim != 2 or len(t) != len(x):
+        raise ValueError(f"regression targets must be N or N×K with N={len(x)} rows, got shape {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise ValueError("regression targets contain NaN or inf (unknown labels must be dropped or imputed first)")
+    if len(x) < 2 or not np.ptp(x, axis=0).any():
+        raise ValueError("features are constant or fewer than 2 samples: LogME's evidence is undefined")
+    return x.astype(np.float64), t
+
+
+@register_metric(kind="features", label="LogME", citation="You et al., ICML 2021", labels=("single", "multilabel"),
                  description="maximised log evidence of Bayesian linear regression from features to labels")
-def logme(features, labels, max_iter: int = 11) -> float:
-    """LogME (You et al., ICML 2021), the fixed-point version: for each class c, the
-    maximised log marginal evidence of Bayesian linear regression of the indicator
-    1[y = c] on the features,
+def logme(features, labels, max_iter: int = 11, mode: str = "auto") -> float:
+    """LogME (You et al., ICML 2021), the fixed-point version: for each target column k,
+    the maximised log marginal evidence of Bayesian linear regression of y_k on the features,
 
         L(α, β) = D/2 log α + N/2 log β − ½ log|αI + βFᵀF| − β/2 ‖y − Fm‖² − α/2 ‖m‖² − N/2 log 2π,
 
-    divided by N, averaged over classes. α, β follow the fixed-point updates, at most
+    divided by N, averaged over the columns. α, β follow the fixed-point updates, at most
     ``max_iter`` (11, as the official code) iterations.
 
-    Shapes: features ``N×D``, labels ``N``.
+    Modes: ``"classification"`` — labels are class indices ``N`` and the columns are the
+    indicators 1[y = c]; ``"regression"`` — labels are real targets ``N`` (an ordinal grade
+    as a number) or ``N×K`` (multi-hot multi-label targets, one regression per label), as
+    the official code's regression mode; ``"auto"`` — regression for 2-D labels, else
+    classification. Regression on one-hot labels equals classification.
+
+    Shapes: features ``N×D``, labels ``N`` or ``N×K``.
     """
-    f, y, c = check_features(features, labels)
+    if mode not in ("auto", "classification", "regression"):
+        raise ValueError(f"mode must be 'auto', 'classification' or 'regression', got {mode!r}")
+    lab = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
+    regression = mode == "regression" or (mode == "auto" and lab.ndim == 2 and lab.shape[1] > 1)
+    if regression:
+        f, targets = check_targets(features, lab)
+    else:
+        f, y, c = check_features(features, lab)
+        targets = _one_hot(y, c)
     n, d = f.shape
     if n > d:
         sigma, v = np.linalg.eigh(f.T @ f)
@@ -230,12 +263,11 @@ def logme(features, labels, max_iter: int = 11) -> float:
         u, s, _ = np.linalg.svd(f, full_matrices=False)
         keep = s > 1e-10
         u, sigma = u[:, keep], s[keep] ** 2
-    onehot = _one_hot(y, c)
-    x = u.T @ onehot  # k×C
+    x = u.T @ targets  # k×K
     evidences = []
-    for k in range(c):
+    for k in range(targets.shape[1]):
         x2 = x[:, k] ** 2
-        res_x2 = float(onehot[:, k] @ onehot[:, k] - x2.sum())
+        res_x2 = float(targets[:, k] @ targets[:, k] - x2.sum())
         evidences.append(logme_evidence(sigma, x2, res_x2, n, d, max_iter)[0])
     return float(np.mean(evidences))
 

@@ -1,0 +1,184 @@
+"""Transferability estimators beyond the dataset-transferability study's seven: leave-one-out
+k-NN accuracy, NCE, TransRate, GBC and the regularised H-score — pure functions on arrays
+(float64 inside), one registry row each, same conventions as :mod:`.metrics`."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .metrics import _one_hot, check_features, check_probs
+from .registry import register_metric
+
+
+# --- k-NN ----------------------------------------------------------------------------------
+def knn_loo(features, labels, k: int = 5, distance: str = "cosine", chunk: int = 1024) -> float:
+    """Leave-one-out k-NN accuracy of the target labels in the source's feature space
+    (Sorkhei et al. 2025 found this plain score competitive with 23 metrics):
+
+        kNN = (1/N) Σ_i 1[ŷ_i = y_i],  ŷ_i = argmax_c |{j ∈ N_k(i) : y_j = c}|,
+
+    N_k(i) the k nearest other samples (j ≠ i) by ``distance`` — ``"cosine"`` (1 − cosine
+    similarity) or ``"l2"`` (Euclidean); among equally distant candidates the lower index is
+    taken. A vote tie goes to the tied class whose nearest member in N_k(i) is closest.
+    Rows are processed ``chunk`` at a time: O(chunk·N) memory.
+
+    Shapes: features ``N×D``, labels ``N``.
+    """
+    if distance not in ("cosine", "l2"):
+        raise ValueError(f"distance must be 'cosine' or 'l2', got {distance!r}")
+    x, y, c = check_features(features, labels)
+    n = len(x)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise ValueError(f"k must be an integer in [1, N−1] = [1, {n - 1}], got {k!r}")
+    if distance == "cosine":
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        if (norms == 0).any():
+            raise ValueError(f"{int((norms == 0).sum())} feature vectors are all zero: cosine distance is undefined "
+                             "for them (use distance='l2')")
+        x = x / norms
+    sq = (x * x).sum(1)
+    correct = 0
+    for start in range(0, n, chunk):
+        rows = np.arange(start, min(start + chunk, n))
+        if distance == "cosine":
+            dist = 1.0 - x[rows] @ x.T
+        else:
+            dist = np.sqrt(np.maximum(sq[rows, None] + sq[None, :] - 2 * x[rows] @ x.T, 0.0))
+        dist[np.arange(len(rows)), rows] = np.inf
+        order = np.argsort(dist, axis=1, kind="stable")[:, :k]  # k nearest, ties → lower index
+        votes = np.zeros((len(rows), c))
+        np.add.at(votes, (np.repeat(np.arange(len(rows)), k), y[order].ravel()), 1.0)
+        # tie-break: among the top-voted classes, the one appearing first in distance order
+        first = np.full((len(rows), c), k, dtype=np.int64)
+        for r in range(k - 1, -1, -1):
+            first[np.arange(len(rows)), y[order[:, r]]] = r
+        top = votes == votes.max(1, keepdims=True)
+        pred = np.where(top, first, k + 1).argmin(1)
+        correct += int((pred == y[rows]).sum())
+    return correct / n
+
+
+register_metric("knn_cosine", kind="features", label="k-NN (cos)", citation="Sorkhei et al. 2025",
+                description="leave-one-out 5-NN accuracy of the target labels with cosine distance")(
+    functools.partial(knn_loo, distance="cosine"))
+register_metric("knn_l2", kind="features", label="k-NN (L2)", citation="Sorkhei et al. 2025",
+                description="leave-one-out 5-NN accuracy of the target labels with Euclidean distance")(
+    functools.partial(knn_loo, distance="l2"))
+
+
+# --- NCE -----------------------------------------------------------------------------------
+@register_metric(kind="probs", label="NCE", citation="Tran et al., ICCV 2019",
+                 description="negative conditional entropy of the target labels given the source head's predicted class")
+def nce(probs, labels) -> float:
+    """NCE (Tran, Nguyen & Hassner, ICCV 2019): with z_i = argmax_k probs[i, k] the source
+    head's hard prediction (dummy source labels),
+
+        NCE = −H(Y | Z) = Σ_{y,z} P̂(y, z) log P̂(y | z),   P̂ the empirical joint over N images,
+
+    so NCE ≤ 0, and 0 when the source label determines the target label.
+
+    Shapes: probs ``N×K``, labels ``N``.
+    """
+    p, y, c = check_probs(probs, labels)
+    z = p.argmax(1)
+    joint = np.zeros((c, p.shape[1]))
+    np.add.at(joint, (y, z), 1.0)
+    joint /= len(y)
+    pz = joint.sum(0, keepdims=True)
+    nz = joint > 0
+    return float((joint[nz] * np.log((joint / np.where(pz > 0, pz, 1.0))[nz])).sum())
+
+
+# --- TransRate -----------------------------------------------------------------------------
+def coding_rate(z: np.ndarray, eps: float = 1e-4) -> float:
+    """R(Z, ε) = ½ log det(I_D + ZᵀZ / (n ε)) for Z ``n×D`` (the TransRate code's form)."""
+    n, d = z.shape
+    sign, logdet = np.linalg.slogdet(np.eye(d) + z.T @ z / (n * eps))
+    return 0.5 * float(logdet)
+
+
+@register_metric(kind="features", label="TransRate", citation="Huang et al., ICML 2022",
+                 description="coding rate of the features minus its mean over the classes (mutual information proxy)")
+def transrate(features, labels, eps: float = 1e-4) -> float:
+    """TransRate (Huang et al., ICML 2022), as its official code computes it: with Z the
+    centred features,
+
+        TrR = R(Z, ε) − (1/C) Σ_c R(Z_c, ε),   R(Z, ε) = ½ log det(I + ZᵀZ / (n ε)),
+
+    Z_c the rows of class c (n its row count). The paper writes the rate with d/(n ε²) and
+    weights the classes by n_c/n; the code (and so the published numbers) use the form
+    above, with ε = 1e-4.
+
+    Shapes: features ``N×D``, labels ``N``.
+    """
+    x, y, c = check_features(features, labels)
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    z = x - x.mean(0)
+    return coding_rate(z, eps) - float(np.mean([coding_rate(z[y == k], eps) for k in range(c)]))
+
+
+# --- GBC -----------------------------------------------------------------------------------
+@register_metric(kind="features", needs_seed=False, label="GBC", citation="Pándy et al., CVPR 2022",
+                 description="minus the summed Bhattacharyya coefficients between per-class diagonal Gaussians")
+def gbc(features, labels, dim: int | None = 64) -> float:
+    """GBC (Pándy et al., CVPR 2022): fit a Gaussian with diagonal covariance to each
+    class's features (PCA-reduced to ``dim`` dimensions when D > ``dim``; population
+    variances), then
+
+        GBC = − Σ_{i ≠ j} BC(i, j),   BC = exp(−D_B),
+        D_B = ⅛ (μ_i − μ_j)ᵀ Σ⁻¹ (μ_i − μ_j) + ½ ln( det Σ / √(det Σ_i det Σ_j) ),  Σ = (Σ_i + Σ_j)/2,
+
+    over ordered class pairs; 0 is perfectly separated classes. A class needs 2 samples;
+    variances get +1e-9 so a constant feature does not divide by zero.
+
+    Shapes: features ``N×D``, labels ``N``.
+    """
+    x, y, c = check_features(features, labels)
+    counts = np.bincount(y, minlength=c)
+    if counts.min() < 2:
+        raise ValueError(f"GBC needs at least 2 samples per class; class {int(counts.argmin())} has {int(counts.min())}")
+    if dim is not None and x.shape[1] > dim:
+        xc = x - x.mean(0)
+        _, _, vt = np.linalg.svd(xc, full_matrices=False)
+        x = xc @ vt[: min(dim, len(vt))].T
+    mu = np.stack([x[y == k].mean(0) for k in range(c)])
+    var = np.stack([x[y == k].var(0) for k in range(c)]) + 1e-9
+    total = 0.0
+    for i in range(c):
+        s = (var[i] + var) / 2  # C×D: Σ for the pairs (i, j)
+        db = (0.125 * ((mu[i] - mu) ** 2 / s).sum(1)
+              + 0.5 * (np.log(s).sum(1) - 0.5 * (np.log(var[i]).sum() + np.log(var).sum(1))))
+        bc = np.exp(-db)
+        total += bc.sum() - bc[i]
+    return float(-total)
+
+
+# --- regularised H-score -------------------------------------------------------------------
+@register_metric(kind="features", label="H-score (reg.)", citation="Ibrahim, Ponomareva & Mazumder, ICLR 2023",
+                 description="H-score with a Ledoit–Wolf-shrunk feature covariance")
+def hscore_reg(features, labels) -> float:
+    """Regularised H-score (Ibrahim et al., "Newer is not always better", ICLR 2023): the
+    H-score with the feature covariance shrunk by the Ledoit–Wolf optimal α,
+
+        H_α = tr( ((1 − α) Σ_f + α σ I)⁻¹ (1 − α) Σ_z ),   σ = tr(Σ_f)/D,
+
+    Σ_f the (centred, population) feature covariance, Σ_z the covariance of each sample's
+    class mean, α = sklearn's ``ledoit_wolf_shrinkage`` of the centred features.
+
+    Shapes: features ``N×D``, labels ``N``.
+    """
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    x, y, c = check_features(features, labels)
+    x = x - x.mean(0)
+    alpha = float(ledoit_wolf_shrinkage(x, assume_centered=True))
+    cov = x.T @ x / len(x)
+    d = len(cov)
+    reg = (1 - alpha) * cov + alpha * np.trace(cov) / d * np.eye(d)
+    means = np.linalg.lstsq(_one_hot(y, c), x, rcond=None)[0]  # C×D class means
+    g = means[y]
+    cov_z = (1 - alpha) * g.T @ g / len(x)
+    return float(np.trace(np.linalg.solve(reg, cov_z)))
