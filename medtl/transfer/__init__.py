@@ -2,6 +2,7 @@
 sources on a target, and the statistics that judge metrics against fine-tuned ground truth."""
 
 from . import estimators as _estimators  # noqa: F401  (registers its metrics)
+from .ensemble import loto_ensemble, rank_average
 from .estimators import coding_rate, gbc, hscore_reg, knn_loo, nce, transrate
 from .evaluation import (
     correlate,
@@ -9,6 +10,8 @@ from .evaluation import (
     flip,
     friedman,
     nemenyi,
+    noise_ceiling,
+    paired_permutation,
     pairs,
     q_alpha,
     ranks,
@@ -48,8 +51,24 @@ from .registry import (
     register_metric,
 )
 from .score import score, source_probs, training_datasets
+from .static import (
+    PRETRAIN_SIZES,
+    STUDY_ARCHS,
+    SourceFacts,
+    always_imagenet,
+    arch_facts,
+    imagenet_top1,
+    model_size,
+    published_facts,
+    source_facts,
+    source_size,
+    static_scores,
+)
 
 __all__ = [
+    "loto_ensemble", "noise_ceiling", "paired_permutation", "rank_average",
+    "PRETRAIN_SIZES", "STUDY_ARCHS", "SourceFacts", "always_imagenet", "arch_facts", "imagenet_top1", "model_size",
+    "published_facts", "source_facts", "source_size", "static_scores",
     "KINDS", "METRICS", "METRIC_TABLE", "Metric", "check_features", "check_targets", "coding_rate", "gbc", "hscore_reg", "knn_loo", "nce", "transrate", "check_labels", "check_probs", "correlate",
     "critical_difference", "expected_empirical_prediction", "flip", "friedman", "fu", "gmm_posteriors", "hscore",
     "leep", "logme", "lp", "lp_fu", "metric", "metric_names", "metrics", "minmax", "ncti", "ncti_components",

@@ -238,3 +238,77 @@ def flip(scores, metrics: Iterable[str]):
     mask = out["metric"].isin(metrics)
     out.loc[mask, "value"] = 1 - out.loc[mask, "value"]
     return out
+
+
+def paired_permutation(corr: pd.DataFrame, a: str, b: str, value: str = "tau_w", n_perm: int = 10_000,
+                       seed: int = 0) -> dict[str, float]:
+    """Paired permutation (sign-flip) test of whether metric ``a`` agrees with the ground
+    truth better than metric ``b`` across targets.
+
+    With d_t = value(a, t) − value(b, t) on the targets where both are defined, the
+    statistic is mean_t d_t; under H₀ (no difference) each d_t's sign is exchangeable, so
+    the two-sided p-value is the fraction of the 2^T sign patterns (exactly for T ≤ 16, else
+    ``n_perm`` random ones plus the observed one) whose |mean| reaches the observed |mean|.
+
+    Args:
+        corr: :func:`correlate`'s table (metric, target, ``value``).
+
+    Returns:
+        ``{"mean_diff", "pvalue", "n_targets", "exact"}``.
+    """
+    wide = corr.pivot_table(index="target", columns="metric", values=value, aggfunc="first")
+    for m in (a, b):
+        if m not in wide.columns:
+            raise ValueError(f"metric {m!r} is not in the correlation table; present: {', '.join(map(str, wide.columns))}")
+    d = (wide[a] - wide[b]).dropna().to_numpy()
+    t = len(d)
+    if t == 0:
+        raise ValueError(f"metrics {a!r} and {b!r} have no target where both {value} values are defined")
+    observed = abs(d.mean())
+    tol = 1e-12 * max(1.0, observed)
+    if t <= 16:
+        signs = 1 - 2 * ((np.arange(2 ** t)[:, None] >> np.arange(t)) & 1)
+        means = np.abs(signs @ d) / t
+        p = float((means >= observed - tol).mean())
+    else:
+        rng = np.random.default_rng(seed)
+        signs = rng.choice([-1.0, 1.0], size=(n_perm, t))
+        means = np.abs(signs @ d) / t
+        p = float(((means >= observed - tol).sum() + 1) / (n_perm + 1))
+    return {"mean_diff": float(d.mean()), "pvalue": p, "n_targets": t, "exact": t <= 16}
+
+
+def noise_ceiling(runs: pd.DataFrame, value: str = "test_auc") -> pd.DataFrame:
+    """How well one fine-tuning seed's ranking of the sources predicts another's: the
+    ceiling a transferability metric's τ_w can reach against single-seed ground truth.
+
+    For each target, with AUC_s the sources' selected AUCs under seed s (from
+    ``grid_search(seeds=...)`` and ``select(by="seed")``), the ceiling is the mean of
+    τ_w(AUC_s, AUC_s') over ordered seed pairs s ≠ s' (τ_w is not symmetric).
+
+    Args:
+        runs: tidy rows with columns source, target, seed and ``value``.
+
+    Returns:
+        One row per target: ``ceiling``, ``low`` and ``high`` (min and max over the seed
+        pairs), ``n_seeds``, ``n_sources``; a ``MEAN`` row averages the targets.
+    """
+    need = {"source", "target", "seed", value}
+    if not isinstance(runs, pd.DataFrame) or not need <= set(runs.columns):
+        raise ValueError(f"runs must be a DataFrame with columns {sorted(need)}")
+    rows = []
+    for target, g in runs.groupby("target", sort=True):
+        wide = g.pivot_table(index="source", columns="seed", values=value, aggfunc="first").dropna()
+        seeds = list(wide.columns)
+        if len(seeds) < 2:
+            raise ValueError(f"target {target!r} has {len(seeds)} seed(s) with every source finished; the noise "
+                             "ceiling needs at least 2 (grid_search(seeds=[0, 1, ...]))")
+        taus = [tau_w(wide[s].to_numpy(), wide[r].to_numpy()) for s in seeds for r in seeds if s != r]
+        taus = [x for x in taus if not np.isnan(x)]
+        rows.append({"target": target, "ceiling": float(np.mean(taus)) if taus else np.nan,
+                     "low": float(np.min(taus)) if taus else np.nan, "high": float(np.max(taus)) if taus else np.nan,
+                     "n_seeds": len(seeds), "n_sources": len(wide)})
+    out = pd.DataFrame(rows)
+    mean = {"target": "MEAN", "ceiling": out.ceiling.mean(), "low": out.low.mean(), "high": out.high.mean(),
+            "n_seeds": int(out.n_seeds.min()), "n_sources": int(out.n_sources.min())}
+    return pd.concat([out, pd.DataFrame([mean])], ignore_index=True)

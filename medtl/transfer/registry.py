@@ -32,7 +32,7 @@ class Metric:
             ``fn(probs, labels)`` (``probs``), ``fn(model, data, **kw)`` (``model``),
             ``fn({source: features}, labels, **kw) -> {source: score}`` (``zoo``),
             ``fn(*required score Series, exclude=, **kw) -> Series`` (``combination``), or
-            ``fn(model, **kw)`` (``static``).
+            ``fn(facts: SourceFacts)`` (``static``: :mod:`.static`).
         kind: one of :data:`KINDS`.
         higher_is_better: the score's direction (every built-in metric: True).
         needs_seed: ``fn`` takes ``seed=`` (stochastic fits: mixtures, NCA, PCA, FU order).

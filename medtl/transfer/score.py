@@ -18,6 +18,7 @@ from ..data import ImageSet
 from ..data.imageset import MULTI_LABEL
 from ..runtime import seeded
 from .registry import METRIC_TABLE, metric, metric_names
+from .static import source_facts
 
 
 def source_probs(logits: torch.Tensor, model: nn.Module, variant: str = "official") -> np.ndarray:
@@ -156,7 +157,7 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
         rows.append({"source": name, "metric": "features", "value": np.nan, "seconds": time.perf_counter() - t0})
         if "penultimate" in out:
             feats[name] = out["penultimate"].double().numpy()
-        inputs = {"features": (feats.get(name), labels), "model": (model, data), "static": (model,),
+        inputs = {"features": (feats.get(name), labels), "model": (model, data), "static": (source_facts(model, name),),
                   "probs": (source_probs(out["logits"], model, variant), labels) if "logits" in out else None}
         for m in (metric(n) for n in need if metric(n).kind in inputs):
             t0 = time.perf_counter()
