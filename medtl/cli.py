@@ -9,6 +9,8 @@
     medtl data download FLAG ... [--size N]     fetch official files into the data root
     medtl data published                        fetch the studies' large published tables (sha256-checked)
     medtl list {metrics,measures,archs,datasets}   what medtl knows (its registries)
+    medtl rank TARGET --sources S [S ...]       which source to transfer from: scores with intervals,
+                                                a recommendation and a figure [--verify K]
 """
 
 from __future__ import annotations
@@ -111,6 +113,36 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rank(args: argparse.Namespace) -> int:
+    import re
+    from pathlib import Path
+
+    from . import analysis, paths
+    from . import plots as P
+    from . import transfer as TR
+
+    target = args.target
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(target)).name) or "target"
+    out = Path(args.out) if args.out else paths.results_dir(args.results) / "rank" / name
+    print(f"medtl rank: target {target}, {len(args.sources)} candidate(s), up to {args.n} images; writing {out}",
+          flush=True)
+    try:
+        ranking = TR.rank(target, args.sources, n=args.n, metrics=args.metrics, size=args.size, root=args.root,
+                          n_boot=args.n_boot, seed=args.seed, verify=args.verify, verify_epochs=args.verify_epochs,
+                          progress=True)
+    except (ValueError, FileNotFoundError, TypeError) as err:
+        print(f"medtl rank: {err}", file=sys.stderr)
+        return 2
+    params = {"target": str(target), "sources": list(args.sources), "n": args.n, "metrics": args.metrics,
+              "size": args.size, "n_boot": args.n_boot, "seed": args.seed, "verify": args.verify}
+    analysis.record_ranking(ranking, out, parameters=params)
+    fig = P.save(P.ranking(ranking.scores, ranking.recommendation, title=f"{ranking.target}: recommended sources"),
+                 out / "figures" / "ranking.png")
+    print(ranking.summary())
+    print(f"tables and figure: {out} ({fig.name})")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from . import experiments
 
@@ -152,6 +184,23 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--offline", action="store_true", help="never download (use what is present, else synthetic)")
     p_demo.add_argument("--keep-checkpoints", action="store_true", help="keep every fine-tuning run's last.pt")
     p_demo.set_defaults(func=_demo)
+
+    p_rank = sub.add_parser("rank", help="rank candidate sources for a target (scores with intervals, recommendation)")
+    p_rank.add_argument("target", help="a MedMNIST flag, synthetic-suite name, image folder, list file or CSV")
+    p_rank.add_argument("--sources", nargs="+", required=True,
+                        help="candidates: ARCH (ImageNet), ARCH:random, ARCH:CHECKPOINT, source:NAME, PATH.pt")
+    p_rank.add_argument("--n", type=int, default=500, help="target images scored (stratified subsample)")
+    p_rank.add_argument("--metrics", nargs="+", default=None, help="metric names (default: every default metric)")
+    p_rank.add_argument("--size", type=int, default=28, help="image side the target is loaded at")
+    p_rank.add_argument("--root", default=None, help="MedMNIST data root")
+    p_rank.add_argument("--n-boot", type=int, default=20, help="subsamples for the score intervals (0: none)")
+    p_rank.add_argument("--seed", type=int, default=0)
+    p_rank.add_argument("--verify", type=int, default=0, metavar="K",
+                        help="fine-tune the top K and one random other candidate and report whether the ranking held")
+    p_rank.add_argument("--verify-epochs", type=int, default=None, help="epochs per verification run")
+    p_rank.add_argument("--out", default=None, help="run folder (default <results root>/rank/<target>)")
+    p_rank.add_argument("--results", default=None, help="results root (default $MEDTL_RESULTS, else <checkout>/results)")
+    p_rank.set_defaults(func=_rank)
 
     p_run = sub.add_parser("run", help="execute a parameterised notebook with papermill")
     p_run.add_argument("notebook", help="a path or a name under notebooks/ (e.g. experiments/pretrain)")

@@ -57,6 +57,40 @@ def tau_bars(corr: pd.DataFrame, value: str = "tau_w", title: str | None = None)
     return fig
 
 
+def ranking(scores: pd.DataFrame, recommendation: pd.DataFrame, metrics: Sequence[str] | None = None,
+            title: str | None = None):
+    """The answer of :func:`medtl.transfer.rank` at a glance: left, each candidate's ensemble
+    score with its interval, best on top (a hollow marker: not resolvable from the next);
+    right, each metric's rank of each candidate (1 = predicted best)."""
+    rec = recommendation.sort_values("ensemble", ascending=True)
+    tidy = scores[scores.metric.isin(metrics)] if metrics is not None else scores
+    names = list(dict.fromkeys(tidy.metric))
+    wide = tidy.pivot_table(index="source", columns="metric", values="score", aggfunc="first").reindex(
+        index=rec.source[::-1], columns=names)
+    ranks = wide.rank(ascending=False, method="min")
+    fig, (ax, hm) = plt.subplots(1, 2, figsize=(4 + 0.45 * len(names) + 3, 0.45 * len(rec) + 1.6),
+                                 gridspec_kw={"width_ratios": [3, max(1.5, 0.45 * len(names))]})
+    y = np.arange(len(rec))
+    err = np.vstack([rec.ensemble - rec.low, rec.high - rec.ensemble]).clip(min=0)
+    ax.errorbar(rec.ensemble, y, xerr=np.nan_to_num(err), fmt="none", ecolor="grey", capsize=3)
+    resolved = rec.get("resolved", pd.Series(True, index=rec.index)).astype(bool).to_numpy()
+    ax.scatter(rec.ensemble[resolved], y[resolved], color="C0", zorder=3, label="resolved from the next")
+    ax.scatter(rec.ensemble[~resolved], y[~resolved], facecolors="white", edgecolors="C0", zorder=3,
+               label="not resolvable from the next")
+    ax.set_yticks(y, rec.source)
+    ax.set_xlabel("ensemble score (mean rank over metrics, higher = better)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title or "recommended sources (best on top) with intervals", fontsize=9)
+    sns.heatmap(ranks, annot=True, fmt=".0f", cmap="viridis_r", cbar=False, ax=hm, annot_kws={"fontsize": 7})
+    hm.set_ylabel("")
+    hm.set_xlabel("")
+    hm.set_yticks([])
+    hm.tick_params(axis="x", rotation=60, labelsize=7)
+    hm.set_title("rank per metric (1 = best)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def _label_points(ax, names, xs, ys, fontsize: int = 6) -> None:
     """Full source labels beside their points, alternating above/below to limit overlap."""
     for i, (name, x, y) in enumerate(sorted(zip(names, xs, ys), key=lambda t: (t[1], t[2]))):

@@ -23,6 +23,7 @@ from .figures import (
     truncation_figures,
 )
 from .sources import (
+    RANK_TABLES,
     SCENARIO_B_FLIPS,
     STUDIES,
     STUDY_METHODS,
@@ -37,9 +38,12 @@ from .sources import (
     published_finetuning,
     published_representations,
     published_transferability,
+    rank_results,
+    record_ranking,
 )
 
 __all__ = [
+    "RANK_TABLES", "rank_results", "record_ranking",
     "ABLATION", "THREE_METHODS", "CAPTIONS", "SCENARIO_B_FLIPS", "caption", "caveats", "selected_runs", "STUDIES", "STUDY_METHODS", "correlation_by_layer", "evaluate_metrics",
     "feature_reuse_figures", "fetch_published", "finetuning_figures", "finetuning_overview", "finetuning_summary", "load_results", "medtl_finetuning",
     "medtl_scenarios", "medtl_tables", "medtl_transferability", "provenance", "published_file", "published_finetuning",

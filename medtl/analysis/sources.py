@@ -147,6 +147,31 @@ def medtl_transferability(results_dir=None, scenario: str | None = None) -> tupl
     return wide, auc
 
 
+#: The tables a ranking run records (``medtl rank`` and the ``rank`` notebook).
+RANK_TABLES = ("rank_scores", "recommendation", "rank_failed", "verification")
+
+
+def rank_results(results_dir=None) -> dict[str, pd.DataFrame]:
+    """Every finished ranking run under ``results_dir``: ``{table: DataFrame}`` for
+    :data:`RANK_TABLES` (each row carries its ``target``; ``verification`` is empty when no
+    run verified). Raises FileNotFoundError when there is no ranking run."""
+    out = {name: _load_quiet(results_dir, name) for name in RANK_TABLES}
+    if out["rank_scores"].empty or out["recommendation"].empty:
+        raise FileNotFoundError(f"no finished ranking runs ('medtl rank') under {paths.results_dir(results_dir)}")
+    return out
+
+
+def record_ranking(ranking, run_dir, parameters: dict | None = None) -> list:
+    """Record a :class:`medtl.transfer.Ranking` as the tables of :data:`RANK_TABLES` in one
+    run folder (the last write finishes the run). Returns the written paths."""
+    tables = {"rank_scores": ranking.scores, "recommendation": ranking.recommendation.assign(target=ranking.target),
+              "rank_failed": ranking.failed.assign(target=ranking.target)}
+    if ranking.verification is not None:
+        tables["verification"] = ranking.verification.assign(target=ranking.target)
+    names = list(tables)
+    return [rs.record(t, run_dir, name, parameters=parameters, finish=name == names[-1]) for name, t in tables.items()]
+
+
 def medtl_scenarios(results_dir=None) -> list[str]:
     """The transferability scenarios medtl's scored runs under ``results_dir`` record
     (``"dataset"`` for runs that record none); empty when there are none."""

@@ -40,6 +40,7 @@ from .metrics import (
     parc,
     sfda,
 )
+from .rank import SOURCE_GRAMMAR, Ranking, load_candidate, load_candidates, rank
 from .registry import (
     KINDS,
     METRIC_TABLE,
@@ -66,6 +67,7 @@ from .static import (
 )
 
 __all__ = [
+    "SOURCE_GRAMMAR", "Ranking", "load_candidate", "load_candidates", "rank",
     "loto_ensemble", "noise_ceiling", "paired_permutation", "rank_average",
     "PRETRAIN_SIZES", "STUDY_ARCHS", "SourceFacts", "always_imagenet", "arch_facts", "imagenet_top1", "model_size",
     "published_facts", "source_facts", "source_size", "static_scores",

@@ -133,7 +133,8 @@ def tau_ci(scores, ground_truth, n_boot: int = 1000, alpha: float = 0.05, seed: 
             vals = [v for v in vals if not np.isnan(v)]
             if vals:
                 means.append(np.mean(vals))
-        point = np.nanmean([tau_w(x, y) for x, y in cells]) if cells else np.nan
+        defined = [v for v in (tau_w(x, y) for x, y in cells) if not np.isnan(v)]
+        point = np.mean(defined) if defined else np.nan
         low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2]) if len(means) >= 2 else (np.nan, np.nan)
         rows.append({"metric": metric, "target": "MEAN", "tau_w": float(point), "low": float(low), "high": float(high),
                      "n": len(cells), "n_boot_used": len(means)})
