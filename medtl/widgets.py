@@ -59,11 +59,38 @@ def source_detail(scores: dict, auc: pd.DataFrame, source: str) -> pd.DataFrame:
     return out
 
 
+def rank_view(tables: dict, target: str, metrics) -> pd.DataFrame:
+    """The recommendation of a ranking run on ``target`` (best first: ensemble, interval,
+    resolved) with each chosen metric's score beside it."""
+    rec = tables["recommendation"]
+    rec = rec[rec.target == target]
+    if rec.empty:
+        raise ValueError(f"no ranking of target {target!r}; ranked targets: {', '.join(tables['recommendation'].target.unique())}")
+    scores = tables["rank_scores"]
+    scores = scores[(scores.target == target) & scores.metric.isin(list(metrics))]
+    wide = scores.pivot_table(index="source", columns="metric", values="score", aggfunc="last")
+    view = rec.drop(columns=["target"]).set_index("source").join(wide)
+    ver = tables.get("verification")
+    if ver is not None and not ver.empty and target in set(ver.target):
+        view = view.join(ver[ver.target == target].set_index("source")[["test_auc"]])
+    return view
+
+
+def rank_figure(tables: dict, target: str, metrics):
+    """:func:`medtl.plots.ranking` of a ranking run on ``target`` over the chosen metrics."""
+    rec = tables["recommendation"]
+    scores = tables["rank_scores"]
+    return P.ranking(scores[scores.target == target], rec[rec.target == target], list(metrics),
+                     title=f"{target}: recommended sources")
+
+
 class SourceExplorer:
     """Dropdowns for results source, scenario, target, metrics and one source; shows the
     ranking table, the score-vs-AUC scatter and the source's detail. It opens on medtl's
     own results under the results root (``$MEDTL_RESULTS``, else the checkout's
     ``results/``) when there are any, and on the studies' published tables otherwise.
+    Results source ``"rank"`` shows ``medtl rank`` runs: the recommendation with its
+    intervals and the ranking figure (fine-tuned AUCs where a run verified).
 
     ``explorer.widget`` is the ipywidgets box; ``explorer.table`` / ``explorer.detail`` hold
     the DataFrames shown."""
@@ -75,7 +102,7 @@ class SourceExplorer:
         self.results_dir, self.published_dir = results_dir, published_dir
         if results_source is None:  # your own runs when there are any (e.g. the demo's), else the studies' tables
             results_source = "medtl" if analysis.medtl_scenarios(results_dir) else "published"
-        self.results_source = w.ToggleButtons(options=["published", "medtl"], value=results_source,
+        self.results_source = w.ToggleButtons(options=["published", "medtl", "rank"], value=results_source,
                                               description="results")
         self.scenario = w.ToggleButtons(options=["dataset", "model"], value=scenario, description="scenario")
         self.target = w.Dropdown(description="target")
@@ -83,7 +110,7 @@ class SourceExplorer:
         self.source = w.Dropdown(description="source")
         self.message = w.HTML()
         self.out_table, self.out_plot, self.out_detail = w.Output(), w.Output(), w.Output()
-        self.table = self.detail = None
+        self.table = self.detail = self.rank_tables = None
         self._wanted_metrics = tuple(metrics)
         self._loading = False
         self._reload()
@@ -114,6 +141,10 @@ class SourceExplorer:
         return self.scenario.value if self.scenario.value in found or not found else found[0]
 
     def _load(self) -> None:
+        if self.results_source.value == "rank":
+            self._load_rank()
+            return
+        self.rank_tables = None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -135,11 +166,45 @@ class SourceExplorer:
         if targets and self.target.value not in targets:
             self.target.value = targets[0]
 
+    def _load_rank(self) -> None:
+        self.scenario.disabled = True
+        self.scores, self.auc = {}, pd.DataFrame()
+        try:
+            self.rank_tables = analysis.rank_results(self.results_dir)
+        except FileNotFoundError as err:
+            self.rank_tables = None
+            self.message.value = f"<b>no results:</b> {err}"
+            return
+        self.message.value = ""
+        scores = self.rank_tables["rank_scores"]
+        metrics = list(dict.fromkeys(scores.metric))
+        self.metrics.options = metrics
+        self.metrics.value = tuple(m for m in self._wanted_metrics if m in metrics) or tuple(metrics[:4])
+        targets = list(dict.fromkeys(self.rank_tables["recommendation"].target))
+        self.target.options = targets
+        if targets and self.target.value not in targets:
+            self.target.value = targets[0]
+        self.source.options = sorted(set(scores.source))
+
     def update(self) -> None:
         """Recompute the ranking table and scatter for the current target and metrics."""
         from IPython.display import display
 
-        if self._loading or not self.scores or self.target.value is None or not self.metrics.value:
+        if self._loading or self.target.value is None or not self.metrics.value:
+            return
+        if self.results_source.value == "rank":
+            if self.rank_tables is None:
+                return
+            self.table = rank_view(self.rank_tables, self.target.value, list(self.metrics.value))
+            self.out_table.clear_output(wait=True)
+            with self.out_table:
+                display(self.table.round(4))
+            self.out_plot.clear_output(wait=True)
+            with self.out_plot:
+                display(P.png(rank_figure(self.rank_tables, self.target.value, list(self.metrics.value))))
+            self._update_detail()
+            return
+        if not self.scores:
             return
         self.table = ranking(self.scores, self.auc, self.target.value, list(self.metrics.value))
         self.out_table.clear_output(wait=True)
@@ -153,9 +218,18 @@ class SourceExplorer:
     def _update_detail(self) -> None:
         from IPython.display import display
 
-        if self._loading or self.source.value is None or self.auc.empty:
+        if self._loading or self.source.value is None:
             return
-        self.detail = source_detail(self.scores, self.auc, self.source.value)
+        if self.results_source.value == "rank":
+            if self.rank_tables is None:
+                return
+            s = self.rank_tables["rank_scores"]
+            self.detail = s[(s.source == self.source.value) & (s.target == self.target.value)].set_index("metric")[
+                ["score", "low", "high", "seconds"]]
+        elif self.auc.empty:
+            return
+        else:
+            self.detail = source_detail(self.scores, self.auc, self.source.value)
         self.out_detail.clear_output(wait=True)
         with self.out_detail:
             display(self.detail.round(4))

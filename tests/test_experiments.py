@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, write_toy_notebook
 
+from medtl import analysis
 from medtl import experiments as E
 from medtl import results as rs
 
@@ -21,7 +22,7 @@ NOTEBOOKS = sorted(p for p in (REPO / "notebooks").rglob("*.ipynb") if ".ipynb_c
 
 
 def test_notebooks_are_committed_clean_and_parameterised():
-    assert len(NOTEBOOKS) == 14
+    assert len(NOTEBOOKS) == 15
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
@@ -193,6 +194,9 @@ def synthetic_study(tmp_path_factory):
     runs = {
         "pretrain": {**common, "sources": sources, "n_train": 80, "n_val": 40, "epochs": 1},
         "transferability": {**common, "sources": sources, "target": "texture-b"},
+        "rank": {**common, "sources": ["source:texture-a-resnet18", "source:shape-a-resnet18", "resnet18:random",
+                                       "no-such-arch"], "target": "texture-b", "n": 80, "n_boot": 2,
+                 "metrics": ["leep", "logme", "knn_cosine", "gbc"]},
         "finetune": {**common, "sources": sources, "target": "texture-b", "lrs": [1e-3], "epochs": 1},
         "similarity": {**common, "sources": ["texture-a-resnet18", "shape-a-resnet18"], "target": "texture-b",
                        "n_train": 80, "n_stimulus": 100, "epochs": 1, "freeze_epochs": 1, "lr": 1e-3},
@@ -237,6 +241,9 @@ def test_experiment_notebooks_leave_records(synthetic_study):
     assert pairs.groupby(["model1", "model2"]).ngroups == 14 and set(pairs.measure) == {"cca_study"}
     assert len(pairs) == 14 * 5 * 5 and (pairs.n_channels == 64).all()
     assert set(sva.source) == {"texture-a-resnet18", "shape-a-resnet18"} and sva.auc_gain.notna().all()
+    ranked = analysis.rank_results(results["rank"].run_dir)
+    assert set(ranked["recommendation"].source) == {"texture-a-resnet18", "shape-a-resnet18", "resnet18:random"}
+    assert list(ranked["rank_failed"].source) == ["no-such-arch"]
     for r in results.values():
         assert (r.run_dir / "notebook.ipynb").is_file() and list(r.run_dir.glob("*.png"))
 

@@ -55,3 +55,30 @@ def test_explorer_reacts_to_controls(tmp_path):
     explorer.results_source.value = "medtl"
     assert explorer.message.value == "" and explorer.target.value == "t1"
     assert list(explorer.table.index) == ["a", "b"] and explorer.metrics.value == ("leep", "lp_fu")
+
+
+def test_explorer_shows_rank_runs(tmp_path):
+    """`medtl rank` output in the explorer: the recommendation table with the chosen metrics'
+    scores, the ranking figure, and a source's scores with their intervals."""
+    import medtl.transfer as TR
+    from medtl import analysis
+
+    rec = pd.DataFrame({"rank": [1, 2], "source": ["a", "b"], "ensemble": [2.0, 1.0], "low": [1.8, 0.9],
+                        "high": [2.0, 1.3], "resolved": [True, True]})
+    scores = pd.DataFrame({"source": ["a", "b", "a", "b"], "target": "mine", "metric": ["logme", "logme", "gbc", "gbc"],
+                           "kind": "features", "score": [1.0, 0.5, -1.0, -2.0], "low": [0.9, 0.4, -1.1, -2.2],
+                           "high": [1.1, 0.6, -0.9, -1.8], "seconds": 0.1, "self_source": False})
+    ranking = TR.Ranking("mine", 40, scores, rec, pd.DataFrame(columns=["source", "spec", "reason"]), ["logme", "gbc"])
+    analysis.record_ranking(ranking, tmp_path / "rank" / "mine")
+    explorer = W.SourceExplorer("rank", results_dir=tmp_path, metrics=("logme",))
+    assert explorer.message.value == "" and explorer.target.value == "mine"
+    assert list(explorer.table.index) == ["a", "b"] and "logme" in explorer.table and "gbc" not in explorer.table
+    explorer.metrics.value = ("logme", "gbc")
+    assert "gbc" in explorer.table
+    explorer.source.value = "b"
+    assert explorer.detail.loc["gbc", "low"] == -2.2
+    explorer.results_source.value = "published"
+    assert explorer.rank_tables is None and not explorer.auc.empty
+    (tmp_path / "none").mkdir()
+    empty = W.SourceExplorer("rank", results_dir=tmp_path / "none")
+    assert "no finished ranking runs" in empty.message.value

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .evaluation import _ground_truth, _wide, tau_w
+from .evaluation import ground_truth_table, tau_w, wide_scores
 
 
 def rank_average(scores: Mapping[str, pd.Series]) -> pd.Series:
@@ -25,7 +25,7 @@ def rank_average(scores: Mapping[str, pd.Series]) -> pd.Series:
 def _aligned(scores, ground_truth, metrics, exclude_self: bool):
     """{target: (DataFrame sources × metrics, AUC Series)} over the sources every metric and
     the ground truth cover (the target itself left out when ``exclude_self``)."""
-    wide, gt = _wide(scores), _ground_truth(ground_truth)
+    wide, gt = wide_scores(scores), ground_truth_table(ground_truth)
     out = {}
     for target in gt.columns:
         cols = {m: wide[m][target] for m in metrics if target in wide[m].columns}
@@ -61,7 +61,7 @@ def loto_ensemble(scores, ground_truth, metrics: Iterable[str] | None = None, ma
         ``train_tau_w``: its mean τ_w on the other targets, ``tau_w``: on t, ``n``
         sources) and a ``MEAN`` row with ``low``/``high``, the (1 − alpha) bootstrap CI.
     """
-    names = list(metrics) if metrics is not None else list(_wide(scores))
+    names = list(metrics) if metrics is not None else list(wide_scores(scores))
     if not names:
         raise ValueError("no metrics to combine")
     if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:

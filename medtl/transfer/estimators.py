@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 
-from .metrics import _one_hot, check_features, check_probs
+from .metrics import check_features, check_probs, one_hot
 from .registry import register_metric
 
 
@@ -178,7 +178,7 @@ def hscore_reg(features, labels) -> float:
     cov = x.T @ x / len(x)
     d = len(cov)
     reg = (1 - alpha) * cov + alpha * np.trace(cov) / d * np.eye(d)
-    means = np.linalg.lstsq(_one_hot(y, c), x, rcond=None)[0]  # C×D class means
+    means = np.linalg.lstsq(one_hot(y, c), x, rcond=None)[0]  # C×D class means
     g = means[y]
     cov_z = (1 - alpha) * g.T @ g / len(x)
     return float(np.trace(np.linalg.solve(reg, cov_z)))

@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import stats
 
 
-def _wide(table: pd.DataFrame | Mapping, value: str = "value") -> dict[str, pd.DataFrame]:
+def wide_scores(table: pd.DataFrame | Mapping, value: str = "value") -> dict[str, pd.DataFrame]:
     """Normalise scores to ``{metric: DataFrame(sources × targets)}``.
 
     Accepts a tidy table with columns source, target, metric, value; a mapping
@@ -27,7 +27,7 @@ def _wide(table: pd.DataFrame | Mapping, value: str = "value") -> dict[str, pd.D
     return {"score": table}
 
 
-def _ground_truth(gt) -> pd.DataFrame:
+def ground_truth_table(gt) -> pd.DataFrame:
     if isinstance(gt, pd.DataFrame) and {"source", "target", "value"} <= set(gt.columns):
         return gt.pivot_table(index="source", columns="target", values="value", aggfunc="first")
     return pd.DataFrame(gt)
@@ -46,11 +46,11 @@ def pairs(scores, ground_truth, exclude_self: bool = True, exclude: Mapping[str,
     """Yield ``(metric, target, scores Series, AUC Series)`` aligned over the usable sources
     of each target (both values present; the target itself left out as :func:`correlate`
     describes)."""
-    gt = _ground_truth(ground_truth)
+    gt = ground_truth_table(ground_truth)
     drop = self_pairs(scores)
     for t, names in (exclude or {}).items():
         drop.setdefault(t, set()).update(names)
-    for metric, table in _wide(scores).items():
+    for metric, table in wide_scores(scores).items():
         for target in table.columns:
             if target not in gt.columns:
                 continue
@@ -222,7 +222,7 @@ def self_source_bias(scores, targets: Iterable[str] | None = None) -> pd.DataFra
 
     Returns one row per metric: ``self_best`` (count), ``targets`` (count with a self row)."""
     rows = []
-    for metric, table in _wide(scores).items():
+    for metric, table in wide_scores(scores).items():
         cols = [t for t in (targets or table.columns) if t in table.index and t in table.columns]
         best = [t for t in cols if table[t].notna().any() and table[t].idxmax() == t]
         rows.append({"metric": metric, "self_best": len(best), "targets": len(cols), "which": ", ".join(best)})

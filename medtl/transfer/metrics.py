@@ -103,7 +103,8 @@ def _variant(variant: str) -> str:
     return variant
 
 
-def _one_hot(y: np.ndarray, c: int) -> np.ndarray:
+def one_hot(y: np.ndarray, c: int) -> np.ndarray:
+    """``N×C`` float indicator rows of class indices ``y`` in ``0..C-1``."""
     return np.eye(c)[y]
 
 
@@ -113,7 +114,7 @@ def expected_empirical_prediction(p: np.ndarray, y: np.ndarray, c: int) -> np.nd
     P̂(y, z) = (1/N) Σ_{i: y_i=y} θ_i(z), the conditional P̂(y|z) = P̂(y, z) / Σ_y' P̂(y', z)
     (0 where that is 0), and each image's expected empirical prediction of its own label,
     Σ_z P̂(y_i|z) θ_i(z) (``N``)."""
-    joint = _one_hot(y, c).T @ p / len(p)  # C×K
+    joint = one_hot(y, c).T @ p / len(p)  # C×K
     marginal = joint.sum(0, keepdims=True)
     cond = np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)
     return (p * cond[y]).sum(1)
@@ -252,7 +253,7 @@ def logme(features, labels, max_iter: int = 11, mode: str = "auto") -> float:
         f, targets = check_targets(features, lab)
     else:
         f, y, c = check_features(features, lab)
-        targets = _one_hot(y, c)
+        targets = one_hot(y, c)
     n, d = f.shape
     if n > d:
         sigma, v = np.linalg.eigh(f.T @ f)

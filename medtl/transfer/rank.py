@@ -159,6 +159,35 @@ def _ensemble(table: pd.DataFrame, metrics: Sequence[str]) -> pd.Series:
     return rank_average({m: pd.Series(0.0, index=wide.index) if wide[m].isna().any() else wide[m] for m in metrics})
 
 
+def _summarise(full: pd.DataFrame, reps: list[pd.DataFrame], names: list[str],
+               alpha: float) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Scores with their subsample intervals, the recommendation, and the metrics used."""
+    full = full[full.metric != "features"].rename(columns={"value": "score"})
+    boot = pd.concat(reps, ignore_index=True).rename(columns={"value": "score"}) if reps else None
+    q = (alpha / 2, 1 - alpha / 2)
+    if boot is not None:
+        bounds = boot.groupby(["source", "metric"]).score.quantile(q).unstack()
+        bounds.columns = ["low", "high"]
+        full = full.join(bounds, on=["source", "metric"])
+    else:
+        full = full.assign(low=np.nan, high=np.nan)
+    full["kind"] = [metric(m).kind for m in full.metric]
+    used = _informative(full, names)
+    point = _ensemble(full, used)
+    if boot is not None:
+        ens = pd.DataFrame({b: _ensemble(g, used) for b, g in boot.groupby("rep")})
+        low, high = ens.quantile(q[0], axis=1), ens.quantile(q[1], axis=1)
+    else:
+        low = high = pd.Series(np.nan, index=point.index)
+    rec = pd.DataFrame({"source": point.index, "ensemble": point.to_numpy(), "low": low.reindex(point.index).to_numpy(),
+                        "high": high.reindex(point.index).to_numpy()})
+    rec = rec.sort_values("ensemble", ascending=False, kind="stable").reset_index(drop=True)
+    rec["resolved"] = (rec.low > rec.high.shift(-1)).fillna(True) & rec.low.notna()
+    rec.loc[rec.index[-1], "resolved"] = True
+    rec.insert(0, "rank", np.arange(1, len(rec) + 1))
+    return full, rec, used
+
+
 def rank(target, sources, n: int | None = 500, metrics: Sequence[str] | None = None, size: int = 28,
          root: str | os.PathLike | None = None, n_boot: int = 20, fraction: float = 0.8, alpha: float = 0.05,
          seed: int = 0, verify: int = 0, verify_grid: str | Mapping = "cpu", verify_epochs: int | None = None,
@@ -212,30 +241,7 @@ def rank(target, sources, n: int | None = 500, metrics: Sequence[str] | None = N
             sub = _subsample(data, fraction, rng)
             t = score(models, sub, names, target_name=tname, cache=feature_cache, progress=False, seed=seed + b + 1)
             reps.append(t[t.metric != "features"].assign(rep=b))
-    full = full[full.metric != "features"].rename(columns={"value": "score"})
-    boot = pd.concat(reps, ignore_index=True).rename(columns={"value": "score"}) if reps else None
-    q = (alpha / 2, 1 - alpha / 2)
-    if boot is not None:
-        bounds = boot.groupby(["source", "metric"]).score.quantile(q).unstack()
-        bounds.columns = ["low", "high"]
-        full = full.join(bounds, on=["source", "metric"])
-    else:
-        full = full.assign(low=np.nan, high=np.nan)
-    full["kind"] = [metric(m).kind for m in full.metric]
-    used = _informative(full, names)
-    point = _ensemble(full, used)
-    if boot is not None:
-        ens = pd.DataFrame({b: _ensemble(g, used) for b, g in boot.groupby("rep")})
-        low, high = ens.quantile(q[0], axis=1), ens.quantile(q[1], axis=1)
-    else:
-        low = high = pd.Series(np.nan, index=point.index)
-    rec = pd.DataFrame({"source": point.index, "ensemble": point.to_numpy(), "low": low.reindex(point.index).to_numpy(),
-                        "high": high.reindex(point.index).to_numpy()})
-    rec = rec.sort_values("ensemble", ascending=False, kind="stable").reset_index(drop=True)
-    nxt_high = rec.high.shift(-1)
-    rec["resolved"] = (rec.low > nxt_high).fillna(True) & rec.low.notna()
-    rec.loc[rec.index[-1], "resolved"] = True
-    rec.insert(0, "rank", np.arange(1, len(rec) + 1))
+    full, rec, used = _summarise(full, reps, names, alpha)
     cols = ["source", "target", "metric", "kind", "score", "low", "high", "seconds", "self_source"]
     result = Ranking(tname, len(data), full[cols].reset_index(drop=True), rec, failed, used)
     if verify:
