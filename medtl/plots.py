@@ -91,6 +91,26 @@ def ranking(scores: pd.DataFrame, recommendation: pd.DataFrame, metrics: Sequenc
     return fig
 
 
+def tau_forest(summary: pd.DataFrame, reference: float | None = None, reference_label: str = "",
+               title: str = "mean τ_w over targets with 95 % bootstrap CI"):
+    """A forest plot of mean τ_w per method (rows of ``summary``: tau_w, low, high), best on
+    top, with an optional dashed reference line (a published number)."""
+    data = summary.dropna(subset=["tau_w"]).sort_values("tau_w")
+    fig, ax = plt.subplots(figsize=(6.5, 0.32 * len(data) + 1.4))
+    y = np.arange(len(data))
+    err = np.vstack([data.tau_w - data.low, data.high - data.tau_w]).clip(min=0)
+    ax.errorbar(data.tau_w, y, xerr=np.nan_to_num(err), fmt="o", color="C0", ecolor="grey", capsize=3)
+    ax.set_yticks(y, data.index)
+    ax.axvline(0, color="black", lw=0.8)
+    if reference is not None:
+        ax.axvline(reference, color="C3", ls="--", lw=1, label=reference_label or f"reference {reference:.3f}")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlabel("mean weighted Kendall τ_w")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def _label_points(ax, names, xs, ys, fontsize: int = 6) -> None:
     """Full source labels beside their points, alternating above/below to limit overlap."""
     for i, (name, x, y) in enumerate(sorted(zip(names, xs, ys), key=lambda t: (t[1], t[2]))):

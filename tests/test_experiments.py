@@ -261,9 +261,16 @@ def test_analysis_notebooks_on_published_tables(tmp_path, name):
         assert {"ablation.png", "cd_diagram_three.png", "score_vs_auc.png"} <= {p.name for p in pngs}
         ranks = pd.read_csv(r.run_dir / "figures" / "ranks.csv", index_col=0)
         assert ranks.mean().round(2).tolist() == [4.00, 5.82, 3.91, 4.00, 4.91, 3.45, 1.91]
+        realism = pd.read_csv(r.run_dir / "figures" / "realism.csv", index_col=0)
+        assert realism.loc["lp_fu", "tau_w"].round(3) == 0.523 and realism.loc["lp_fu", "low"] < 0.523
+        assert {"source_size", "always_imagenet", "LOTO ensemble (max 2)"} <= set(realism.index)
+        assert "tau_forest.png" in {p.name for p in pngs}
     if name == "architecture_transferability":
         tau = pd.read_csv(r.run_dir / "figures" / "arch_tau_w.csv", index_col=0)
         assert tau.loc["MEAN"].round(3)[["lp_fu", "leep", "sfda"]].tolist() == [0.261, 0.28, 0.187]
+        realism = pd.read_csv(r.run_dir / "figures" / "arch_realism.csv", index_col=0)
+        assert {"model_size", "imagenet_top1", "LOTO ensemble (max 2)"} <= set(realism.index)
+        assert realism.loc["leep", "tau_w"].round(3) == 0.28
 
 
 @pytest.mark.slow

@@ -5,15 +5,18 @@
 from .figures import (
     ABLATION,
     CAPTIONS,
+    PUBLISHED_BEST,
     THREE_METHODS,
     caption,
     caveats,
     correlation_by_layer,
     evaluate_metrics,
+    evaluation_realism,
     feature_reuse_figures,
     finetuning_figures,
     finetuning_overview,
     finetuning_summary,
+    realism_summary,
     representation_figures,
     round_table,
     select_min_val_loss,
@@ -43,6 +46,7 @@ from .sources import (
 )
 
 __all__ = [
+    "PUBLISHED_BEST", "evaluation_realism", "realism_summary",
     "RANK_TABLES", "rank_results", "record_ranking",
     "ABLATION", "THREE_METHODS", "CAPTIONS", "SCENARIO_B_FLIPS", "caption", "caveats", "selected_runs", "STUDIES", "STUDY_METHODS", "correlation_by_layer", "evaluate_metrics",
     "feature_reuse_figures", "fetch_published", "finetuning_figures", "finetuning_overview", "finetuning_summary", "load_results", "medtl_finetuning",
