@@ -71,7 +71,7 @@ def metric_runs(x, y, probs, model, images) -> dict:
 def fu_loss_check(n: int = 5000, d: int = 2048, c: int = 10, seed: int = 0) -> dict:
     """FU's triplet loss over its six batches of N×D embeddings: sorted vs enumerated."""
     gen = torch.Generator().manual_seed(seed)
-    emb = torch.randn(n, d, generator=gen)
+    emb = torch.randn(n, d, generator=gen, dtype=torch.float64)  # float64: compare the algorithms, not rounding
     labels = torch.arange(n) % c
     bs = n // 6
     out = {}
@@ -81,7 +81,7 @@ def fu_loss_check(n: int = 5000, d: int = 2048, c: int = 10, seed: int = 0) -> d
             e = emb[start:start + bs].clone().requires_grad_(True)
             loss = TR.triplet_margin_loss(e, labels[start:start + bs], method=method)
             loss.backward()
-            values.append(float(loss))
+            values.append(float(loss.detach()))
             grads.append(e.grad)
         out[method] = (time.perf_counter() - t0, values, torch.cat(grads))
     (ts, vs, gs), (tr, vr, gr) = out["sorted"], out["triplets"]

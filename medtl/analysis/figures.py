@@ -122,8 +122,12 @@ def evaluation_realism(scores: dict, auc: pd.DataFrame, scenario: str = "dataset
         table.update(TR.static_scores(list(auc.index), scenario, list(auc.columns)))
     ci = TR.tau_ci(table, auc, n_boot=n_boot, seed=seed)
     corr = TR.correlate(table, auc)
-    perm = [{"metric": m, "versus": reference, **TR.paired_permutation(corr, m, reference)}
-            for m in table if m != reference and reference in table and corr[corr.metric == m].tau_w.notna().any()]
+    perm = []
+    for m in (m for m in table if m != reference):
+        try:
+            perm.append({"metric": m, "versus": reference, **TR.paired_permutation(corr, m, reference)})
+        except ValueError:  # the reference or m has no defined τ_w on a shared target: no test, no row
+            continue
     ens = {}
     for size in (1, 2, 3):
         try:

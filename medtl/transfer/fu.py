@@ -17,13 +17,14 @@ from .registry import register_metric
 
 
 def _unit_distances(embeddings: torch.Tensor, labels: torch.Tensor):
-    """Pairwise Euclidean distances of the L2-normalised embeddings (B×B; a zero distance
-    gets +1e-12 under the root so its gradient is finite) and the positive/negative masks."""
+    """Pairwise Euclidean distances of the L2-normalised embeddings (B×B, from their Gram
+    matrix: ‖a − b‖² = 2 − 2 a·b; a zero distance gets +1e-12 under the root so its
+    gradient is finite) and the positive/negative masks."""
     if embeddings.ndim != 2 or len(embeddings) != len(labels):
         raise ValueError(f"embeddings must be B×D with B labels, got {tuple(embeddings.shape)} and {len(labels)}")
     e = nn.functional.normalize(embeddings, p=2, dim=1)
-    sq = (e.unsqueeze(1) - e.unsqueeze(0)).pow(2).sum(-1)
-    dist = torch.sqrt(sq.clamp_min(0) + 1e-12 * (sq == 0))
+    sq = (2.0 - 2.0 * e @ e.T).clamp_min(0)  # ‖a − b‖² of unit vectors, O(B²D) time and O(B²) memory
+    dist = torch.sqrt(sq + 1e-12 * (sq == 0))
     same = labels.unsqueeze(0) == labels.unsqueeze(1)
     eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     return dist, same & ~eye, ~same
