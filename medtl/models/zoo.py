@@ -464,38 +464,28 @@ def _vit_rows(name: str, timm_name: str, dim: int) -> ArchSpec:
         st_groups=(("patch_embed", "cls_token", "pos_embed"), *((b,) for b in blocks), ("norm", "fc_norm")),
     )
 
+def _densenet(name: str, width: int, **extra) -> ArchSpec:
+    """A torchvision DenseNet row: ``width`` is the classifier's input (feature) width."""
+    return ArchSpec(
+        name, family="densenet", head="classifier", head_in=width, feature_node="classifier", feature_dim=width,
+        layers=("features.conv0", "features.denseblock1", "features.denseblock2", "features.denseblock3",
+                "features.denseblock4"),
+        granularities={"block": ("features.relu0", "features.denseblock1", "features.transition1",
+                                 "features.denseblock2", "features.transition2", "features.denseblock3",
+                                 "features.transition3", "features.denseblock4", "features.norm5", "classifier")},
+        layer_params={"features.relu0": ("features.conv0", "features.norm0")},
+        fu_layers=("features.conv0", "features.denseblock1.denselayer1.conv1"), stem="features.conv0",
+        small_stem="densenet", min_size=32, truncation="densenet", cuts={"block": (1, 2, 3, -1)}, **extra)
+
+
 for _row in (
     _resnet("resnet18", 512, (2, 2, 2, 2)),
     _resnet("resnet50", 2048, (3, 4, 6, 3)),
-    ArchSpec(
-        "densenet121", family="densenet", head="classifier", head_in=1024, feature_node="classifier",
-        feature_dim=1024,
-        layers=("features.conv0", "features.denseblock1", "features.denseblock2", "features.denseblock3",
-                "features.denseblock4"),
-        granularities={"block": ("features.relu0", "features.denseblock1", "features.transition1",
-                                 "features.denseblock2", "features.transition2", "features.denseblock3",
-                                 "features.transition3", "features.denseblock4", "features.norm5", "classifier")},
-        layer_params={"features.relu0": ("features.conv0", "features.norm0")},
-        fu_layers=("features.conv0", "features.denseblock1.denselayer1.conv1"), stem="features.conv0",
-        small_stem="densenet", min_size=32,
-        st_groups=(("features.conv0",), ("features.norm0",), ("features.denseblock1", "features.transition1"),
-                   ("features.denseblock2", "features.transition2"), ("features.denseblock3", "features.transition3"),
-                   ("features.denseblock4", "features.norm5")),
-        truncation="densenet", cuts={"block": (1, 2, 3, -1)},
-    ),
-    ArchSpec(
-        "densenet201", family="densenet", head="classifier", head_in=1920, feature_node="classifier",
-        feature_dim=1920,
-        layers=("features.conv0", "features.denseblock1", "features.denseblock2", "features.denseblock3",
-                "features.denseblock4"),
-        granularities={"block": ("features.relu0", "features.denseblock1", "features.transition1",
-                                 "features.denseblock2", "features.transition2", "features.denseblock3",
-                                 "features.transition3", "features.denseblock4", "features.norm5", "classifier")},
-        layer_params={"features.relu0": ("features.conv0", "features.norm0")},
-        fu_layers=("features.conv0", "features.denseblock1.denselayer1.conv1"), stem="features.conv0",
-        small_stem="densenet", min_size=32, truncation="densenet", cuts={"block": (1, 2, 3, -1)},
-        trunc_head="flatten",
-    ),
+    _densenet("densenet121", 1024, st_groups=(
+        ("features.conv0",), ("features.norm0",), ("features.denseblock1", "features.transition1"),
+        ("features.denseblock2", "features.transition2"), ("features.denseblock3", "features.transition3"),
+        ("features.denseblock4", "features.norm5"))),
+    _densenet("densenet201", 1920, trunc_head="flatten"),
     *(ArchSpec(
         f"transfusion{s}", family="transfusion", builder=partial(slim_resnet50, slim_from=s),
         head="fc", head_in=256 * 4, feature_node="fc", feature_dim=256 * 4,
