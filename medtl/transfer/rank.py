@@ -144,16 +144,19 @@ def _subsample(data, fraction: float, rng: np.random.Generator):
     return data.subset(np.sort(np.concatenate(idx)), name=data.name)
 
 
-def _informative(table: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+def _wide(table: pd.DataFrame) -> pd.DataFrame:
+    """sources × metrics of the ``score`` column (missing scores kept as NaN)."""
+    return table.pivot_table(index="source", columns="metric", values="score", aggfunc="first", dropna=False)
+
+
+def _informative(wide: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
     """The metrics that score every source and do not give them all the same score."""
-    wide = table.pivot_table(index="source", columns="metric", values="score", aggfunc="first", dropna=False)
     return [m for m in metrics if m in wide and wide[m].notna().all() and wide[m].nunique() > 1]
 
 
-def _ensemble(table: pd.DataFrame, metrics: Sequence[str]) -> pd.Series:
+def _ensemble(wide: pd.DataFrame, metrics: Sequence[str]) -> pd.Series:
     """:func:`rank_average` over ``metrics`` (a metric undefined for a source in this
     replicate gives every source the same rank)."""
-    wide = table.pivot_table(index="source", columns="metric", values="score", aggfunc="first", dropna=False)
     if not metrics:
         return pd.Series(np.nan, index=wide.index)
     return rank_average({m: pd.Series(0.0, index=wide.index) if wide[m].isna().any() else wide[m] for m in metrics})
@@ -172,10 +175,11 @@ def _summarise(full: pd.DataFrame, reps: list[pd.DataFrame], names: list[str],
     else:
         full = full.assign(low=np.nan, high=np.nan)
     full["kind"] = [metric(m).kind for m in full.metric]
-    used = _informative(full, names)
-    point = _ensemble(full, used)
+    wide = _wide(full)
+    used = _informative(wide, names)
+    point = _ensemble(wide, used)
     if boot is not None:
-        ens = pd.DataFrame({b: _ensemble(g, used) for b, g in boot.groupby("rep")})
+        ens = pd.DataFrame({b: _ensemble(_wide(g), used) for b, g in boot.groupby("rep")})
         low, high = ens.quantile(q[0], axis=1), ens.quantile(q[1], axis=1)
     else:
         low = high = pd.Series(np.nan, index=point.index)

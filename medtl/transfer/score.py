@@ -157,7 +157,7 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
         rows.append({"source": name, "metric": "features", "value": np.nan, "seconds": time.perf_counter() - t0})
         if "penultimate" in out:
             feats[name] = out["penultimate"].double().numpy()
-        inputs = {"features": (feats.get(name), labels), "model": (model, data), "static": (source_facts(model, name),),
+        inputs = {"features": (feats.get(name), labels), "model": (model, data), "static": (source_facts(model, name),) if "static" in kinds else None,
                   "probs": (source_probs(out["logits"], model, variant), labels) if "logits" in out else None}
         for m in (metric(n) for n in need if metric(n).kind in inputs):
             t0 = time.perf_counter()

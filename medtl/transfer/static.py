@@ -159,10 +159,6 @@ def static_scores(sources, scenario: str, targets) -> dict:
 
     from .registry import METRIC_TABLE
 
-    out = {}
-    for name, m in METRIC_TABLE.items():
-        if m.kind != "static":
-            continue
-        out[name] = pd.DataFrame({t: [m.fn(published_facts(s, scenario, t)) for s in sources] for t in targets},
-                                 index=list(sources))
-    return out
+    facts = {(s, t): published_facts(s, scenario, t) for s in sources for t in targets}  # once, for every baseline
+    return {name: pd.DataFrame({t: [m.fn(facts[s, t]) for s in sources] for t in targets}, index=list(sources))
+            for name, m in METRIC_TABLE.items() if m.kind == "static"}
