@@ -95,6 +95,26 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_fetch(args: argparse.Namespace) -> int:
+    from . import models
+
+    for name in args.names:
+        print(models.fetch(name, url=args.url, progress=not args.quiet))
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from . import models
+
+    table = models.inits_table()[["name", "category", "data", "method", "fmt", "cached", "file"]]
+    with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+        print(table.to_string(index=False))
+    print(f"weights cache: {models.weights_cache()}")
+    return 0
+
+
 def _parse_value(text: str):
     """A -p value: YAML scalars/lists (``3``, ``0.1``, ``true``, ``[a, b]``), else the string."""
     import yaml
@@ -244,6 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_pub.add_argument("--dest", default=None, help="default <cache>/published")
     p_pub.add_argument("--url", default=None, help="a mirror replacing the repository URL prefix (e.g. file://...)")
     p_pub.set_defaults(func=_data_published)
+
+    p_models = sub.add_parser("models", help="the benchmark study's initialisation zoo: list, fetch")
+    models_sub = p_models.add_subparsers(dest="action", required=True)
+    p_fetch = models_sub.add_parser("fetch", help="download initialisations into the weights cache ($TORCH_HOME)")
+    p_fetch.add_argument("names", nargs="+", help="zoo names (see `medtl models list`)")
+    p_fetch.add_argument("--url", default=None, help="a mirror URL replacing the row's (e.g. file:///...)")
+    p_fetch.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_fetch.set_defaults(func=_models_fetch)
+    p_mlist = models_sub.add_parser("list", help="the zoo's 21 initialisations and whether each is cached")
+    p_mlist.set_defaults(func=_models_list)
 
     p_list = sub.add_parser("list", help="list registered metrics, similarity measures, architectures or datasets")
     p_list.add_argument("what", choices=("metrics", "measures", "archs", "datasets"))

@@ -18,6 +18,7 @@ from sklearn import metrics as skm
 from torch import nn
 
 from .data.imageset import BINARY, MULTI_LABEL, TASKS
+from .data.segset import SEGMENTATION
 
 
 # --- input checks --------------------------------------------------------------------------
@@ -33,9 +34,28 @@ def _to_numpy(x, name: str, dtype=None) -> np.ndarray:
     return arr
 
 
+def _seg_arrays(y_true, y_score) -> tuple[np.ndarray, np.ndarray]:
+    y_true = _to_numpy(y_true, "y_true (masks)")
+    y_score = _to_numpy(y_score, "y_score (probability maps)", np.float64)
+    if y_true.ndim == 3:
+        y_true = y_true[:, None]
+    if y_score.ndim == 3:
+        y_score = y_score[:, None]
+    if y_true.ndim != 4 or y_true.shape != y_score.shape or y_true.shape[1] != 1 or not len(y_true):
+        raise ValueError(f"segmentation needs masks and probability maps of one shape N×1×H×W (or N×H×W), got "
+                         f"{np.shape(y_true)} and {np.shape(y_score)}")
+    if not np.isin(y_true, (0, 1)).all():
+        raise ValueError("segmentation masks (y_true) must be 0/1")
+    if not np.isfinite(y_score).all():
+        raise ValueError("y_score contains NaN or inf")
+    return y_true.astype(np.int64), y_score
+
+
 def _arrays(y_true, y_score, task: str) -> tuple[np.ndarray, np.ndarray]:
+    if task == SEGMENTATION:
+        return _seg_arrays(y_true, y_score)
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        raise ValueError(f"unknown task {task!r}; expected one of {(*TASKS, SEGMENTATION)}")
     y_true = _to_numpy(y_true, "y_true")
     y_score = _to_numpy(y_score, "y_score", np.float64)
     if y_true.size == 0 or y_score.size == 0:
@@ -221,7 +241,43 @@ def auprc(y_true, y_score, task: str, method: str = "ap") -> float:
                           for i in range(cols)]))
 
 
-METRICS: dict[str, Callable] = {"auc": auc, "acc": acc, "kappa": kappa, "balanced_accuracy": balanced_accuracy,
+# --- segmentation ----------------------------------------------------------------------------
+def _overlap(y_true, y_score, threshold: float, axes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t, s = _seg_arrays(y_true, y_score)
+    p = s > threshold
+    t = t.astype(bool)
+    return (p & t).sum(axes), p.sum(axes), t.sum(axes)
+
+
+def dice(y_true, y_score, task: str = SEGMENTATION, threshold: float = 0.5) -> float:
+    """Dice of thresholded predictions computed **globally** over the whole set (the
+    benchmark study's first Dice): ``2 Σ(p·t) / (Σp + Σt)`` over every pixel of every image,
+    ``p = y_score > threshold``. Shapes ``N×1×H×W`` (or ``N×H×W``); 1.0 when both are empty."""
+    inter, pred, true = _overlap(y_true, y_score, threshold, None)
+    return 1.0 if pred + true == 0 else float(2 * inter / (pred + true))
+
+
+def dice_per_image(y_true, y_score, task: str = SEGMENTATION, threshold: float = 0.5) -> float:
+    """The mean over images of each image's Dice (the study's second Dice); an image whose
+    mask and prediction are both empty scores 1."""
+    inter, pred, true = _overlap(y_true, y_score, threshold, (1, 2, 3))
+    denom = pred + true
+    per = np.where(denom == 0, 1.0, 2 * inter / np.maximum(denom, 1))
+    return float(per.mean())
+
+
+def iou(y_true, y_score, task: str = SEGMENTATION, threshold: float = 0.5) -> float:
+    """Intersection over union (Jaccard) of thresholded predictions, globally over the set:
+    ``Σ(p·t) / Σ(p ∨ t)`` (``= D / (2 − D)`` for the global Dice D); 1.0 when both are empty.
+    Not computed by the study's code; reported beside Dice."""
+    inter, pred, true = _overlap(y_true, y_score, threshold, None)
+    union = pred + true - inter
+    return 1.0 if union == 0 else float(inter / union)
+
+
+SEG_METRICS = ("dice", "dice_image", "iou")
+
+METRICS: dict[str, Callable] = {"dice": dice, "dice_image": dice_per_image, "iou": iou,"auc": auc, "acc": acc, "kappa": kappa, "balanced_accuracy": balanced_accuracy,
                                 "auc_ovo": auc_ovo, "auprc": auprc,
                                 "auprc_trapezoid": lambda y, s, t: auprc(y, s, t, "trapezoid")}
 
@@ -263,7 +319,27 @@ def bootstrap_ci(y_true, y_score, task: str, metric: str | Callable = "auc", n_b
 
 
 # --- losses of model outputs ---------------------------------------------------------------
-LOSSES = ("ce", "bce")
+LOSSES = ("ce", "bce", "dice", "dice+bce")
+#: Losses a segmentation head may train with (the study: Dice for lungs and pneumothorax, BCE for vessels).
+SEG_LOSSES = ("dice", "bce", "dice+bce")
+
+
+class SoftDiceLoss(nn.Module):
+    """Soft Dice loss of binary segmentation logits ``B×1×H×W`` against 0/1 masks:
+    ``1 − (2 Σ σ(z)·t + ε) / (Σ σ(z) + Σ t + ε)`` summed over the whole batch (as smp's
+    ``DiceLoss(mode="binary")``), ε = 1; ``bce=True`` adds BCE-with-logits."""
+
+    def __init__(self, bce: bool = False, eps: float = 1.0) -> None:
+        super().__init__()
+        self.bce, self.eps = bce, eps
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(logits)
+        target = target.to(logits.dtype)
+        loss = 1 - (2 * (p * target).sum() + self.eps) / (p.sum() + target.sum() + self.eps)
+        if self.bce:
+            loss = loss + nn.functional.binary_cross_entropy_with_logits(logits, target)
+        return loss
 
 
 class _OneHotBCE(nn.Module):
@@ -284,9 +360,14 @@ def loss_fn(task: str, loss: str | None = None, class_weights=None) -> nn.Module
     """The training / selection loss: BCE-with-logits for multi-label tasks (and for
     ``loss="bce"`` heads on single-label tasks, on one-hot targets), cross-entropy otherwise;
     ``class_weights`` (``C`` numbers) weight the classes."""
+    if task == SEGMENTATION:
+        loss = loss or "dice"
+        if loss not in SEG_LOSSES:
+            raise ValueError(f"a segmentation loss must be one of {SEG_LOSSES}, got {loss!r}")
+        return nn.BCEWithLogitsLoss() if loss == "bce" else SoftDiceLoss(bce=loss == "dice+bce")
     loss = loss or ("bce" if task == MULTI_LABEL else "ce")
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if loss not in ("ce", "bce"):
+        raise ValueError(f"a classification loss must be 'ce' or 'bce', got {loss!r}")
     w = None if class_weights is None else torch.as_tensor(np.asarray(class_weights, dtype=np.float32))
     if task == MULTI_LABEL:
         return nn.BCEWithLogitsLoss(pos_weight=w)
@@ -295,13 +376,13 @@ def loss_fn(task: str, loss: str | None = None, class_weights=None) -> nn.Module
 
 def loss_target(y: torch.Tensor, task: str) -> torch.Tensor:
     """Labels as the loss wants them (float multi-hot for multi-label tasks)."""
-    return y.float() if task == MULTI_LABEL else y
+    return y.float() if task in (MULTI_LABEL, SEGMENTATION) else y
 
 
 def scores(logits: torch.Tensor, task: str, loss: str | None = None) -> torch.Tensor:
     """Probabilities from logits: sigmoid for multi-label tasks and BCE heads, softmax
     otherwise."""
-    if task == MULTI_LABEL or loss == "bce":
+    if task in (MULTI_LABEL, SEGMENTATION) or loss == "bce":
         return torch.sigmoid(logits)
     return torch.softmax(logits, 1)
 
@@ -310,12 +391,17 @@ def score_outputs(logits, y_true, task: str, loss: str | None = None, class_weig
     """Loss, AUC and ACC of a model's outputs: ``logits`` ``N×K`` (float), ``y_true`` ``N``
     class indices (``N×L`` multi-hot). The loss is the head's training loss (:func:`loss_fn`),
     the scores its probabilities (:func:`scores`); AUC/ACC are NaN where undefined (a class
-    absent). Returns ``{"loss", "auc", "acc", "y_true", "y_score", "logits"}``."""
+    absent). Returns ``{"loss", "auc", "acc", "y_true", "y_score", "logits"}``; for the
+    segmentation task (logits and masks ``N×1×H×W``) ``{"loss", "dice", "dice_image", "iou",
+    …}`` instead."""
     logits = torch.as_tensor(logits).float()
     y = torch.as_tensor(np.asarray(y_true))
     value = float(loss_fn(task, loss, class_weights)(logits, loss_target(y, task)))
     prob = scores(logits, task, loss).numpy()
     yt = y.numpy()
+    if task == SEGMENTATION:
+        return {"loss": value, **{m: METRICS[m](yt, prob) for m in SEG_METRICS}, "y_true": yt, "y_score": prob,
+                "logits": logits.numpy()}
 
     def safe(fn):
         try:

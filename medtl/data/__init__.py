@@ -40,11 +40,20 @@ from .families import available as is_available
 from .files import decode_images, from_csv, from_folder, from_list
 from .imageset import BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL, TASKS, ImageSet, concat
 from .loader import NORMALIZE, Loader, loader
+from .segset import (
+    MASK_PATTERNS,
+    SEGMENTATION,
+    SYNTHETIC_SEG,
+    SegSet,
+    from_seg_folder,
+    synthetic_seg,
+)
 from .splits import CVFold, Fold, cv_folds, fold_indices, folds, subset
 from .synthetic import SYNTHETIC, synthetic, synthetic_info, synthetic_suite
 from .union import leave_target_out, union_layout
 
 __all__ = [
+    "MASK_PATTERNS", "SEGMENTATION", "SYNTHETIC_SEG", "SegSet", "from_seg_folder", "synthetic_seg",
     "BINARY", "FAMILIES", "FLAGS", "MULTI_CLASS", "MULTI_LABEL", "NORMALIZE", "ORDINAL", "RECIPES", "SIZES",
     "SPLITS", "SYNTHETIC", "TASKS", "USER_SPLIT", "Augment", "CVFold", "Family", "Fold", "ImageSet", "Loader", "available", "check_flag", "concat", "cv_folds", "decode_images", "download", "families_table", "family_of",
     "fold_indices", "folds", "from_csv", "from_folder", "from_list", "get", "info_table", "is_available",

@@ -127,6 +127,36 @@ def _affine(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], hflip: 
     return out
 
 
+def _field(g: torch.Generator, b: int, size: tuple[int, int], alpha: float) -> torch.Tensor:
+    """Smooth random displacement fields ``B×H×W×2`` (normalised units, at most ``alpha``):
+    uniform noise on a 4×4 grid, bicubically up-sampled (an elastic / grid distortion)."""
+    coarse = (2 * _rand(g, b, 2, 4, 4) - 1) * alpha
+    return F.interpolate(coarse.float(), size=size, mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+
+
+def _distort(x: torch.Tensor, which: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+    """Warp the images selected by ``which`` (``B`` bool) by their displacement ``field``."""
+    if not bool(which.any()):
+        return x
+    b, _, h, w = x.shape
+    eye = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=x.dtype, device=x.device).expand(b, 2, 3)
+    grid = F.affine_grid(eye, [b, x.shape[1], h, w], align_corners=False) + field.to(x)
+    warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return torch.where(which.to(x.device).view(-1, 1, 1, 1), warped, x)
+
+
+def _color(x: torch.Tensor, which: torch.Tensor, kind: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One of brightness (±0.2), contrast (×1±0.2 about the image mean) or gamma (0.8–1.25)
+    per selected image (``kind`` 0/1/2, ``u`` in [-1, 1]): albumentations' OneOf of the
+    benchmark study's segmentation recipe."""
+    u = u.to(x).view(-1, 1, 1, 1)
+    kind = kind.to(x.device).view(-1, 1, 1, 1)
+    mean = x.mean((1, 2, 3), keepdim=True)
+    out = torch.where(kind == 0, x + 0.2 * u, torch.where(kind == 1, (x - mean) * (1 + 0.2 * u) + mean,
+                                                          x.clamp_min(0) ** (1.25 ** u)))
+    return torch.where(which.to(x.device).view(-1, 1, 1, 1), out.clamp(0, 1), x)
+
+
 def _where(mask: torch.Tensor, fn, x: torch.Tensor) -> torch.Tensor:
     """Apply ``fn`` to the images selected by ``mask`` (``B`` bool, CPU) only."""
     if not bool(mask.any()):
@@ -151,6 +181,10 @@ class Augment:
         sharpness: ``(factor, p)`` of ``RandomAdjustSharpness``, or None.
         autocontrast: probability of ``RandomAutocontrast``.
         equalize: probability of ``RandomEqualize``.
+        crop_p: share of images the random crop applies to (the rest keep the whole image).
+        color: probability of one of brightness / contrast / gamma (:func:`_color`).
+        distort: probability of a smooth elastic distortion of amplitude ``distort_alpha``
+            (normalised units) — geometric, so :meth:`paired` applies it to masks too.
     """
 
     hflip: float = 0.0
@@ -161,10 +195,27 @@ class Augment:
     sharpness: tuple[float, float] | None = None
     autocontrast: float = 0.0
     equalize: float = 0.0
+    crop_p: float = 1.0
+    color: float = 0.0
+    distort: float = 0.0
+    distort_alpha: float = 0.06
 
     def __call__(self, x: torch.Tensor, size: tuple[int, int], g: torch.Generator,
                  resize_mode: str = "bilinear") -> torch.Tensor:
         """Augment a float batch ``B×C×H×W`` in [0, 1]; returns ``B×C×size``."""
+        return self._intensity(self._geometry(x, size, g, resize_mode).clamp_(0, 1), g)
+
+    def paired(self, x: torch.Tensor, mask: torch.Tensor, size: tuple[int, int], g: torch.Generator,
+               resize_mode: str = "bilinear") -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment images and their masks together: every geometric transform (crop, flips,
+        rotation, distortion) acts identically on both (one resampling of the stacked
+        channels; the mask is re-binarised at 0.5), intensity transforms act on the image
+        only. ``mask`` is a float ``B×1×H×W`` batch of 0/1; returns ``(x, mask)`` at ``size``."""
+        c = x.shape[1]
+        both = self._geometry(torch.cat([x, mask.to(x.dtype)], 1), size, g, resize_mode)
+        return self._intensity(both[:, :c].clamp_(0, 1), g), (both[:, c:] > 0.5).to(x.dtype)
+
+    def _geometry(self, x: torch.Tensor, size: tuple[int, int], g: torch.Generator, resize_mode: str) -> torch.Tensor:
         b = len(x)
         boxes = None
         if self.crop_scale is not None:
@@ -172,6 +223,10 @@ class Augment:
         hflip = _rand(g, b) < self.hflip if self.hflip > 0 else None
         vflip = _rand(g, b) < self.vflip if self.vflip > 0 else None
         angles = (2 * _rand(g, b) - 1) * self.rotate if self.rotate > 0 else None
+        if boxes is not None and self.crop_p < 1:  # crop only a crop_p share of the images
+            keep = _rand(g, b) >= self.crop_p
+            full = torch.tensor([0.0, 0.0, float(x.shape[-1]), float(x.shape[-2])], dtype=boxes.dtype)
+            boxes = torch.where(keep[:, None], full, boxes)
         enlarging = boxes is not None and bool(
             ((boxes[:, 2] - boxes[:, 0]) <= size[1]).all() and ((boxes[:, 3] - boxes[:, 1]) <= size[0]).all()
         )
@@ -185,7 +240,13 @@ class Augment:
                 x = _where(vflip, lambda t: t.flip(-2), x)
             if angles is not None:
                 x = rotate(x, angles)
-        x = x.clamp_(0, 1)
+        if self.distort > 0:
+            which = _rand(g, b) < self.distort
+            x = _distort(x, which, _field(g, b, size, self.distort_alpha))
+        return x
+
+    def _intensity(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        b = len(x)
         if self.sharpness is not None:
             factor, p = self.sharpness
             x = _where(_rand(g, b) < p, lambda t: TF.adjust_sharpness(t, factor), x)
@@ -193,6 +254,8 @@ class Augment:
             x = _where(_rand(g, b) < self.autocontrast, TF.autocontrast, x)
         if self.equalize > 0:
             x = _where(_rand(g, b) < self.equalize, TF.equalize, x)
+        if self.color > 0:
+            x = _color(x, _rand(g, b) < self.color, torch.floor(_rand(g, b) * 3), 2 * _rand(g, b) - 1)
         return x
 
     def with_(self, **changes) -> Augment:
@@ -201,7 +264,11 @@ class Augment:
 
 #: Named recipes. ``"study"`` is the dataset-transferability study's fine-tuning recipe
 #: (flip, RandomResizedCrop(0.08–1), rotation ±5°, sharpness 2 @ 0.5, autocontrast 0.5,
-#: equalize 0.5); ``"medmnist"`` is none (the MedMNIST v2 baselines train unaugmented).
+#: equalize 0.5); ``"medmnist"`` is none (the MedMNIST v2 baselines train unaugmented);
+#: ``"benchmark"`` the benchmark study's classification recipe (RandomResizedCrop, flip,
+#: rotation ±7°) and ``"segmentation"`` its segmentation recipe (a square crop of 156–224 of
+#: 224 px on 25 % of images — here uniform in area, not side —, one of brightness/contrast/
+#: gamma on 30 %, an elastic distortion on 30 %), for :meth:`Augment.paired`.
 RECIPES: dict[str, Augment] = {
     "none": Augment(),
     "medmnist": Augment(),
@@ -209,6 +276,9 @@ RECIPES: dict[str, Augment] = {
     "light": Augment(hflip=0.5, crop_scale=(0.7, 1.0), rotate=10.0),
     "study": Augment(hflip=0.5, crop_scale=(0.08, 1.0), rotate=5.0, sharpness=(2.0, 0.5),
                      autocontrast=0.5, equalize=0.5),
+    "benchmark": Augment(hflip=0.5, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), rotate=7.0),
+    "segmentation": Augment(crop_scale=((156 / 224) ** 2, 1.0), crop_ratio=(1.0, 1.0), crop_p=0.25, color=0.3,
+                            distort=0.3),
 }
 
 

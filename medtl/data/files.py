@@ -17,17 +17,21 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".we
 
 
 def decode_images(paths: Sequence[str | os.PathLike], size: int | tuple[int, int], channels: int = 3,
-                  progress: bool = True) -> torch.Tensor:
+                  progress: bool = True, resample: str = "bicubic") -> torch.Tensor:
     """Decode image files into one uint8 tensor ``N×channels×H×W``.
 
     Each image is converted to grey (``channels=1``, PIL mode ``L``) or RGB (``channels=3``)
     and resized to ``size`` (an int for square, or ``(H, W)``) with antialiased bicubic
-    resampling. 16-bit and float images are rescaled to 0..255 first.
+    resampling (``resample="nearest"`` for masks). 16-bit and float images are rescaled to
+    0..255 first.
     """
     from PIL import Image
 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    if resample not in ("bicubic", "nearest"):
+        raise ValueError(f"resample must be 'bicubic' or 'nearest', got {resample!r}")
+    method = Image.Resampling.BICUBIC if resample == "bicubic" else Image.Resampling.NEAREST
     h, w = (size, size) if isinstance(size, int) else size
     out = torch.empty((len(paths), channels, h, w), dtype=torch.uint8)
     for i, p in enumerate(tqdm(paths, desc="decoding images", disable=not progress or len(paths) < 200)):
@@ -39,7 +43,7 @@ def decode_images(paths: Sequence[str | os.PathLike], size: int | tuple[int, int
                     lo, hi = arr.min(), arr.max()
                     arr = (arr - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(arr)
                     img = Image.fromarray(arr.round().astype(np.uint8))
-                img = img.convert("L" if channels == 1 else "RGB").resize((w, h), Image.Resampling.BICUBIC)
+                img = img.convert("L" if channels == 1 else "RGB").resize((w, h), method)
         except (OSError, ValueError) as err:
             raise ValueError(f"cannot decode image {p}: {err}") from err
         arr = np.array(img, dtype=np.uint8)  # a writable copy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,7 +144,7 @@ class ImageSet:
 
     # --- selection -------------------------------------------------------------------------
     def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, name: str | None = None) -> ImageSet:
-        """The images at ``indices`` (in that order) as a new ImageSet; ``meta["indices"]``
+        """The images at ``indices`` (in that order) as a new set of the same type; ``meta["indices"]``
         records the positions in the *original* parent (composed through nested subsets)."""
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         if idx.ndim != 1:
@@ -156,14 +157,8 @@ class ImageSet:
         for key, value in self.meta.items():  # per-sample arrays follow the selection
             if key != "indices" and isinstance(value, np.ndarray) and value.shape[:1] == (len(self),):
                 meta[key] = value[idx.numpy()]
-        return ImageSet(
-            images=self.images[idx],
-            labels=self.labels[idx],
-            task=self.task,
-            label_names=list(self.label_names),
-            name=name or self.name,
-            meta=meta,
-        )
+        return dataclasses.replace(self, images=self.images[idx], labels=self.labels[idx],
+                                   label_names=list(self.label_names), name=name or self.name, meta=meta)
 
     def __getitem__(self, key: int | slice | Sequence[int] | np.ndarray | torch.Tensor):
         """``ds[i]`` → ``(image uint8 C×H×W, label)``; ``ds[slice or index array]`` → ImageSet."""

@@ -129,16 +129,51 @@ class Loader:
             x = (x - self.norm[0]) / self.norm[1]
         return x.contiguous()
 
+    def transform_pair(self, images: torch.Tensor, masks: torch.Tensor,
+                       g: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A segmentation batch: images as :meth:`transform`, masks (uint8 ``B×1×H×W``)
+        through the same geometric augmentation (:meth:`Augment.paired`) or resized with
+        nearest neighbours; returns float masks of 0/1."""
+        x = images.to(self.device, non_blocking=True).float().div_(255)
+        m = masks.to(self.device, non_blocking=True).float()
+        if self.channels == 3 and x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if self.augment is not None and g is not None:
+            x, m = self.augment.paired(x, m, self.image_size, g, self.resize_mode)
+        else:
+            x, m = resize(x, self.image_size, self.resize_mode), resize(m, self.image_size, "nearest")
+        if self.norm is not None:
+            x = (x - self.norm[0]) / self.norm[1]
+        return x.contiguous(), m.contiguous()
+
+    def _soft_labels(self, idx: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Uncertain multi-label entries (``meta["uncertain"]``, ``N×L`` bool) redrawn
+        uniformly in ``meta["uncertain_range"]`` for this batch (CheXpert's LSR policies,
+        resampled every epoch while training)."""
+        lo, hi = self.data.meta["uncertain_range"]
+        unc = torch.as_tensor(np.asarray(self.data.meta["uncertain"])[idx.numpy()], dtype=torch.bool)
+        draws = lo + (hi - lo) * torch.rand(unc.shape, generator=g)
+        return torch.where(unc.to(y.device), draws.to(y), y)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = self.epoch
         self.epoch += 1
         order = self.order(epoch)
         g = self._generator(epoch, 1)
+        seg = self.data.task == "segmentation"
+        soft = self.shuffle and "uncertain_range" in self.data.meta
+        g_soft = self._generator(epoch, 2) if soft else None
         stop = len(self) * self.batch_size if self.drop_last else len(order)
         for start in range(0, stop, self.batch_size):
             idx = order[start:start + self.batch_size]
             dev_idx = idx.to(self._images.device)
-            yield self.transform(self._images[dev_idx], g), self._labels[idx.to(self._labels.device)]
+            y = self._labels[idx.to(self._labels.device)]
+            if seg:
+                yield self.transform_pair(self._images[dev_idx], y, g)
+                continue
+            if soft:
+                y = self._soft_labels(idx, y, g_soft)
+            yield self.transform(self._images[dev_idx], g), y
 
 
 def loader(data: ImageSet, batch_size: int = 128, shuffle: bool = False, seed: int = 0,

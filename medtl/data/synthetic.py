@@ -96,7 +96,7 @@ def _seed(name: str, split: str, seed: int) -> int:
     return zlib.crc32(f"{name}/{split}/{seed}".encode())
 
 
-def _shape_masks(kind: torch.Tensor, u: torch.Tensor, v: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+def shape_masks(kind: torch.Tensor, u: torch.Tensor, v: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """Boolean masks ``N×H×W`` for shape ids ``kind`` (``N``) in per-image rotated
     coordinates ``u, v`` (``N×H×W``) with radius ``r`` (``N×1×1``)."""
     rho = torch.sqrt(u**2 + v**2)
@@ -113,22 +113,9 @@ def _shape_masks(kind: torch.Tensor, u: torch.Tensor, v: torch.Tensor, r: torch.
     return stack.gather(0, kind.view(1, -1, 1, 1).expand(1, *disc.shape))[0]
 
 
-def synthetic(name: str = "texture-a", split: str = "train", size: int = 28, n: int | None = None,
-              seed: int = 0) -> ImageSet:
-    """One split of a dataset of the synthetic suite (see the module docstring).
-
-    Deterministic in (name, split, size, n, seed); classes are balanced (image i has class
-    ``i mod 4`` before a seeded shuffle). Returns uint8 images ``n×C×size×size``.
-    """
-    entry = _entry(name)
-    if split not in SYNTHETIC_SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid splits: {tuple(SYNTHETIC_SPLITS)}")
-    if size < 8:
-        raise ValueError(f"synthetic images need size >= 8, got {size}")
-    n = SYNTHETIC_SPLITS[split] if n is None else int(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    g = torch.Generator().manual_seed(_seed(name, split, seed))
+def _render(entry: dict, n: int, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw ``n`` images of a suite entry: float64 ``n×H×W`` in [0, 1], the class of each
+    and the boolean mask ``n×H×W`` of its shape."""
     n_classes = len(entry["label"])
     y = torch.arange(n) % n_classes
     y = y[torch.randperm(n, generator=g)]
@@ -158,7 +145,7 @@ def synthetic(name: str = "texture-a", split: str = "train", size: int = 28, n: 
     cx, cy, rot = rand(-0.25, 0.25), rand(-0.25, 0.25), torch.deg2rad(rand(0, 360))
     u = (xx - cx) * torch.cos(rot) + (yy - cy) * torch.sin(rot)
     v = -(xx - cx) * torch.sin(rot) + (yy - cy) * torch.cos(rot)
-    shape = _shape_masks(kind, u, v, r).to(torch.float64)
+    shape = shape_masks(kind, u, v, r).to(torch.float64)
 
     # intensity: class-set level or a random one
     if factor == "intensity":
@@ -170,6 +157,26 @@ def synthetic(name: str = "texture-a", split: str = "train", size: int = 28, n: 
     img = level + tex_weight * (texture - 0.5) + contrast * shape
     noise = entry.get("noise", 0.08) * torch.randn(n, size, size, generator=g, dtype=torch.float64)
     img = (img + noise).clamp(0, 1)
+    return img, y, shape > 0
+
+
+def synthetic(name: str = "texture-a", split: str = "train", size: int = 28, n: int | None = None,
+              seed: int = 0) -> ImageSet:
+    """One split of a dataset of the synthetic suite (see the module docstring).
+
+    Deterministic in (name, split, size, n, seed); classes are balanced (image i has class
+    ``i mod 4`` before a seeded shuffle). Returns uint8 images ``n×C×size×size``.
+    """
+    entry = _entry(name)
+    if split not in SYNTHETIC_SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {tuple(SYNTHETIC_SPLITS)}")
+    if size < 8:
+        raise ValueError(f"synthetic images need size >= 8, got {size}")
+    n = SYNTHETIC_SPLITS[split] if n is None else int(n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    g = torch.Generator().manual_seed(_seed(name, split, seed))
+    img, y, _ = _render(entry, n, size, g)
     tint = torch.tensor(entry["tint"], dtype=torch.float64).view(1, -1, 1, 1)
     images = (img.unsqueeze(1) * tint * 255).round().clamp(0, 255).to(torch.uint8)
     return ImageSet(
@@ -178,7 +185,7 @@ def synthetic(name: str = "texture-a", split: str = "train", size: int = 28, n: 
         task=entry["task"],
         label_names=list(entry["label"]),
         name=f"{name}/{split}",
-        meta={"flag": name, "split": split, "size": size, "synthetic": True, "factor": factor},
+        meta={"flag": name, "split": split, "size": size, "synthetic": True, "factor": entry["factor"]},
     )
 
 

@@ -9,6 +9,19 @@
 """
 
 from ._create import create, load_checkpoint, load_source
+from .inits import (
+    CATEGORIES,
+    FORMATS,
+    INITS,
+    Init,
+    fetch,
+    get_init,
+    init_file,
+    inits_table,
+    is_init,
+    register_init,
+    weights_cache,
+)
 from .profile import complexity
 from .surgery import (
     NORM_TYPES,
@@ -30,6 +43,7 @@ from .surgery import (
     truncated_path,
     unfreeze,
 )
+from .unet import UNET_MULTIPLE, unet, unet_encoders
 from .weights import (
     SSL_DROP_SUBSTRINGS,
     SSL_PREFIXES,
@@ -63,6 +77,8 @@ from .zoo import (
 )
 
 __all__ = [
+    "CATEGORIES", "FORMATS", "INITS", "Init", "fetch", "get_init", "init_file", "inits_table", "is_init",
+    "register_init", "weights_cache", "UNET_MULTIPLE", "unet", "unet_encoders",
     "ARCHS", "NORM_TYPES", "SMALL_STEMS", "SSL_DROP_SUBSTRINGS", "SSL_PREFIXES", "STUDY_KEYS", "TRUNCATIONS",
     "ArchSpec", "LoadReport", "Truncated", "adapt_in_chans", "all_layer_names", "arch_of", "build", "complexity", "create",
     "cut_points", "freeze", "frozen", "get_module", "imagenet_file", "imagenet_state_dict", "imagenet_weights",

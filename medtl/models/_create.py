@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from ..runtime import seeded
+from .inits import get_init, init_file, is_init
 from .surgery import adapt_in_chans, replace_head
 from .weights import (
     LoadReport,
@@ -81,6 +82,8 @@ def create(arch: str, num_classes: int | None = None, weights=None, in_chans: in
             (the 1000-class ImageNet head, needed for LEEP on ImageNet sources).
         weights: None (random, the builder's init); ``"imagenet"`` or
             ``"imagenet:IMAGENET1K_V2"`` (torchvision's enum and TORCH_HOME cache); a
+            name of the initialisation zoo (``"moco-v2"``, :data:`INITS`: its file in the
+            weights cache, fetched by ``medtl models fetch``, through its remap rule); a
             checkpoint path; ``"source:NAME"`` (a source saved by :func:`save_source`); or a
             state dict.
         in_chans: 1 builds a grey stem from the (pretrained) kernel (``grey_init``: ``"sum"``
@@ -107,6 +110,12 @@ def create(arch: str, num_classes: int | None = None, weights=None, in_chans: in
         if model.medtl["arch"] != a.name:
             raise ValueError(f"source {weights!r} is a {model.medtl['arch']} model, not {a.name}")
         return _finish(model, a, in_chans, num_classes, dropout, grey_init, seed, head_init)
+    zoo_name = weights if is_init(weights) and weights != "imagenet" else None
+    if zoo_name:  # a row of the initialisation zoo: its cached file and remap rule
+        init = get_init(weights)
+        if init.arch != a.name:
+            raise ValueError(f"initialisation {weights!r} is a {init.arch} checkpoint, not {a.name}")
+        weights, method = init_file(weights), method or init.method
     is_imagenet = isinstance(weights, str) and weights.split(":")[0] == "imagenet"
     with seeded(seed):
         model, reinit_names = build(a, stem, image_size, pretrained=is_imagenet)
@@ -123,7 +132,7 @@ def create(arch: str, num_classes: int | None = None, weights=None, in_chans: in
         state, label = _checkpoint_state(weights)
         _match_checkpoint_shape(model, a, remap(state, method, model.state_dict().keys())[0], grey_init)
         load_checkpoint(model, state, method, strict, allowed)
-        model.medtl.update(weights=label)
+        model.medtl.update(weights=zoo_name or label, **({"normalize": a.normalize} if zoo_name else {}))
     else:
         raise TypeError(f"weights must be None, a string, a path or a state dict, got {type(weights).__name__}")
     model.medtl["num_classes"] = _head_out(model, a)

@@ -8,9 +8,12 @@ from torch import nn
 from .. import evaluate as ev
 from ..data import ImageSet
 from ..data.imageset import MULTI_LABEL
+from ..data.segset import SEGMENTATION
 from ..features import predict
 
-MONITORS = ("val_auc", "val_acc", "val_loss")
+MONITORS = ("val_auc", "val_acc", "val_loss", "val_dice")
+#: What a task's validation can be monitored by.
+SEG_MONITORS = ("val_loss", "val_dice")
 
 
 def n_outputs(model: nn.Module) -> int | None:
@@ -22,10 +25,16 @@ def n_outputs(model: nn.Module) -> int | None:
 def head_loss(model: nn.Module, task: str, loss: str | None = None) -> str:
     """The loss family of a head: ``loss`` if given, else the one recorded in
     ``model.medtl["loss"]`` by :func:`medtl.train.fit`, else BCE for multi-label tasks and
-    CE otherwise."""
+    CE otherwise; for segmentation, Dice unless ``"bce"`` or ``"dice+bce"`` is asked for."""
+    if task == SEGMENTATION:
+        loss = loss or getattr(model, "medtl", {}).get("loss") or "dice"
+        if loss not in ev.SEG_LOSSES:
+            raise ValueError(f"a segmentation loss must be one of {ev.SEG_LOSSES}, got {loss!r}")
+        return loss
     loss = loss or getattr(model, "medtl", {}).get("loss") or ("bce" if task == MULTI_LABEL else "ce")
-    if loss not in ev.LOSSES:
-        raise ValueError(f"loss must be one of {ev.LOSSES}, got {loss!r}")
+    if loss not in ("ce", "bce"):
+        raise ValueError(f"a classification loss must be 'ce' or 'bce', got {loss!r} (Dice losses are for "
+                         "segmentation sets)")
     if task == MULTI_LABEL and loss == "ce":
         raise ValueError("a multi-label task needs loss='bce' (independent sigmoids); cross-entropy assumes one "
                          "class per image")
@@ -71,7 +80,9 @@ def evaluate(model: nn.Module, data: ImageSet, task: str | None = None, batch_si
     Returns:
         ``{"loss", "auc", "acc", "y_true", "y_score", "logits"}`` — ``y_score`` are softmax
         (sigmoid for multi-label and BCE heads) probabilities ``N×K``; AUC/ACC are NaN where
-        undefined (e.g. a class absent from a small split).
+        undefined (e.g. a class absent from a small split). For a :class:`SegSet` (a U-Net
+        from :func:`medtl.models.unet`): ``{"loss", "dice", "dice_image", "iou", …}`` with
+        probability maps ``N×1×H×W`` (:func:`medtl.evaluate.dice` and its siblings).
     """
     task = task or data.task
     check_compatible(model, data, "evaluation data", task)

@@ -21,10 +21,18 @@ from tqdm.auto import tqdm
 from .. import runtime
 from .._io import atomic_write
 from ..data import ImageSet, loader
+from ..data.segset import SEGMENTATION
 from ..evaluate import loss_fn, loss_target
 from ..features import fingerprint as weights_fingerprint
 from ..models import NORM_TYPES
-from ._evaluation import MONITORS, balanced_class_weights, check_compatible, evaluate, head_loss
+from ._evaluation import (
+    MONITORS,
+    SEG_MONITORS,
+    balanced_class_weights,
+    check_compatible,
+    evaluate,
+    head_loss,
+)
 from ._optim import head_path, make_optimizer, make_schedule, param_groups, warmup
 
 
@@ -49,7 +57,14 @@ class FitResult:
 _NOT_FINGERPRINTED = {"progress", "callbacks", "eval_batch_size", "device", "checkpoint_dir", "keep_checkpoint"}
 
 
-def _check_args(a: dict) -> None:
+def _check_args(a: dict, train: ImageSet) -> None:
+    seg = getattr(train, "task", None) == SEGMENTATION
+    if a["monitor"] is None:
+        a["monitor"] = "val_loss" if seg else "val_auc"
+    if seg and a["monitor"] not in SEG_MONITORS:
+        raise ValueError(f"a segmentation set is monitored by one of {SEG_MONITORS}, got monitor={a['monitor']!r}")
+    if not seg and a["monitor"] == "val_dice":
+        raise ValueError("monitor='val_dice' needs a segmentation set (medtl.data.SegSet)")
     if a["monitor"] not in MONITORS:
         raise ValueError(f"monitor must be one of {MONITORS}, got {a['monitor']!r}")
     for key in ("epochs", "batch_size"):
@@ -170,7 +185,7 @@ class _Run:
     def validate(self, row: dict) -> None:
         r = evaluate(self.model, self.val, self.task, self.a["eval_batch_size"], self.dev, self.loss, amp=False,
                      class_weights=self.class_weights, **self.settings)
-        row.update(val_loss=r["loss"], val_auc=r["auc"], val_acc=r["acc"])
+        row.update({f"val_{k}": r[k] for k in ("loss", "auc", "acc", "dice") if k in r})
         value = row[self.monitor]
         if math.isnan(value) and self.monitor != "val_loss":
             note = (f"the monitored {self.monitor} is NaN at epoch {row['epoch']} (is a class absent from the "
@@ -287,7 +302,7 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet | None = None, *, task:
         epochs: int = 10, batch_size: int = 128, optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
         nesterov: bool | None = None, weight_decay: float = 0.0, schedule: str | None = "cosine",
         step_size: int = 15, milestones: Sequence[int] = (), gamma: float = 0.1, plateau_patience: int = 5,
-        plateau_on: str = "val_loss", monitor: str = "val_auc", patience: int | None = None, min_delta: float = 0.0,
+        plateau_on: str = "val_loss", monitor: str | None = None, patience: int | None = None, min_delta: float = 0.0,
         restore_best: bool = True, linear_probe_epochs: int = 0, probe_lr: float | None = None,
         select_phase: str = "finetune", lr_groups: Mapping[str, float] | None = None, frozen_bn: str = "eval",
         warmup_steps: int = 0, no_decay_1d: bool = False, stop_lr: float | None = None, loss: str | None = None,
@@ -310,7 +325,12 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet | None = None, *, task:
     schedule train every originally trainable parameter; the best checkpoint is chosen over
     the fine-tune phase (``select_phase="all"``: over both).
 
-    Selection: ``monitor`` (``val_auc``/``val_acc`` higher, ``val_loss`` lower) improves only
+    Segmentation: given a :class:`medtl.data.SegSet` and a U-Net (:func:`medtl.models.unet`),
+    the same loop trains on image/mask batches (paired augmentation), with ``loss`` ``"dice"``
+    (default), ``"bce"`` or ``"dice+bce"``, validating Dice and the loss every epoch.
+
+    Selection: ``monitor`` (``val_auc``/``val_acc``/``val_dice`` higher, ``val_loss`` lower;
+    default ``val_auc``, ``val_loss`` for segmentation) improves only
     when better by more than ``min_delta``; the validation loss is float32. A NaN AUC/ACC (a
     class absent from ``val``) warns and switches selection to ``val_loss`` from that epoch
     on. ``patience`` (≥ 1 or None) and ``stop_lr`` stop early (``FitResult.stop_reason``).
@@ -331,7 +351,7 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet | None = None, *, task:
     CPU, as an uninterrupted one.
     """
     args = {k: v for k, v in locals().items() if k not in ("model", "train", "val")}
-    _check_args(args)
+    _check_args(args, train)
     torch.manual_seed(seed)
     with runtime.deterministic(deterministic):
         run = _Run(model, train, val, args)
