@@ -191,6 +191,18 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_models(sub) -> None:
+    p_models = sub.add_parser("models", help="the benchmark study's initialisation zoo: list, fetch")
+    models_sub = p_models.add_subparsers(dest="action", required=True)
+    p_fetch = models_sub.add_parser("fetch", help="download initialisations into the weights cache ($TORCH_HOME)")
+    p_fetch.add_argument("names", nargs="+", help="zoo names (see `medtl models list`)")
+    p_fetch.add_argument("--url", default=None, help="a mirror URL replacing the row's (e.g. file:///...)")
+    p_fetch.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_fetch.set_defaults(func=_models_fetch)
+    p_mlist = models_sub.add_parser("list", help="the zoo's 21 initialisations and whether each is cached")
+    p_mlist.set_defaults(func=_models_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medtl", description="Transfer learning analysis for medical imaging.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -265,15 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_pub.add_argument("--url", default=None, help="a mirror replacing the repository URL prefix (e.g. file://...)")
     p_pub.set_defaults(func=_data_published)
 
-    p_models = sub.add_parser("models", help="the benchmark study's initialisation zoo: list, fetch")
-    models_sub = p_models.add_subparsers(dest="action", required=True)
-    p_fetch = models_sub.add_parser("fetch", help="download initialisations into the weights cache ($TORCH_HOME)")
-    p_fetch.add_argument("names", nargs="+", help="zoo names (see `medtl models list`)")
-    p_fetch.add_argument("--url", default=None, help="a mirror URL replacing the row's (e.g. file:///...)")
-    p_fetch.add_argument("--quiet", action="store_true", help="no progress bar")
-    p_fetch.set_defaults(func=_models_fetch)
-    p_mlist = models_sub.add_parser("list", help="the zoo's 21 initialisations and whether each is cached")
-    p_mlist.set_defaults(func=_models_list)
+    _add_models(sub)
 
     p_list = sub.add_parser("list", help="list registered metrics, similarity measures, architectures or datasets")
     p_list.add_argument("what", choices=("metrics", "measures", "archs", "datasets"))

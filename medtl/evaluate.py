@@ -122,6 +122,25 @@ def auc(y_true, y_score, task: str) -> float:
     ) / y_score.shape[1]
 
 
+def per_class_auc(y_true, y_score, task: str, columns=None) -> np.ndarray:
+    """One ROC AUC per class (one-vs-rest) or label slot (the benchmark study's
+    ``computeAUROC``), optionally only for ``columns`` (indices, e.g. CheXpert's 5 reported
+    observations); NaN where a class is absent. Binary tasks give one value."""
+    y_true, y_score = _arrays(y_true, y_score, task)
+    if task == BINARY:
+        cols = [(y_true, _positive(y_score))]
+    elif task == MULTI_LABEL:
+        cols = [(y_true[:, i], y_score[:, i]) for i in range(y_score.shape[1])]
+    else:
+        cols = [((y_true == i).astype(int), y_score[:, i]) for i in range(y_score.shape[1])]
+    if columns is not None:
+        idx = [int(c) for c in columns]
+        if any(not 0 <= c < len(cols) for c in idx):
+            raise ValueError(f"columns {idx} out of range for {len(cols)} classes")
+        cols = [cols[c] for c in idx]
+    return np.array([skm.roc_auc_score(y, s) if len(np.unique(y)) == 2 else np.nan for y, s in cols])
+
+
 def acc(y_true, y_score, task: str, threshold: float = 0.5) -> float:
     """Accuracy as MedMNIST defines it: argmax for multi-class / ordinal; ``score >
     threshold`` on the last column for binary; mean per-label accuracy of ``score >
@@ -316,6 +335,44 @@ def bootstrap_ci(y_true, y_score, task: str, metric: str | Callable = "auc", n_b
     low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
     return {"value": float(value), "low": float(low), "high": float(high), "std": float(stats.std(ddof=1)),
             "n_boot": n_boot, "n_skipped": skipped}
+
+
+# --- comparing repeated trials -------------------------------------------------------------
+def ttest(a, b, equal_var: bool = True) -> dict[str, float]:
+    """Two-sample t-test of the means of ``a`` and ``b`` (e.g. the test AUCs of N seeded
+    trials of an initialisation vs a baseline's; the benchmark study's significance test).
+
+    Student (``equal_var=True``): pooled variance
+    ``s² = ((n_a−1)s_a² + (n_b−1)s_b²) / (n_a+n_b−2)``, ``t = (ā − b̄) / √(s²(1/n_a + 1/n_b))``,
+    ``df = n_a + n_b − 2``. Welch (``equal_var=False``): ``t = (ā − b̄) / √(s_a²/n_a + s_b²/n_b)``
+    with the Welch–Satterthwaite ``df``. ``p`` is two-sided from Student's t distribution.
+
+    Returns ``{"t", "df", "p", "mean_a", "mean_b", "diff"}``; ``t``/``p`` are NaN when both
+    samples are constant and equal (as scipy).
+    """
+    from scipy.stats import t as t_dist
+
+    a = _to_numpy(a, "a", np.float64).ravel()
+    b = _to_numpy(b, "b", np.float64).ravel()
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"a t-test needs at least 2 values per sample, got {len(a)} and {len(b)}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("t-test samples contain NaN or inf")
+    na, nb = len(a), len(b)
+    va, vb = a.var(ddof=1), b.var(ddof=1)
+    diff = a.mean() - b.mean()
+    if equal_var:
+        df = na + nb - 2.0
+        se = np.sqrt(((na - 1) * va + (nb - 1) * vb) / df * (1 / na + 1 / nb))
+    else:
+        qa, qb = va / na, vb / nb
+        se = np.sqrt(qa + qb)
+        df = (qa + qb) ** 2 / (qa**2 / (na - 1) + qb**2 / (nb - 1)) if qa + qb > 0 else np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = diff / se
+    p = float(2 * t_dist.sf(abs(t), df)) if np.isfinite(t) else (0.0 if np.isinf(t) else np.nan)
+    return {"t": float(t), "df": float(df), "p": p, "mean_a": float(a.mean()), "mean_b": float(b.mean()),
+            "diff": float(diff)}
 
 
 # --- losses of model outputs ---------------------------------------------------------------

@@ -236,26 +236,50 @@ def extract(model: nn.Module, data: ImageSet, layers: str | Sequence[str] = ("pe
     return result
 
 
+def ten_crop_probs(model: nn.Module, x: torch.Tensor, crop: int, sigmoid: bool) -> torch.Tensor:
+    """The mean over TenCrop views (four corners and the centre at ``crop`` px, and their
+    horizontal mirrors; torchvision's ``ten_crop``) of the model's probabilities
+    (sigmoid or softmax of the outputs): the benchmark study's test-time augmentation."""
+    import torchvision.transforms.v2.functional as TF
+
+    views = TF.ten_crop(x, [crop, crop])
+    act = torch.sigmoid if sigmoid else (lambda z: torch.softmax(z, 1))
+    return torch.stack([act(model(v).float()) for v in views]).mean(0)
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, data: ImageSet, batch_size: int = 512, device=None, amp: bool | None = False,
-            **batch) -> tuple[torch.Tensor, torch.Tensor]:
+            tencrop: int | None = None, sigmoid: bool = False, **batch) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's outputs (float32 logits ``N×K``) and the labels of ``data`` in order, in
     eval mode. ``amp`` (bf16 autocast on CUDA) is off by default, so losses used for model
-    selection are computed in full precision."""
+    selection are computed in full precision.
+
+    ``tencrop=c``: images are loaded at ``image_size`` (the study: 256) and the model sees
+    ten ``c``-px crops of each (:func:`ten_crop_probs`); the crops' probabilities (sigmoid
+    with ``sigmoid=True``, else softmax) are averaged and returned as logits of that mean
+    (``logit(p̄)``, clamped at 1e-7, or ``log p̄``), so ``sigmoid``/``softmax`` of the result
+    is the averaged probability."""
     _check_data(data)
     dev = runtime.device(device)
     amp = dev.type == "cuda" if amp is None else amp
     was = model.training
     model.eval().to(dev)
     settings = batch_settings(model, data, **batch)
-    check_input_size(model, settings["image_size"])
+    if tencrop is not None and not 0 < int(tencrop) <= int(settings["image_size"]):
+        raise ValueError(f"tencrop must be a crop side in 1..image_size ({settings['image_size']}), got {tencrop!r}")
+    check_input_size(model, tencrop or settings["image_size"])
     outs, ys = [], []
     try:
         for x, y in loader(data, batch_size=batch_size, device=dev, **settings):
             if dev.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(dev, amp):
-                outs.append(model(x).float().cpu())
+                if tencrop is None:
+                    out = model(x).float()
+                else:
+                    p = ten_crop_probs(model, x, int(tencrop), sigmoid)
+                    out = torch.logit(p, eps=1e-7) if sigmoid else p.clamp_min(1e-30).log()
+            outs.append(out.float().cpu())
             ys.append(y.cpu())
     finally:
         model.train(was)

@@ -37,7 +37,17 @@ from .families import (
     target_splits,
 )
 from .families import available as is_available
-from .files import decode_images, from_csv, from_folder, from_list
+from .files import (
+    CHEXPERT_EVAL,
+    CHEXPERT_LABELS,
+    UNCERTAIN_POLICIES,
+    chexpert_labels,
+    decode_images,
+    from_chexpert,
+    from_csv,
+    from_folder,
+    from_list,
+)
 from .imageset import BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL, TASKS, ImageSet, concat
 from .loader import NORMALIZE, Loader, loader
 from .segset import (
@@ -48,11 +58,12 @@ from .segset import (
     from_seg_folder,
     synthetic_seg,
 )
-from .splits import CVFold, Fold, cv_folds, fold_indices, folds, subset
+from .splits import CVFold, Fold, anno_subset, cv_folds, fold_indices, folds, subset
 from .synthetic import SYNTHETIC, synthetic, synthetic_info, synthetic_suite
 from .union import leave_target_out, union_layout
 
 __all__ = [
+    "CHEXPERT_EVAL", "CHEXPERT_LABELS", "UNCERTAIN_POLICIES", "anno_subset", "chexpert_labels", "from_chexpert",
     "MASK_PATTERNS", "SEGMENTATION", "SYNTHETIC_SEG", "SegSet", "from_seg_folder", "synthetic_seg",
     "BINARY", "FAMILIES", "FLAGS", "MULTI_CLASS", "MULTI_LABEL", "NORMALIZE", "ORDINAL", "RECIPES", "SIZES",
     "SPLITS", "SYNTHETIC", "TASKS", "USER_SPLIT", "Augment", "CVFold", "Family", "Fold", "ImageSet", "Loader", "available", "check_flag", "concat", "cv_folds", "decode_images", "download", "families_table", "family_of",

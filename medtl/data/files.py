@@ -134,15 +134,18 @@ def _multi_hot_or_single(rows: list[list[str]], where: str, label_names, image_r
 
 def from_list(list_file: str | os.PathLike, image_root: str | os.PathLike | None = None, size: int = 28,
               channels: int = 3, label_names: Sequence[str] | None = None, name: str | None = None,
-              progress: bool = True) -> ImageSet:
-    """A whitespace-separated list file, one image per line: ``path label`` (single label,
-    0..C-1) or ``path l1 l2 … lL`` (multi-hot, as the benchmark study's ChestX-ray14 lists).
-    Paths are relative to ``image_root`` (default: the list file's folder). Blank lines and
-    lines starting with ``#`` are skipped."""
+              progress: bool = True, sep: str | None = None) -> ImageSet:
+    """A list file, one image per line: ``path label`` (single label, 0..C-1) or
+    ``path l1 l2 … lL`` (multi-hot, as the benchmark study's ChestX-ray14 lists), fields
+    separated by whitespace (``sep=None``) or by ``sep`` (``","`` for the study's Shenzhen
+    lists ``CHNCXR_0001_0.png,0``, no header). Paths are relative to ``image_root``
+    (default: the list file's folder). Blank lines and lines starting with ``#`` are
+    skipped."""
     list_file = Path(list_file)
     if not list_file.is_file():
         raise FileNotFoundError(f"list file {list_file} does not exist")
-    rows = [ln.split() for ln in list_file.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    rows = [[f.strip() for f in ln.split(sep)] if sep else ln.split() for ln in list_file.read_text().splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")]
     if not rows:
         raise ValueError(f"list file {list_file} has no entries")
     root = Path(image_root) if image_root is not None else list_file.parent
@@ -190,3 +193,89 @@ def _with_split(data: ImageSet, table) -> ImageSet:
     if "split" in table.columns:
         data.meta["split"] = table["split"].astype(str).to_numpy()
     return data
+
+
+#: CheXpert's 14 observations, in the CSV's column order (columns 5…18).
+CHEXPERT_LABELS = ("No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
+                   "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
+                   "Fracture", "Support Devices")
+#: The 5 observations the benchmark study (and CheXpert's leaderboard) report AUC on.
+CHEXPERT_EVAL = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
+#: Uncertain-label (-1) policies: the hard value stored, and the range soft labels are drawn
+#: from while training (None: no resampling).
+UNCERTAIN_POLICIES: dict[str, tuple[int, tuple[float, float] | None]] = {
+    "LSR-Ones": (1, (0.55, 0.85)), "Ones": (1, None), "Zeros": (0, None), "LSR-Zeros": (0, (0.0, 0.3)),
+}
+
+
+def chexpert_labels(rows: Sequence[Sequence[str]], policy: str = "LSR-Ones", unknown: int = 0,
+                    where: str = "CheXpert CSV") -> tuple[np.ndarray, np.ndarray]:
+    """CheXpert label cells (``1``/``1.0`` positive, ``0`` negative, ``-1`` uncertain, blank
+    unmentioned) → hard 0/1 labels ``N×L`` and the uncertain mask ``N×L``, under an
+    uncertain-label ``policy`` (:data:`UNCERTAIN_POLICIES`); blanks become ``unknown``."""
+    if policy not in UNCERTAIN_POLICIES:
+        raise ValueError(f"unknown uncertain-label policy {policy!r}; valid: {', '.join(UNCERTAIN_POLICIES)}")
+    if unknown not in (0, 1):
+        raise ValueError(f"unknown (the value of blank cells) must be 0 or 1, got {unknown!r}")
+    hard_uncertain = UNCERTAIN_POLICIES[policy][0]
+    labels = np.zeros((len(rows), len(rows[0]) if rows else 0), dtype=np.float32)
+    uncertain = np.zeros(labels.shape, dtype=bool)
+    for i, row in enumerate(rows):
+        for j, cell in enumerate(row):
+            cell = cell.strip()
+            if cell == "":
+                labels[i, j] = unknown
+                continue
+            try:
+                v = float(cell)
+            except ValueError:
+                raise ValueError(f"{where}: row {i + 2} has label {cell!r}; expected 1, 0, -1 or blank") from None
+            if v == -1:
+                labels[i, j], uncertain[i, j] = hard_uncertain, True
+            elif v in (0, 1):
+                labels[i, j] = v
+            else:
+                raise ValueError(f"{where}: row {i + 2} has label {cell!r}; expected 1, 0, -1 or blank")
+    return labels, uncertain
+
+
+def from_chexpert(csv_file: str | os.PathLike, image_root: str | os.PathLike | None = None, size: int = 224,
+                  channels: int = 3, policy: str = "LSR-Ones", unknown: int = 0, name: str | None = None,
+                  progress: bool = True) -> ImageSet:
+    """The official CheXpert CSV (``train.csv`` / ``valid.csv``) as a 14-label multi-label
+    set, the benchmark study's way: header skipped, the image path in column 0 (relative to
+    ``image_root``, default the CSV's parent's parent, where ``CheXpert-v1.0-small/…`` paths
+    start), the 14 observations from column 5.
+
+    ``policy`` treats uncertain (-1) labels: ``"Ones"`` → 1, ``"Zeros"`` → 0,
+    ``"LSR-Ones"`` → U(0.55, 0.85) and ``"LSR-Zeros"`` → U(0, 0.3), the LSR draws redone
+    every epoch by the training loader (``meta["uncertain"]``, ``meta["uncertain_range"]``;
+    evaluation sees the hard value 1 / 0). Blank cells become ``unknown`` (the study's
+    ``--unknown_label``, 0). Report AUC on :data:`CHEXPERT_EVAL` as the study does."""
+    import csv
+
+    csv_file = Path(csv_file)
+    if not csv_file.is_file():
+        raise FileNotFoundError(f"CheXpert CSV {csv_file} does not exist")
+    with open(csv_file, newline="") as fh:
+        table = list(csv.reader(fh))
+    if len(table) < 2:
+        raise ValueError(f"CheXpert CSV {csv_file} has no rows after its header")
+    header, body = table[0], [r for r in table[1:] if r]
+    short = [i + 2 for i, r in enumerate(body) if len(r) < 5 + len(CHEXPERT_LABELS)]
+    if len(header) < 5 + len(CHEXPERT_LABELS) or short:
+        raise ValueError(f"{csv_file} is not a CheXpert CSV: it needs the path, 4 metadata columns and the 14 "
+                         f"observations ({len(header)} header columns; short rows {short[:5]})")
+    labels, uncertain = chexpert_labels([r[5:5 + len(CHEXPERT_LABELS)] for r in body], policy, unknown,
+                                        f"CheXpert CSV {csv_file}")
+    root = Path(image_root) if image_root is not None else csv_file.parent.parent
+    paths = [root / r[0] for r in body]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image(s) of {csv_file} are missing under {root}: {missing[:3]}")
+    meta = {"paths": np.asarray([str(p) for p in paths]), "uncertain": uncertain, "policy": policy}
+    hard, soft = UNCERTAIN_POLICIES[policy]
+    if soft is not None:
+        meta["uncertain_range"] = soft
+    return ImageSet(images=decode_images(paths, size, channels, progress), labels=torch.as_tensor(labels),
+                    task=MULTI_LABEL, label_names=list(CHEXPERT_LABELS), name=name or csv_file.stem, meta=meta)

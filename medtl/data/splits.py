@@ -191,3 +191,20 @@ def cv_folds(data: ImageSet, k: int = 5, seed: int = 2, groups=None, test: bool 
         out.append(CVFold(i + 1, data.subset(tr, f"{name}/train"), data.subset(held[va], f"{name}/val"),
                           data.subset(held[te], f"{name}/test")))
     return out
+
+
+def anno_subset(data: ImageSet, percent: float, seed: int = 99, name: str | None = None) -> ImageSet:
+    """The benchmark study's label-efficiency subset (``--anno_percent``): the image order
+    shuffled with Python's ``random.Random(seed)`` (the study's seed 99), then the first
+    ``int(N · percent / 100)`` images kept (in shuffled order). ``percent=100`` returns a
+    shuffled copy of everything."""
+    import random
+
+    if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 < percent <= 100:
+        raise ValueError(f"anno_subset: percent must be in (0, 100], got {percent!r}")
+    order = list(range(len(data)))
+    random.Random(seed).shuffle(order)
+    keep = order[:int(len(order) * percent / 100)]
+    if not keep:
+        raise ValueError(f"anno_subset: {percent}% of {len(data)} images is none; raise percent")
+    return data.subset(keep, name=name or f"{data.name}[{percent:g}%]")

@@ -11,6 +11,17 @@ from .architectures import (
     finetune_architectures,
     score_architectures,
 )
+from .benchmark import (
+    BENCHMARK_FIT,
+    SCRATCH,
+    SEGMENT_FIT,
+    check_inits,
+    classify_trials,
+    compare_trials,
+    init_weights,
+    segment_trials,
+    significance,
+)
 from .feature_reuse import STUDY_C_FIT, feature_reuse, init_label
 from .representations import (
     compare_models,
@@ -39,6 +50,8 @@ from .truncation import (
 )
 
 __all__ = [
+    "BENCHMARK_FIT", "SCRATCH", "SEGMENT_FIT", "check_inits", "classify_trials", "compare_trials", "init_weights",
+    "segment_trials", "significance",
     "SIGN_PRESETS", "apply_signs", "evaluate_architectures", "finetune_architectures", "score_architectures",
     "RANDOM", "STUDY_C_FIT", "compare_models", "compare_pairs", "first_filters", "ft_key", "init_label",
     "model_pairs", "representation_study", "epoch_lines", "fit_progress", "data_kind", "feature_reuse", "finetune_sources", "ground_truth", "load_sources",

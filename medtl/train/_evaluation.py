@@ -71,11 +71,16 @@ def check_compatible(model: nn.Module, data: ImageSet, what: str, task: str | No
 
 
 def evaluate(model: nn.Module, data: ImageSet, task: str | None = None, batch_size: int = 512, device=None,
-             loss: str | None = None, amp: bool | None = False, class_weights=None, **batch) -> dict:
+             loss: str | None = None, amp: bool | None = False, class_weights=None, tencrop: int | None = None,
+             **batch) -> dict:
     """Loss, AUC and ACC (medmnist definitions) of ``model`` on ``data``, with predictions.
 
     The loss is the one the head is trained with (CE, or BCE for multi-label / sigmoid
     heads), computed in float32 (``amp`` off by default: selection losses stay exact).
+
+    ``tencrop=c`` is the benchmark study's test-time TenCrop: load the images at
+    ``image_size`` (the study: 256, e.g. ``image_size=256, tencrop=224``), average the
+    probabilities of the ten ``c``-px crops (:func:`medtl.features.predict`).
 
     Returns:
         ``{"loss", "auc", "acc", "y_true", "y_score", "logits"}`` — ``y_score`` are softmax
@@ -87,5 +92,8 @@ def evaluate(model: nn.Module, data: ImageSet, task: str | None = None, batch_si
     task = task or data.task
     check_compatible(model, data, "evaluation data", task)
     loss = head_loss(model, task, loss)
-    logits, y = predict(model, data, batch_size, device, amp=amp, **batch)
+    if tencrop is not None and task == SEGMENTATION:
+        raise ValueError("tencrop averages class probabilities; it does not apply to segmentation maps")
+    logits, y = predict(model, data, batch_size, device, amp=amp, tencrop=tencrop,
+                        sigmoid=task == MULTI_LABEL or loss == "bce", **batch)
     return ev.score_outputs(logits, y, task, loss, class_weights)
