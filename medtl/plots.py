@@ -425,3 +425,70 @@ def params_vs_auc(table: pd.DataFrame, value: str = "auc"):
     ax.legend(fontsize=7)
     ax.set_title(f"{value} against model size")
     return fig
+
+
+# --- the benchmark study ---------------------------------------------------------------------
+#: The headline metric of each benchmark arm.
+ARM_METRIC = {"classification": "auc", "segmentation": "dice"}
+
+
+def headline(compare: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each arm's headline metric (AUC, Dice) of a comparison table."""
+    keep = [ARM_METRIC.get(arm) == metric for arm, metric in zip(compare["arm"], compare["metric"])]
+    return compare[keep]
+
+
+def benchmark_bars(compare: pd.DataFrame, title: str = ""):
+    """The benchmark study's per-target bars: one panel per target (AUC for classification,
+    global Dice for segmentation), one bar per initialisation at its mean over trials with
+    ±1 std error bars, and each bar's significance marker against the baseline (two-sample
+    t-test; ``n.s.`` not significant). ``compare`` is :func:`medtl.study.compare_trials`."""
+    data = headline(compare)
+    if data.empty:
+        raise ValueError("no AUC (classification) or Dice (segmentation) rows to plot")
+    panels = list(dict.fromkeys(zip(data["arm"], data["target"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.5, 0.55 * data["init"].nunique() + 2) * len(panels), 3.8),
+                             squeeze=False)
+    for ax, (arm, target) in zip(axes[0], panels):
+        d = data[(data["arm"] == arm) & (data["target"] == target)]
+        base = d["init"] == d["baseline"]
+        colors = ["#888888" if b else "#3274a1" for b in base]
+        ax.bar(d["init"], d["mean"], yerr=d["std"].fillna(0), color=colors, capsize=3)
+        spread = float((d["mean"] + d["std"].fillna(0)).max() - (d["mean"] - d["std"].fillna(0)).min()) or 0.05
+        low = float((d["mean"] - d["std"].fillna(0)).min()) - 0.3 * spread
+        for x, (_, r) in enumerate(d.iterrows()):
+            if r["marker"]:
+                ax.text(x, r["mean"] + (0 if np.isnan(r["std"]) else r["std"]) + 0.03 * spread, r["marker"],
+                        ha="center", va="bottom", fontsize=8)
+        ax.set_ylim(max(low, 0), None)
+        ax.set_title(f"{target} ({'AUC' if arm == 'classification' else 'Dice'})", fontsize=10)
+        ax.tick_params(axis="x", rotation=45)
+        ax.set_ylabel({"classification": "test AUC", "segmentation": "test Dice"}[arm])
+    fig.suptitle(title or f"mean ± std over trials; markers: t-test vs {data['baseline'].iloc[0]} (grey)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def auc_and_dice(compare: pd.DataFrame):
+    """Classification AUC and segmentation Dice side by side: each initialisation's mean over
+    trials (dots, one per target; ±1 std bars), so an initialisation that helps one arm
+    and not the other stands out."""
+    data = headline(compare)
+    arms = [a for a in ("classification", "segmentation") if a in set(data["arm"])]
+    if not arms:
+        raise ValueError("no AUC or Dice rows to plot")
+    order = list(dict.fromkeys(data["init"]))
+    fig, axes = plt.subplots(1, len(arms), figsize=(4.8 * len(arms), 0.35 * len(order) + 2), squeeze=False,
+                             sharey=True)
+    for ax, arm in zip(axes[0], arms):
+        d = data[data["arm"] == arm]
+        for k, (target, g) in enumerate(d.groupby("target", sort=False)):
+            y = [order.index(i) + 0.12 * (k - 0.5) for i in g["init"]]
+            ax.errorbar(g["mean"], y, xerr=g["std"].fillna(0), fmt="o", capsize=2, label=target)
+        ax.set_yticks(range(len(order)), order)
+        ax.set_xlabel("test AUC" if arm == "classification" else "test Dice (global)")
+        ax.set_title(arm)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].invert_yaxis()
+    fig.tight_layout()
+    return fig

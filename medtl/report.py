@@ -26,6 +26,7 @@ ANALYSES = {
     "representations": (("pairs",), None),
     "feature_reuse": (("gain_ratios",), None),
     "truncation": (("truncation",), None),
+    "benchmark": (("benchmark",), None),
 }
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}
 table{border-collapse:collapse;margin:0.5em 0} td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}

@@ -149,6 +149,11 @@ def test_segmentation_monitor_and_loss_are_checked():
         fit(M.unet("resnet18", in_chans=1), tr, tr, epochs=1, monitor="val_auc", progress=False)
     with pytest.raises(ValueError, match="segmentation loss"):
         fit(M.unet("resnet18", in_chans=1), tr, tr, epochs=1, loss="ce", progress=False)
+    with pytest.raises(ValueError, match="segmentation set but the model is a classification model"):
+        fit(M.create("resnet18", num_classes=1, in_chans=1), tr, tr, epochs=1, progress=False)
+    cls = D.synthetic("shape-a", "val", 32, n=8)
+    with pytest.raises(ValueError, match="classification set but the model is a segmentation model"):
+        evaluate(M.unet("resnet18", in_chans=1), cls)
 
 
 # --- Dice and IoU against brute force -----------------------------------------------------------

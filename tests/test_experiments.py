@@ -204,6 +204,9 @@ def synthetic_study(tmp_path_factory):
                           "n_test": 60, "epochs": 1, "inits": ["ri", "wt", "st", 1], "fractions": [0.5, 1.0]},
         "truncation": {**common, "source": "shape-a-resnet18", "target": "shape-b", "n_train": 80, "n_test": 60,
                        "epochs": 1, "block_cuts": [1, -1], "layer_cuts": [3], "lwft": [2]},
+        "benchmark": {**common, "arch": "resnet18", "inits": ["random", "source:shape-a-resnet18", "moco-v2"],
+                      "baseline": "random", "targets": ["texture-b"], "seg_targets": ["texture-seg"], "trials": 2,
+                      "epochs": 1, "seg_epochs": 1, "n_train": 40, "seg_size": 32, "n_boot": 20, "progress": False},
         "architectures": {"archs": ["resnet18", "shufflenet_v2_x0_5", "mobilenet_v3_small"], "weights": None,
                           "target": "texture-b", "epochs": 1, "grid": {"lr": [0.01]}, "signs": "study-b"},
     }
@@ -271,6 +274,33 @@ def test_analysis_notebooks_on_published_tables(tmp_path, name):
         realism = pd.read_csv(r.run_dir / "figures" / "arch_realism.csv", index_col=0)
         assert {"model_size", "imagenet_top1", "LOTO ensemble (max 2)"} <= set(realism.index)
         assert realism.loc["leep", "tau_w"].round(3) == 0.28
+
+
+@pytest.mark.slow
+def test_benchmark_notebooks_record_seeded_trials_and_figures(synthetic_study, tmp_path):
+    out, results = synthetic_study
+    run = results["benchmark"]
+    nb = json.loads((run.run_dir / "notebook.ipynb").read_text())
+    printed = [o.get("text", "") for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+               if o.get("name") == "stdout"]
+    assert printed[0].startswith("benchmark on random, source:shape-a-resnet18; absent here, skipped: moco-v2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = rs.load(run.run_dir, "benchmark")
+    assert set(zip(table.arm, table.metric)) == {("classification", "auc"), ("segmentation", "dice"),
+                                                 ("segmentation", "dice_image"), ("segmentation", "iou")}
+    assert sorted(table.seed.unique()) == [0, 1] and set(table.init) == {"random", "source:shape-a-resnet18"}
+    assert table.value.between(0, 1).all() and (table.low <= table.high).all()
+    compare = pd.read_csv(run.run_dir / "compare.csv")
+    assert set(compare[compare.init != "random"].marker) <= {"n.s.", "*", "**", "***", "****"}
+    r = E.run("analysis/benchmark", {"results_source": "medtl", "results_dir": str(out / "results")},
+              out_dir=tmp_path / "benchmark")
+    assert r.status == "finished"
+    assert {p.name for p in (r.run_dir / "figures").glob("*.png")} == {"benchmark_bars.png", "benchmark_auc_dice.png"}
+    from medtl.report import build_report
+
+    index = build_report(run.run_dir, tmp_path / "report", progress=False).read_text()
+    assert "benchmark" in index and "Benchmark study" in index
 
 
 @pytest.mark.slow

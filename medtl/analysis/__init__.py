@@ -2,6 +2,7 @@
 (:func:`load_results`), metric evaluation, and the figures of the analysis notebooks and
 ``medtl report``."""
 
+from .benchmark import BENCHMARK_PUBLISHED, benchmark_figures, domain_table
 from .figures import (
     ABLATION,
     CAPTIONS,
@@ -46,6 +47,7 @@ from .sources import (
 )
 
 __all__ = [
+    "BENCHMARK_PUBLISHED", "benchmark_figures", "domain_table",
     "PUBLISHED_BEST", "evaluation_realism", "realism_summary",
     "RANK_TABLES", "rank_results", "record_ranking",
     "ABLATION", "THREE_METHODS", "CAPTIONS", "SCENARIO_B_FLIPS", "caption", "caveats", "selected_runs", "STUDIES", "STUDY_METHODS", "correlation_by_layer", "evaluate_metrics",

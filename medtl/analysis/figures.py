@@ -17,6 +17,11 @@ from .sources import STUDY_METHODS
 
 #: What each figure shows (one sentence), by file stem; the report prints it under the figure.
 CAPTIONS: dict[str, str] = {
+    "benchmark_bars": "Benchmark study: each initialisation's test AUC (classification) or global Dice "
+                      "(segmentation), mean ± std over seeded trials per target; markers give a two-sample t-test "
+                      "against the baseline (grey): * p < 0.05 … **** p < 1e-4, n.s. not significant.",
+    "benchmark_auc_dice": "Benchmark study: classification AUC and segmentation Dice of each initialisation side by "
+                          "side (mean ± std over trials, one dot per target).",
     "tau_bars": "Weighted Kendall τ_w between each metric's scores and the fine-tuned test AUCs, per target "
                 "(1: the metric orders the sources exactly as fine-tuning does; 0: unrelated).",
     "ranks": "Rank of each metric per target by τ_w (1 = best), with the mean rank when there are several targets.",

@@ -14,6 +14,7 @@ from .. import paths
 from .. import results as rs
 from .. import transfer as TR
 from .._io import download
+from .benchmark import BENCHMARK_PUBLISHED
 
 #: The seven methods compared in the dataset-transferability study, in its file order
 #: ("ours" there is LP×FU; medtl names it ``lp_fu``).
@@ -259,6 +260,9 @@ _LOADERS = {
                         medtl_tables(results_dir, ("pairs", "rep_aucs", "predictions", "filters", "sim_vs_auc"))),
     "truncation": (lambda folder=None, results_dir=None: _no_published("truncation"),
                    lambda folder=None, results_dir=None: medtl_tables(results_dir, ("truncation", "svcca"))),
+    "benchmark": (lambda folder=None, results_dir=None: {"published_table": BENCHMARK_PUBLISHED},
+                  lambda folder=None, results_dir=None: {**medtl_tables(results_dir, ("benchmark",)),
+                                                         "published_table": BENCHMARK_PUBLISHED}),
     "feature_reuse": (lambda folder=None, results_dir=None: published_representations(folder),
                       lambda folder=None, results_dir=None:
                       medtl_tables(results_dir, ("gain_ratios", "reuse_layers", "reuse_aucs"))),
@@ -269,7 +273,9 @@ def load_results(kind: str, results_source: str = "published", results_dir=None,
     """The tables an analysis needs, from the studies' published tables
     (``results_source="published"``) or medtl's runs under ``results_dir`` (``"medtl"``):
     the one dispatch every analysis notebook uses. ``kind``: transferability (``options``:
-    scenario), finetuning (scenario), representations, feature_reuse."""
+    scenario), finetuning (scenario), representations, feature_reuse, truncation, benchmark
+    (the benchmark study published figures only: its domain-adaptive table, as numbers read
+    off them, comes with either source)."""
     if kind not in _LOADERS:
         raise ValueError(f"unknown analysis kind {kind!r}; valid: {', '.join(_LOADERS)}")
     if results_source not in ("published", "medtl"):

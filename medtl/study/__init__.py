@@ -15,10 +15,12 @@ from .benchmark import (
     BENCHMARK_FIT,
     SCRATCH,
     SEGMENT_FIT,
+    benchmark,
     check_inits,
     classify_trials,
     compare_trials,
     init_weights,
+    seg_splits,
     segment_trials,
     significance,
 )
@@ -51,7 +53,7 @@ from .truncation import (
 
 __all__ = [
     "BENCHMARK_FIT", "SCRATCH", "SEGMENT_FIT", "check_inits", "classify_trials", "compare_trials", "init_weights",
-    "segment_trials", "significance",
+    "segment_trials", "significance", "benchmark", "seg_splits",
     "SIGN_PRESETS", "apply_signs", "evaluate_architectures", "finetune_architectures", "score_architectures",
     "RANDOM", "STUDY_C_FIT", "compare_models", "compare_pairs", "first_filters", "ft_key", "init_label",
     "model_pairs", "representation_study", "epoch_lines", "fit_progress", "data_kind", "feature_reuse", "finetune_sources", "ground_truth", "load_sources",

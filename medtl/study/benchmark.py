@@ -21,7 +21,7 @@ import pandas as pd
 
 from .. import evaluate as ev
 from .. import models as M
-from ..data import ImageSet, SegSet
+from ..data import SYNTHETIC_SEG, ImageSet, SegSet, from_seg_folder, synthetic_seg
 from ..train import evaluate, fit
 
 #: ``fit`` settings of the study's classification arm (§3); ``epochs`` is the caller's
@@ -194,3 +194,53 @@ def significance(p: float, alpha: float = 0.05) -> str:
     if not np.isfinite(p) or p >= alpha:
         return "n.s."
     return "****" if p < 1e-4 else "***" if p < 1e-3 else "**" if p < 1e-2 else "*"
+
+
+def seg_splits(name: str, size: int = 64, n: dict | None = None, seed: int = 0) -> dict[str, SegSet]:
+    """A segmentation target's train/val/test: a synthetic segmentation name
+    (:data:`medtl.data.SYNTHETIC_SEG`, ``n`` images per split, default 700/100/200) or a
+    folder with ``train/``, ``val/``, ``test/`` each holding ``images/`` and ``masks/``
+    (the study's layout: separate folders per split)."""
+    n = n or {}
+    if name in SYNTHETIC_SEG:
+        return {s: synthetic_seg(name, s, size, n.get(s), seed) for s in ("train", "val", "test")}
+    root = Path(name)
+    if not root.is_dir():
+        raise FileNotFoundError(f"segmentation target {name!r} is neither a synthetic name "
+                                f"({', '.join(SYNTHETIC_SEG)}) nor a folder with train/val/test image and mask folders")
+    return {s: from_seg_folder(root / s / "images", root / s / "masks", size, name=f"{root.name}/{s}")
+            for s in ("train", "val", "test")}
+
+
+def benchmark(inits: Sequence[str], targets: Sequence[str] = (), seg_targets: Sequence[str] = (), *,
+              arch: str = "resnet18", seeds: Sequence[int] = (0, 1, 2), size: int = 28, seg_size: int = 64,
+              image_size: int | None = None, epochs: int = 10, seg_epochs: int = 10, n_train: int | None = None,
+              anno_percent: float = 100, tencrop: int | None = None, root=None, n_boot: int = 200,
+              progress=False, **fit_overrides) -> pd.DataFrame:
+    """Initialisations × targets × seeded trials, both arms (one tidy table, as
+    :func:`classify_trials` / :func:`segment_trials` rows). Classification targets load
+    through :func:`medtl.data.get` (MedMNIST flags, synthetic names, folders), with
+    ``n_train`` images drawn per split (seeded, stratified) and ``anno_percent`` of the
+    training images kept (the study's seed-99 shuffle); segmentation targets through
+    :func:`seg_splits`. Every initialisation must load (:func:`check_inits` first)."""
+    from ..data import anno_subset, get
+
+    frames = []
+    for target in targets:
+        tr, va, te = (get(target, s, size, root, n=n_train, seed=0) for s in ("train", "val", "test"))
+        if anno_percent < 100:
+            tr = anno_subset(tr, anno_percent)
+        for init in inits:
+            frames.append(classify_trials(init, arch, tr, va, te, seeds, epochs=epochs, image_size=image_size,
+                                          tencrop=tencrop, n_boot=n_boot, progress=progress, **fit_overrides))
+    for target in seg_targets:
+        n = {"train": n_train, "val": n_train and max(n_train // 4, 8), "test": n_train and max(n_train // 2, 8)}
+        parts = seg_splits(target, seg_size, n)
+        for init in inits:
+            frames.append(segment_trials(init, arch, parts["train"], parts["val"], parts["test"], seeds,
+                                         epochs=seg_epochs, n_boot=n_boot, progress=progress))
+    if not frames:
+        raise ValueError("benchmark needs at least one classification or segmentation target")
+    table = pd.concat(frames, ignore_index=True)
+    table["anno_percent"] = anno_percent
+    return table

@@ -59,6 +59,11 @@ def check_compatible(model: nn.Module, data: ImageSet, what: str, task: str | No
         raise TypeError(f"{what} must be a medtl ImageSet, got {type(data).__name__}")
     if len(data) == 0:
         raise ValueError(f"{what} {data.name!r} is empty")
+    seg_model = getattr(model, "medtl", {}).get("task") == SEGMENTATION
+    if (data.task == SEGMENTATION) != seg_model:
+        raise ValueError(f"{what} {data.name!r} is a {'segmentation' if data.task == SEGMENTATION else 'classification'} "
+                         f"set but the model is a {'segmentation' if seg_model else 'classification'} model "
+                         "(segmentation sets go with medtl.models.unet, labelled images with medtl.models.create)")
     if task is not None and (task == MULTI_LABEL) != data.is_multilabel:
         raise ValueError(f"task {task!r} does not fit {what} {data.name!r}, whose task is {data.task!r} "
                          "(multi-hot labels need the multi-label task and vice versa)")
