@@ -13,7 +13,6 @@ record (benchmarks/out/unet_epoch.json).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from _common import save_record

@@ -264,6 +264,27 @@ CASES = [
     ("analysis-medtl-empty", lambda t: A.medtl_transferability(t), (FileNotFoundError, ValueError), "no "),
     ("study-missing-data", lambda t: study.data_kind(["bloodmnist"], t), FileNotFoundError, "no 28 px files for"),
     ("runtime-device", lambda t: runtime.device("tpu"), ValueError, "device must be 'cpu', 'cuda'"),
+    # --- the benchmark study ------------------------------------------------------------------
+    ("unet-encoder", lambda t: M.unet("swin_t"), ValueError, "swin_t has no U-Net encoder"),
+    ("unet-size", lambda t: M.unet("resnet18", image_size=100), ValueError, "multiples of 32, got image_size=100"),
+    ("zoo-unknown", lambda t: M.fetch("moco-v3"), ValueError, "unknown initialisation 'moco-v3'|'moco-v3'"),
+    ("zoo-manual", lambda t: M.fetch("pirl", progress=False), ValueError, "pirl is published behind a download page"),
+    ("segset-masks", lambda t: D.SegSet(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.full((2, 1, 4, 4), 3)),
+     ValueError, "masks must hold 0/1"),
+    ("seg-folder", lambda t: D.from_seg_folder(t / "img", t / "mask"), FileNotFoundError, "image folder .*img"),
+    ("seg-synthetic", lambda t: D.synthetic_seg("vessels"), ValueError, "unknown synthetic segmentation dataset"),
+    ("dice-shapes", lambda t: E.dice(np.zeros((2, 1, 4, 4)), np.zeros((2, 1, 4, 5))), ValueError, "one shape"),
+    ("ttest-short", lambda t: E.ttest([0.8], [0.7, 0.75]), ValueError, "at least 2 values per sample"),
+    ("anno-percent", lambda t: D.anno_subset(_set(), 150), ValueError, "percent must be in \\(0, 100\\]"),
+    ("chexpert-missing", lambda t: D.from_chexpert(t / "train.csv"), FileNotFoundError, "CheXpert CSV .*train.csv"),
+    ("chexpert-not", lambda t: D.from_chexpert(_write(t, "x.csv", b"a,b\n1,2\n")), ValueError,
+     "is not a CheXpert CSV"),
+    ("tencrop-size", lambda t: T.evaluate(_model(), _set(), tencrop=40), ValueError, "tencrop must be a crop side"),
+    ("compare-baseline", lambda t: study.compare_trials(pd.DataFrame({"arm": ["a"], "target": ["t"], "metric": ["auc"],
+                                                                       "init": ["x"], "value": [0.5]}), "imagenet"),
+     ValueError, "baseline 'imagenet' has no trials"),
+    ("seg-monitor", lambda t: T.fit(M.unet("resnet18", in_chans=1), D.synthetic_seg("shape-seg", n=2, size=32), None,
+                                    monitor="val_acc"), ValueError, "segmentation set is monitored by"),
 ]
 
 
@@ -284,6 +305,8 @@ CLI = [
     (["sweep", "missing.yaml"], "sweep file missing.yaml does not exist"),
     (["report", "/nonexistent/results"], "no finished runs|does not exist"),
     (["run", "experiments/pretrain", "-p", "nosuch", "1"], "has no parameter\\(s\\) \\['nosuch'\\]"),
+    (["models", "fetch", "moco-v9"], "moco-v9"),
+    (["models", "fetch", "chexpert"], "download page .*zenodo"),
 ]
 
 

@@ -89,13 +89,21 @@ def test_unet_encoder_from_a_medtl_classification_source(tmp_path, monkeypatch):
         M.unet("resnet18", weights="source:cifar-source")
 
 
-@pytest.mark.parametrize("encoder", ["resnet18", "resnet50", "densenet121"])
+def test_the_study_encoders_have_unets():
+    assert {"resnet18", "resnet50", "densenet121"} <= set(M.unet_encoders())
+
+
+@pytest.mark.parametrize("encoder", M.unet_encoders())
 def test_unet_encoders_build_and_keep_torchvision_key_names(encoder):
-    assert encoder in M.unet_encoders()
     torch.manual_seed(0)
-    state = {k: v for k, v in tvm.get_model(encoder).state_dict().items() if not k.startswith(("fc.", "classifier."))}
-    net = M.unet(encoder, weights=state, seed=1, strict=True)
+    full = tvm.get_model(encoder).state_dict()
+    head = M.spec(encoder).head.split(".")[0]
+    state = {k: v for k, v in full.items() if not M.under(k, head)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing unexpected, nothing missing
+        net = M.unet(encoder, weights=full, seed=1, strict=True)
     assert _encoder_equal(net, state, skip=())
+    assert net.medtl["encoder_report"].dropped == [k for k in full if M.under(k, head)]
     out = net.eval()(torch.zeros(1, 3, 64, 64))
     assert out.shape == (1, 1, 64, 64)
 

@@ -281,7 +281,7 @@ def test_benchmark_notebooks_record_seeded_trials_and_figures(synthetic_study, t
     out, results = synthetic_study
     run = results["benchmark"]
     nb = json.loads((run.run_dir / "notebook.ipynb").read_text())
-    printed = [o.get("text", "") for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+    printed = ["".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
                if o.get("name") == "stdout"]
     assert printed[0].startswith("benchmark on random, source:shape-a-resnet18; absent here, skipped: moco-v2")
     with warnings.catch_warnings():

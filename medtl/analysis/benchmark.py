@@ -37,11 +37,13 @@ def domain_table(compare: pd.DataFrame, scale: float = 100.0, digits: int = 2) -
     return table.reindex(list(dict.fromkeys(data["init"]))).fillna("–")
 
 
-def benchmark_figures(table: pd.DataFrame, baseline: str, out_dir: str | os.PathLike | None = None) -> dict:
+def benchmark_figures(table: pd.DataFrame, baseline: str, out_dir: str | os.PathLike | None = None,
+                      figures_dir: str | os.PathLike | None = None) -> dict:
     """Comparisons, the domain-adaptive table and the two figures (per-target bars with
     significance markers, AUC and Dice side by side) from a ``benchmark`` result table; with
-    ``out_dir`` they are written there (``figures/*.png``, ``compare.csv``,
-    ``domain_table.csv``). Returns ``{"compare", "table", "bars", "auc_dice"}``."""
+    ``out_dir`` they are written there (``compare.csv``, ``domain_table.csv``, the PNGs in
+    ``figures_dir``, default ``out_dir/figures``). Returns ``{"compare", "table", "bars",
+    "auc_dice"}``."""
     compare = compare_trials(table, baseline)
     result = {"compare": compare, "table": domain_table(compare), "bars": plots.benchmark_bars(compare),
               "auc_dice": plots.auc_and_dice(compare)}
@@ -51,5 +53,5 @@ def benchmark_figures(table: pd.DataFrame, baseline: str, out_dir: str | os.Path
         compare.to_csv(out / "compare.csv", index=False)
         result["table"].to_csv(out / "domain_table.csv")
         for key in ("bars", "auc_dice"):
-            plots.save(result[key], out / "figures" / f"benchmark_{key}.png")
+            plots.save(result[key], Path(figures_dir or out / "figures") / f"benchmark_{key}.png")
     return result

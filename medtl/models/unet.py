@@ -40,8 +40,9 @@ def unet(encoder: str = "resnet18", weights=None, *, in_chans: int = 3, classes:
         weights: anything :func:`medtl.models.create` takes — None (random), ``"imagenet"``
             (torchvision's cache under ``TORCH_HOME``), a zoo name (``"moco-v2"``), a
             checkpoint path (with ``method`` for SSL remap rules), ``"source:NAME"`` (a
-            medtl-trained classification source) or a state dict. The classifier head is
-            dropped; every other tensor is copied into the encoder bit for bit.
+            medtl-trained classification source) or a state dict. The classifier (the
+            head's top-level module) is dropped and listed in the report; every other tensor
+            is copied into the encoder bit for bit.
         in_chans: input channels (1 builds a grey stem from the pretrained kernel).
         classes: output maps (1 for binary segmentation: one logit per pixel).
         strict: missing encoder tensors are an error unless False.
@@ -72,8 +73,10 @@ def unet(encoder: str = "resnet18", weights=None, *, in_chans: int = 3, classes:
         if info.get("stem", "imagenet") != "imagenet":
             raise ValueError(f"weights {weights!r} are a {info['stem']}-stem model; a U-Net encoder needs the standard "
                              "stem (train the source with stem='imagenet')")
-        state = {k: v for k, v in source.state_dict().items() if not under(k, a.head)}
+        classifier = a.head.split(".")[0]  # the whole classifier (VGG's MLP too): a U-Net has none
+        state = {k: v for k, v in source.state_dict().items() if not under(k, classifier)}
         report = load_state(net.encoder, state, strict=strict, what=f"encoder weights {info['weights']}")
+        report.dropped = [k for k in source.state_dict() if under(k, classifier)]
         label, normalize = info["weights"], info.get("normalize", "medmnist")
     net.medtl = {"task": "segmentation", "encoder": a.name, "num_classes": classes, "in_chans": in_chans,
                  "weights": label, "normalize": normalize, "image_size": image_size, "min_size": UNET_MULTIPLE,
