@@ -10,6 +10,7 @@ import torch
 
 from .augment import Augment, get_augment, resize
 from .imageset import ImageSet
+from .segset import SEGMENTATION
 
 #: Normalisation presets: (mean, std) per RGB channel.
 NORMALIZE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -149,7 +150,8 @@ class Loader:
     def _soft_labels(self, idx: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Uncertain multi-label entries (``meta["uncertain"]``, ``N×L`` bool) redrawn
         uniformly in ``meta["uncertain_range"]`` for this batch (CheXpert's LSR policies,
-        resampled every epoch while training)."""
+        resampled every epoch by training loaders — shuffled or weighted —; evaluation
+        loaders yield the stored hard labels)."""
         lo, hi = self.data.meta["uncertain_range"]
         unc = torch.as_tensor(np.asarray(self.data.meta["uncertain"])[idx.numpy()], dtype=torch.bool)
         draws = lo + (hi - lo) * torch.rand(unc.shape, generator=g)
@@ -160,8 +162,9 @@ class Loader:
         self.epoch += 1
         order = self.order(epoch)
         g = self._generator(epoch, 1)
-        seg = self.data.task == "segmentation"
-        soft = self.shuffle and "uncertain_range" in self.data.meta
+        seg = self.data.task == SEGMENTATION
+        training = self.shuffle or self.sample_weights is not None
+        soft = training and "uncertain_range" in self.data.meta
         g_soft = self._generator(epoch, 2) if soft else None
         stop = len(self) * self.batch_size if self.drop_last else len(order)
         for start in range(0, stop, self.batch_size):

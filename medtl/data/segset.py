@@ -139,7 +139,12 @@ def synthetic_seg(name: str = "shape-seg", split: str = "train", size: int = 64,
     ``texture-seg`` it differs from the background only by its grating's orientation (90°
     apart), so only texture-sensitive features find it — the segmentation counterpart of
     the classification suite's shape and texture factors. Deterministic in all arguments;
-    train/val/test sizes 700/100/200 by default. Returns a :class:`SegSet` (grey)."""
+    train/val/test sizes 700/100/200 by default. Returns a :class:`SegSet` (grey).
+
+    Known answers: a resnet18 U-Net from scratch reaches Dice > 0.8 on ``shape-seg`` at
+    64 px in 5 CPU epochs (a test checks it); ``texture-seg`` is harder (≈ 0.55–0.6 after
+    4–6 epochs on 200 images). No transfer ordering is claimed: an encoder pre-trained on
+    ``texture-a`` for 3 epochs did not beat a random one on ``texture-seg`` (0.53 vs 0.59)."""
     if name not in SYNTHETIC_SEG:
         raise ValueError(f"unknown synthetic segmentation dataset {name!r}; valid: {', '.join(SYNTHETIC_SEG)}")
     if split not in SYNTHETIC_SPLITS:
