@@ -15,7 +15,7 @@ import torch
 
 from .files import IMAGE_SUFFIXES, decode_images
 from .imageset import ImageSet
-from .synthetic import SYNTHETIC_SPLITS, shape_masks
+from .synthetic import shape_masks, split_size
 
 #: The task string of a segmentation set (not a medmnist task: no class labels).
 SEGMENTATION = "segmentation"
@@ -147,13 +147,7 @@ def synthetic_seg(name: str = "shape-seg", split: str = "train", size: int = 64,
     ``texture-a`` for 3 epochs did not beat a random one on ``texture-seg`` (0.53 vs 0.59)."""
     if name not in SYNTHETIC_SEG:
         raise ValueError(f"unknown synthetic segmentation dataset {name!r}; valid: {', '.join(SYNTHETIC_SEG)}")
-    if split not in SYNTHETIC_SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid splits: {tuple(SYNTHETIC_SPLITS)}")
-    if size < 16:
-        raise ValueError(f"synthetic segmentation images need size >= 16, got {size}")
-    n = SYNTHETIC_SPLITS[split] if n is None else int(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = split_size(split, size, n, least=16)
     g = torch.Generator().manual_seed(zlib.crc32(f"seg/{name}/{split}/{seed}".encode()))
 
     def rand(lo: float, hi: float) -> torch.Tensor:

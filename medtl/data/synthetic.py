@@ -113,6 +113,19 @@ def shape_masks(kind: torch.Tensor, u: torch.Tensor, v: torch.Tensor, r: torch.T
     return stack.gather(0, kind.view(1, -1, 1, 1).expand(1, *disc.shape))[0]
 
 
+def split_size(split: str, size: int, n: int | None, least: int = 8) -> int:
+    """The image count of a synthetic split (``n``, else the split's default size), after
+    checking the split name, the image side (at least ``least``) and ``n >= 1``."""
+    if split not in SYNTHETIC_SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {tuple(SYNTHETIC_SPLITS)}")
+    if size < least:
+        raise ValueError(f"synthetic images need size >= {least}, got {size}")
+    n = SYNTHETIC_SPLITS[split] if n is None else int(n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return n
+
+
 def _render(entry: dict, n: int, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw ``n`` images of a suite entry: float64 ``n×H×W`` in [0, 1], the class of each
     and the boolean mask ``n×H×W`` of its shape."""
@@ -168,13 +181,7 @@ def synthetic(name: str = "texture-a", split: str = "train", size: int = 28, n: 
     ``i mod 4`` before a seeded shuffle). Returns uint8 images ``n×C×size×size``.
     """
     entry = _entry(name)
-    if split not in SYNTHETIC_SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid splits: {tuple(SYNTHETIC_SPLITS)}")
-    if size < 8:
-        raise ValueError(f"synthetic images need size >= 8, got {size}")
-    n = SYNTHETIC_SPLITS[split] if n is None else int(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = split_size(split, size, n)
     g = torch.Generator().manual_seed(_seed(name, split, seed))
     img, y, _ = _render(entry, n, size, g)
     tint = torch.tensor(entry["tint"], dtype=torch.float64).view(1, -1, 1, 1)
