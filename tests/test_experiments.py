@@ -22,7 +22,7 @@ NOTEBOOKS = sorted(p for p in (REPO / "notebooks").rglob("*.ipynb") if ".ipynb_c
 
 
 def test_notebooks_are_committed_clean_and_parameterised():
-    assert len(NOTEBOOKS) == 15
+    assert len(NOTEBOOKS) == 17
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
