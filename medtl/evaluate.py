@@ -424,7 +424,7 @@ def loss_fn(task: str, loss: str | None = None, class_weights=None) -> nn.Module
         return nn.BCEWithLogitsLoss() if loss == "bce" else SoftDiceLoss(bce=loss == "dice+bce")
     loss = loss or ("bce" if task == MULTI_LABEL else "ce")
     if loss not in ("ce", "bce"):
-        raise ValueError(f"a classification loss must be 'ce' or 'bce', got {loss!r}")
+        raise ValueError(f"a classification loss must be one of ('ce', 'bce'), got {loss!r}")
     w = None if class_weights is None else torch.as_tensor(np.asarray(class_weights, dtype=np.float32))
     if task == MULTI_LABEL:
         return nn.BCEWithLogitsLoss(pos_weight=w)

@@ -33,7 +33,7 @@ def head_loss(model: nn.Module, task: str, loss: str | None = None) -> str:
         return loss
     loss = loss or getattr(model, "medtl", {}).get("loss") or ("bce" if task == MULTI_LABEL else "ce")
     if loss not in ("ce", "bce"):
-        raise ValueError(f"a classification loss must be 'ce' or 'bce', got {loss!r} (Dice losses are for "
+        raise ValueError(f"a classification loss must be one of ('ce', 'bce'), got {loss!r} (Dice losses are for "
                          "segmentation sets)")
     if task == MULTI_LABEL and loss == "ce":
         raise ValueError("a multi-label task needs loss='bce' (independent sigmoids); cross-entropy assumes one "
