@@ -59,10 +59,11 @@ def _open(url: str, offset: int, timeout: float):
 
 
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, md5: str | None = None,
-             progress: bool = True, timeout: float = 60.0, what: str = "file") -> Path:
+             progress: bool = True, timeout: float = 60.0, what: str = "file", sha256_prefix: str | None = None) -> Path:
     """Fetch ``url`` to ``dest`` with a progress bar: the bytes go to ``<dest>.part`` (kept
     after an interruption, and continued from where it stopped on the next call), are
-    checked against ``sha256`` / ``md5`` when given (a mismatch deletes the partial file and
+    checked against ``sha256`` / ``md5`` / a published ``sha256_prefix`` (torchvision's file
+    names) when given (a mismatch deletes the partial file and
     raises, leaving ``dest`` untouched), then renamed to ``dest`` atomically. Network
     failures raise an OSError that names the URL and the destination."""
     import hashlib
@@ -90,13 +91,13 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, md5: 
         except OSError as err:
             raise OSError(f"the download of {url} broke off after {out.tell()} bytes ({err}); run it again to "
                           f"continue into {part}") from err
-    for algo, want in (("sha256", sha256), ("md5", md5)):
+    for algo, want, whole in (("sha256", sha256, True), ("md5", md5, True), ("sha256", sha256_prefix, False)):
         if want:
             h = hashlib.new(algo)
             with open(part, "rb") as fh:
                 while chunk := fh.read(1 << 22):
                     h.update(chunk)
-            if h.hexdigest() != want:
+            if (h.hexdigest() != want) if whole else not h.hexdigest().startswith(want):
                 part.unlink(missing_ok=True)
                 raise ValueError(f"{url} has {algo} {h.hexdigest()}, expected {want}; nothing was written to {dest}")
     os.chmod(part, 0o666 & ~_umask())

@@ -486,3 +486,22 @@ def test_foreign_formats_name_their_conversion_tool(tmp_path, monkeypatch):
         M.create("resnet50", weights="simclr-v1")
     with pytest.raises(ValueError, match="download page"):
         M.fetch("chexpert", progress=False)
+    with pytest.raises(ValueError, match="Haiku pickle.*byol.pth"):
+        M.fetch("byol", progress=False)  # never saves the raw pickle under the converted file's name
+
+
+def test_fetch_checks_a_published_hash_prefix_before_the_file_appears(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    src = tmp_path / "resnet50-0676ba61.pth"
+    src.write_bytes(b"a file whose SHA-256 does not start with 0676ba61")
+    with pytest.raises(ValueError, match="sha256"):
+        M.fetch("imagenet", url=src.as_uri(), progress=False)
+    assert not M.get_init("imagenet").path.exists()
+    good = tmp_path / "good.pth"
+    good.write_bytes(b"x")
+    digest = hashlib.sha256(b"x").hexdigest()
+    M.register_init(M.Init("prefixed", "supervised", "-", "-", good.as_uri(), "prefixed.pth", sha256_prefix=digest[:8]))
+    try:
+        assert M.fetch("prefixed", progress=False).read_bytes() == b"x"
+    finally:
+        M.INITS.unregister("prefixed")

@@ -122,7 +122,9 @@ def fetch(name: str, url: str | None = None, progress: bool = True, timeout: flo
     URL (a mirror, e.g. ``file://``). A file already in the cache is returned as is.
 
     Raises:
-        ValueError: a manual-download row, or a checksum mismatch (nothing is written).
+        ValueError: a manual-download row, a row whose upstream format needs a conversion
+            first (Haiku, TensorFlow: the message names the tool), or a checksum mismatch
+            (nothing is written).
         OSError: the download failed (the message names the URL and the destination).
     """
     init = get_init(name)
@@ -131,17 +133,10 @@ def fetch(name: str, url: str | None = None, progress: bool = True, timeout: flo
         return dest
     if init.fmt == "manual" and url is None:
         raise ValueError(f"{name} is {FORMATS['manual']} from {init.url}; place it at {dest}")
-    file = download(url or init.url, dest, sha256=init.sha256, progress=progress, timeout=timeout,
-                    what=f"{name} checkpoint")
-    if init.sha256_prefix:
-        import hashlib
-
-        digest = hashlib.sha256(file.read_bytes()).hexdigest()
-        if not digest.startswith(init.sha256_prefix):
-            file.unlink()
-            raise ValueError(f"{file.name} from {url or init.url} has SHA-256 {digest[:12]}…, the published prefix is "
-                             f"{init.sha256_prefix}; the file was removed")
-    return file
+    if init.fmt in ("haiku", "tf"):
+        raise ValueError(f"{name}'s upstream checkpoint ({init.url}) is {FORMATS[init.fmt]}, {dest}")
+    return download(url or init.url, dest, sha256=init.sha256, sha256_prefix=init.sha256_prefix, progress=progress,
+                    timeout=timeout, what=f"{name} checkpoint")
 
 
 def init_file(name: str) -> Path:
