@@ -413,18 +413,29 @@ class _OneHotBCE(nn.Module):
         return nn.functional.binary_cross_entropy_with_logits(logits, target, weight=w)
 
 
-def loss_fn(task: str, loss: str | None = None, class_weights=None) -> nn.Module:
-    """The training / selection loss: BCE-with-logits for multi-label tasks (and for
-    ``loss="bce"`` heads on single-label tasks, on one-hot targets), cross-entropy otherwise;
-    ``class_weights`` (``C`` numbers) weight the classes."""
+def resolve_loss(task: str, loss: str | None = None) -> str:
+    """The loss name for ``task``: ``loss`` after checking it fits the task, else the
+    default (Dice for segmentation, BCE for multi-label tasks, CE otherwise)."""
     if task == SEGMENTATION:
         loss = loss or "dice"
         if loss not in SEG_LOSSES:
             raise ValueError(f"a segmentation loss must be one of {SEG_LOSSES}, got {loss!r}")
-        return nn.BCEWithLogitsLoss() if loss == "bce" else SoftDiceLoss(bce=loss == "dice+bce")
+        return loss
     loss = loss or ("bce" if task == MULTI_LABEL else "ce")
     if loss not in ("ce", "bce"):
-        raise ValueError(f"a classification loss must be one of ('ce', 'bce'), got {loss!r}")
+        raise ValueError(f"a classification loss must be one of ('ce', 'bce'), got {loss!r} (Dice losses are for "
+                         "segmentation sets)")
+    return loss
+
+
+def loss_fn(task: str, loss: str | None = None, class_weights=None) -> nn.Module:
+    """The training / selection loss: BCE-with-logits for multi-label tasks (and for
+    ``loss="bce"`` heads on single-label tasks, on one-hot targets), cross-entropy otherwise;
+    Dice, BCE or both for segmentation maps; ``class_weights`` (``C`` numbers) weight the
+    classes."""
+    loss = resolve_loss(task, loss)
+    if task == SEGMENTATION:
+        return nn.BCEWithLogitsLoss() if loss == "bce" else SoftDiceLoss(bce=loss == "dice+bce")
     w = None if class_weights is None else torch.as_tensor(np.asarray(class_weights, dtype=np.float32))
     if task == MULTI_LABEL:
         return nn.BCEWithLogitsLoss(pos_weight=w)

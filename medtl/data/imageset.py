@@ -18,6 +18,19 @@ MULTI_LABEL = "multi-label, binary-class"
 TASKS = (MULTI_CLASS, BINARY, ORDINAL, MULTI_LABEL)
 
 
+def as_images(images, where: str) -> torch.Tensor:
+    """``images`` as a uint8 ``N×C×H×W`` tensor with 1 or 3 channels, else a ValueError
+    naming ``where`` (``"ImageSet 'blood'"``)."""
+    if not isinstance(images, torch.Tensor):
+        images = torch.as_tensor(np.asarray(images))
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(f"{where}: images must be a uint8 N×C×H×W tensor, got dtype {images.dtype} and shape "
+                         f"{tuple(images.shape)}")
+    if images.shape[1] not in (1, 3):
+        raise ValueError(f"{where}: images must have 1 or 3 channels (N×C×H×W), got shape {tuple(images.shape)}")
+    return images
+
+
 @dataclass(eq=False)
 class ImageSet:
     """A labelled image dataset, fully in memory.
@@ -40,21 +53,9 @@ class ImageSet:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        images, labels = self.images, self.labels
-        if not isinstance(images, torch.Tensor):
-            images = torch.as_tensor(np.asarray(images))
+        images, labels = as_images(self.images, f"ImageSet {self.name!r}"), self.labels
         if not isinstance(labels, torch.Tensor):
             labels = torch.as_tensor(np.asarray(labels))
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(
-                f"ImageSet {self.name!r}: images must be a uint8 N×C×H×W tensor, "
-                f"got dtype {images.dtype} and shape {tuple(images.shape)}"
-            )
-        if images.shape[1] not in (1, 3):
-            raise ValueError(
-                f"ImageSet {self.name!r}: images must have 1 or 3 channels (N×C×H×W), "
-                f"got shape {tuple(images.shape)}"
-            )
         if self.task not in TASKS:
             raise ValueError(f"ImageSet {self.name!r}: unknown task {self.task!r}; expected one of {TASKS}")
         n_classes = len(self.label_names)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .files import IMAGE_SUFFIXES, decode_images
-from .imageset import ImageSet
+from .imageset import ImageSet, as_images
 from .synthetic import shape_masks, split_size
 
 #: The task string of a segmentation set (not a medmnist task: no class labels).
@@ -41,11 +41,8 @@ class SegSet(ImageSet):
     label_names: list[str] = field(default_factory=lambda: ["foreground"])
 
     def __post_init__(self) -> None:
-        images = self.images if isinstance(self.images, torch.Tensor) else torch.as_tensor(np.asarray(self.images))
+        images = as_images(self.images, f"SegSet {self.name!r}")
         masks = self.labels if isinstance(self.labels, torch.Tensor) else torch.as_tensor(np.asarray(self.labels))
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"SegSet {self.name!r}: images must be a uint8 N×C×H×W tensor with C = 1 or 3, got "
-                             f"dtype {images.dtype} and shape {tuple(images.shape)}")
         if masks.ndim == 3:
             masks = masks[:, None]
         if masks.ndim != 4 or masks.shape[1] != 1 or masks.shape[0] != images.shape[0] \

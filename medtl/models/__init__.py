@@ -20,7 +20,6 @@ from .inits import (
     inits_table,
     is_init,
     register_init,
-    weights_cache,
 )
 from .profile import complexity
 from .surgery import (
@@ -60,6 +59,7 @@ from .weights import (
     source_info,
     strip_prefix,
     unwrap,
+    weights_cache,
 )
 from .zoo import (
     ARCHS,

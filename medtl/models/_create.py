@@ -112,10 +112,7 @@ def create(arch: str, num_classes: int | None = None, weights=None, in_chans: in
         return _finish(model, a, in_chans, num_classes, dropout, grey_init, seed, head_init)
     zoo_name = weights if is_init(weights) and weights != "imagenet" else None
     if zoo_name:  # a row of the initialisation zoo: its cached file and remap rule
-        init = get_init(weights)
-        if init.arch != a.name:
-            raise ValueError(f"initialisation {weights!r} is a {init.arch} checkpoint, not {a.name}")
-        weights, method = init_file(weights), method or init.method
+        weights, method = init_file(zoo_name, a.name), method or get_init(zoo_name).method
     is_imagenet = isinstance(weights, str) and weights.split(":")[0] == "imagenet"
     with seeded(seed):
         model, reinit_names = build(a, stem, image_size, pretrained=is_imagenet)

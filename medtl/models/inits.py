@@ -24,10 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from .._io import download
 from .._registry import Registry
+from .weights import weights_cache
 
 #: Checkpoint formats: ``torch`` loads directly; the others need a conversion first.
 FORMATS = {
@@ -86,16 +85,14 @@ class Init:
 INITS: Registry[Init] = Registry("initialisation")
 _FB = "https://dl.fbaipublicfiles.com"
 _ZENODO = "https://zenodo.org/record/5205234"
+_PYCONTRAST = "https://github.com/HobbitLong/PyContrast/blob/master/pycontrast/docs/MODEL_ZOO.md"
+_SIMCLR = "https://github.com/google-research/simclr"
+_PCL = "https://github.com/salesforce/PCL"
 
 
 def register_init(init: Init, replace: bool = False) -> Init:
     """Add a row to :data:`INITS` (duplicates refused unless ``replace``)."""
     return INITS.register(init.name, init, replace=replace)
-
-
-def weights_cache() -> Path:
-    """torchvision's weights cache, ``$TORCH_HOME/hub/checkpoints``."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def get_init(name: str) -> Init:
@@ -139,11 +136,14 @@ def fetch(name: str, url: str | None = None, progress: bool = True, timeout: flo
                     timeout=timeout, what=f"{name} checkpoint")
 
 
-def init_file(name: str) -> Path:
-    """The cached file of initialisation ``name``. A missing file raises naming what to do:
-    ``medtl models fetch`` and the URL, the download page, or the conversion tool (Haiku and
-    TensorFlow checkpoints are loaded once converted and placed at the row's file)."""
+def init_file(name: str, arch: str | None = None) -> Path:
+    """The cached file of initialisation ``name`` (checked to be a checkpoint of ``arch``
+    when given). A missing file raises naming what to do: ``medtl models fetch`` and the
+    URL, the download page, or the conversion tool (Haiku and TensorFlow checkpoints are
+    loaded once converted and placed at the row's file)."""
     init = get_init(name)
+    if arch is not None and init.arch != arch:
+        raise ValueError(f"initialisation {name!r} is a {init.arch} checkpoint, not {arch}")
     if init.path.is_file():
         return init.path
     if init.fmt == "torch":
@@ -161,7 +161,7 @@ def _rows() -> None:
              "https://download.pytorch.org/models/resnet50-0676ba61.pth", "resnet50-0676ba61.pth",
              sha256_prefix="0676ba61", **rn50),
         Init("insdis", "self-supervised", "ImageNet-1k", "instance discrimination (memory bank)",
-             "https://github.com/HobbitLong/PyContrast/blob/master/pycontrast/docs/MODEL_ZOO.md", "insdis.pth",
+             _PYCONTRAST, "insdis.pth",
              "insdis", "manual"),
         Init("moco-v1", "self-supervised", "ImageNet-1k", "momentum contrast",
              f"{_FB}/moco/moco_checkpoints/moco_v1_200ep/moco_v1_200ep_pretrain.pth.tar",
@@ -170,20 +170,20 @@ def _rows() -> None:
              f"{_FB}/moco/moco_checkpoints/moco_v2_800ep/moco_v2_800ep_pretrain.pth.tar",
              "moco_v2_800ep_pretrain.pth.tar", "moco-v2"),
         Init("pcl-v1", "self-supervised", "ImageNet-1k", "prototypical contrastive learning",
-             "https://github.com/salesforce/PCL", "PCL_v1_epoch200.pth.tar", "pcl-v1", "manual"),
+             _PCL, "PCL_v1_epoch200.pth.tar", "pcl-v1", "manual"),
         Init("pcl-v2", "self-supervised", "ImageNet-1k", "prototypical contrastive learning v2",
-             "https://github.com/salesforce/PCL", "PCL_v2_epoch200.pth.tar", "pcl-v2", "manual"),
+             _PCL, "PCL_v2_epoch200.pth.tar", "pcl-v2", "manual"),
         Init("pirl", "self-supervised", "ImageNet-1k", "pretext-invariant representations (jigsaw)",
-             "https://github.com/HobbitLong/PyContrast/blob/master/pycontrast/docs/MODEL_ZOO.md", "pirl.pth",
+             _PYCONTRAST, "pirl.pth",
              "pirl", "manual"),
         Init("simclr-v1", "self-supervised", "ImageNet-1k", "contrastive learning (SimCLR)",
-             "https://github.com/google-research/simclr", "simclr-v1.pth", "simclr-v1", "tf"),
+             _SIMCLR, "simclr-v1.pth", "simclr-v1", "tf"),
         Init("simclr-v2", "self-supervised", "ImageNet-1k", "contrastive learning (SimCLR v2)",
-             "https://github.com/google-research/simclr", "simclr-v2.pth", None, "tf"),
+             _SIMCLR, "simclr-v2.pth", None, "tf"),
         Init("sela-v2", "self-supervised", "ImageNet-1k", "self-labelling (SeLa v2)",
              f"{_FB}/deepcluster/selav2_400ep_pretrain.pth.tar", "selav2_400ep_pretrain.pth.tar", "sela-v2"),
         Init("infomin", "self-supervised", "ImageNet-1k", "InfoMin augmentation contrast",
-             "https://github.com/HobbitLong/PyContrast/blob/master/pycontrast/docs/MODEL_ZOO.md", "infomin.pth",
+             _PYCONTRAST, "infomin.pth",
              "infomin", "manual"),
         Init("byol", "self-supervised", "ImageNet-1k", "bootstrap your own latent",
              "https://storage.googleapis.com/byol_checkpoints/pretrain_res50x1.pkl", "byol.pth", "byol", "haiku"),

@@ -74,9 +74,12 @@ def unet(encoder: str = "resnet18", weights=None, *, in_chans: int = 3, classes:
             raise ValueError(f"weights {weights!r} are a {info['stem']}-stem model; a U-Net encoder needs the standard "
                              "stem (train the source with stem='imagenet')")
         classifier = a.head.split(".")[0]  # the whole classifier (VGG's MLP too): a U-Net has none
-        state = {k: v for k, v in source.state_dict().items() if not under(k, classifier)}
+        state = source.state_dict()
+        dropped = [k for k in state if under(k, classifier)]
+        for k in dropped:
+            del state[k]
         report = load_state(net.encoder, state, strict=strict, what=f"encoder weights {info['weights']}")
-        report.dropped = [k for k in source.state_dict() if under(k, classifier)]
+        report.dropped = dropped
         label, normalize = info["weights"], info.get("normalize", "medmnist")
     net.medtl = {"task": "segmentation", "encoder": a.name, "num_classes": classes, "in_chans": in_chans,
                  "weights": label, "normalize": normalize, "image_size": image_size, "min_size": UNET_MULTIPLE,

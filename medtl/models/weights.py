@@ -196,9 +196,15 @@ def imagenet_weights(arch_name: str, version: str = "IMAGENET1K_V1"):
         raise ValueError(f"{arch_name} has no weights {version!r}; available: {[w.name for w in enum]}") from err
 
 
+def weights_cache() -> Path:
+    """torchvision's weights cache, ``$TORCH_HOME/hub/checkpoints`` (ImageNet weights and the
+    initialisation zoo's files)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
 def imagenet_file(weights) -> Path:
     """Where torchvision caches a weights enum's file: ``$TORCH_HOME/hub/checkpoints/<name>``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+    return weights_cache() / os.path.basename(urlparse(weights.url).path)
 
 
 def imagenet_state_dict(arch_name: str, version: str = "IMAGENET1K_V1", progress: bool = True) -> dict:

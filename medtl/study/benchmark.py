@@ -65,10 +65,7 @@ def _check_init(init: str, arch: str) -> None:
         if not M.imagenet_file(weights).is_file():
             raise FileNotFoundError(f"ImageNet weights of {arch} are not cached: place {M.imagenet_file(weights)}")
     elif M.is_init(init):
-        row = M.get_init(init)
-        if row.arch != M.spec(arch).name:
-            raise ValueError(f"{init} is a {row.arch} checkpoint, not {arch}")
-        M.init_file(init)
+        M.init_file(init, M.spec(arch).name)
     elif init.startswith("source:"):
         M.source_info(init[len("source:"):])
     elif not Path(init).is_file():

@@ -26,15 +26,7 @@ def head_loss(model: nn.Module, task: str, loss: str | None = None) -> str:
     """The loss family of a head: ``loss`` if given, else the one recorded in
     ``model.medtl["loss"]`` by :func:`medtl.train.fit`, else BCE for multi-label tasks and
     CE otherwise; for segmentation, Dice unless ``"bce"`` or ``"dice+bce"`` is asked for."""
-    if task == SEGMENTATION:
-        loss = loss or getattr(model, "medtl", {}).get("loss") or "dice"
-        if loss not in ev.SEG_LOSSES:
-            raise ValueError(f"a segmentation loss must be one of {ev.SEG_LOSSES}, got {loss!r}")
-        return loss
-    loss = loss or getattr(model, "medtl", {}).get("loss") or ("bce" if task == MULTI_LABEL else "ce")
-    if loss not in ("ce", "bce"):
-        raise ValueError(f"a classification loss must be one of ('ce', 'bce'), got {loss!r} (Dice losses are for "
-                         "segmentation sets)")
+    loss = ev.resolve_loss(task, loss or getattr(model, "medtl", {}).get("loss"))
     if task == MULTI_LABEL and loss == "ce":
         raise ValueError("a multi-label task needs loss='bce' (independent sigmoids); cross-entropy assumes one "
                          "class per image")
