@@ -144,8 +144,8 @@ def _rank(args: argparse.Namespace) -> int:
     target = args.target
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(target)).name) or "target"
     out = Path(args.out) if args.out else paths.results_dir(args.results) / "rank" / name
-    print(f"medtl rank: target {target}, {len(args.sources)} candidate(s), up to {args.n} images; writing {out}",
-          flush=True)
+    images = "the whole training split" if args.n is None else f"up to {args.n} training images"
+    print(f"medtl rank: target {target}, {len(args.sources)} candidate(s), {images}; writing {out}", flush=True)
     try:
         ranking = TR.rank(target, args.sources, n=args.n, metrics=args.metrics, size=args.size, root=args.root,
                           n_boot=args.n_boot, seed=args.seed, verify=args.verify, verify_epochs=args.verify_epochs,
@@ -159,7 +159,7 @@ def _rank(args: argparse.Namespace) -> int:
     fig = P.save(P.ranking(ranking.scores, ranking.recommendation, title=f"{ranking.target}: recommended sources"),
                  out / "figures" / "ranking.png")
     print(ranking.summary())
-    print(f"tables and figure: {out} ({fig.name})")
+    print(f"tables and figure: {out} ({fig.name}); HTML report: medtl report {out}")
     return 0
 
 
@@ -221,11 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_rank.add_argument("target", help="a MedMNIST flag, synthetic-suite name, image folder, list file or CSV")
     p_rank.add_argument("--sources", nargs="+", required=True,
                         help="candidates: ARCH (ImageNet), ARCH:random, ARCH:CHECKPOINT, source:NAME, PATH.pt")
-    p_rank.add_argument("--n", type=int, default=500, help="target images scored (stratified subsample)")
+    p_rank.add_argument("--n", type=int, default=None,
+                        help="score a stratified subsample of N training images (default: the whole training split)")
     p_rank.add_argument("--metrics", nargs="+", default=None, help="metric names (default: every default metric)")
     p_rank.add_argument("--size", type=int, default=28, help="image side the target is loaded at")
     p_rank.add_argument("--root", default=None, help="MedMNIST data root")
-    p_rank.add_argument("--n-boot", type=int, default=20, help="subsamples for the score intervals (0: none)")
+    p_rank.add_argument("--n-boot", type=int, default=20,
+                        help="half-samples for the 95 %% intervals (0: no intervals; otherwise at least 2)")
     p_rank.add_argument("--seed", type=int, default=0)
     p_rank.add_argument("--verify", type=int, default=0, metavar="K",
                         help="fine-tune the top K and one random other candidate and report whether the ranking held")

@@ -45,7 +45,9 @@ def _fetch_small(root) -> list[str]:
         try:
             D.download(flag, 28, root)
         except OSError as err:
-            print(f"medtl demo: cannot download {flag} ({str(err).splitlines()[0][:160]}); staying offline", flush=True)
+            reason = str(getattr(err, "__cause__", None) or err).strip().splitlines()
+            print(f"medtl demo: cannot download {flag} ({reason[0] if reason else type(err).__name__}); staying "
+                  "offline", flush=True)
             break
         fetched.append(flag)
     return fetched

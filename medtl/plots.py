@@ -57,36 +57,46 @@ def tau_bars(corr: pd.DataFrame, value: str = "tau_w", title: str | None = None)
     return fig
 
 
+#: The caption of :func:`ranking`'s figure (one wording for rank direction, as everywhere).
+RANKING_CAPTION = ("Left: each candidate's mean rank over the metrics (1 = best), best on top, with its 95 % "
+                   "interval (hollow marker: not resolvable from the next candidate by a paired comparison). "
+                   "Right: each metric's rank of each candidate (1 = best).")
+
+
 def ranking(scores: pd.DataFrame, recommendation: pd.DataFrame, metrics: Sequence[str] | None = None,
             title: str | None = None):
-    """The answer of :func:`medtl.transfer.rank` at a glance: left, each candidate's ensemble
-    score with its interval, best on top (a hollow marker: not resolvable from the next);
-    right, each metric's rank of each candidate (1 = predicted best)."""
-    rec = recommendation.sort_values("ensemble", ascending=True)
+    """The answer of :func:`medtl.transfer.rank` at a glance (:data:`RANKING_CAPTION`):
+    left, each candidate's mean rank (1 = best) with its interval, best on top; right, each
+    metric's rank of each candidate (1 = best)."""
+    rec = recommendation.sort_values("mean_rank", ascending=False)
     tidy = scores[scores.metric.isin(metrics)] if metrics is not None else scores
     names = list(dict.fromkeys(tidy.metric))
     wide = tidy.pivot_table(index="source", columns="metric", values="score", aggfunc="first").reindex(
         index=rec.source[::-1], columns=names)
-    ranks = wide.rank(ascending=False, method="min")
-    fig, (ax, hm) = plt.subplots(1, 2, figsize=(4 + 0.45 * len(names) + 3, 0.45 * len(rec) + 1.6),
+    ranks = wide.rank(ascending=False, method="average")
+    fig, (ax, hm) = plt.subplots(1, 2, figsize=(4 + 0.45 * len(names) + 3, 0.45 * len(rec) + 1.8),
                                  gridspec_kw={"width_ratios": [3, max(1.5, 0.45 * len(names))]})
     y = np.arange(len(rec))
-    err = np.vstack([rec.ensemble - rec.low, rec.high - rec.ensemble]).clip(min=0)
-    ax.errorbar(rec.ensemble, y, xerr=np.nan_to_num(err), fmt="none", ecolor="grey", capsize=3)
-    resolved = rec.get("resolved", pd.Series(True, index=rec.index)).astype(bool).to_numpy()
-    ax.scatter(rec.ensemble[resolved], y[resolved], color="C0", zorder=3, label="resolved from the next")
-    ax.scatter(rec.ensemble[~resolved], y[~resolved], facecolors="white", edgecolors="C0", zorder=3,
-               label="not resolvable from the next")
+    err = np.vstack([rec.mean_rank - rec.low, rec.high - rec.mean_rank]).clip(min=0)
+    ax.errorbar(rec.mean_rank, y, xerr=np.nan_to_num(err), fmt="none", ecolor="grey", capsize=3)
+    res = rec.get("resolved", pd.Series(pd.NA, index=rec.index)).astype("boolean")
+    hollow = res.fillna(True).eq(False).to_numpy()
+    ax.scatter(rec.mean_rank[~hollow], y[~hollow], color="C0", zorder=3,
+               label="resolved from the next" if res.notna().any() else "no intervals (n_boot = 0)")
+    if hollow.any():
+        ax.scatter(rec.mean_rank[hollow], y[hollow], facecolors="white", edgecolors="C0", zorder=3,
+                   label="not resolvable from the next")
     ax.set_yticks(y, rec.source)
-    ax.set_xlabel("ensemble score (mean rank over metrics, higher = better)")
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(title or "recommended sources (best on top) with intervals", fontsize=9)
-    sns.heatmap(ranks, annot=True, fmt=".0f", cmap="viridis_r", cbar=False, ax=hm, annot_kws={"fontsize": 7})
+    ax.set_xlabel("mean rank over the metrics (1 = best)")
+    ax.invert_xaxis()  # best (rank 1) on the right, at the top
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(title or "recommended sources (best on top) with intervals", fontsize=10)
+    sns.heatmap(ranks, annot=True, fmt=".3g", cmap="viridis", cbar=False, ax=hm, annot_kws={"fontsize": 8})
     hm.set_ylabel("")
     hm.set_xlabel("")
     hm.set_yticks([])
-    hm.tick_params(axis="x", rotation=60, labelsize=7)
-    hm.set_title("rank per metric (1 = best)", fontsize=9)
+    hm.tick_params(axis="x", rotation=60, labelsize=8)
+    hm.set_title("rank per metric (1 = best)", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -53,19 +55,24 @@ def notebook_html(notebook: str | os.PathLike) -> str:
     return body
 
 
-def _img(path: Path) -> str:
+def _img(path: Path, caption: str | None = None) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return (f'<figure><img src="data:image/png;base64,{data}" style="max-width:100%" alt="{path.stem}">'
-            f"<figcaption>{html.escape(analysis.caption(path.stem))}</figcaption></figure>")
+            f"<figcaption>{html.escape(caption or analysis.caption(path.stem))}</figcaption></figure>")
 
 
-def _glossary(metrics) -> str:
+def _glossary(metrics, rank: bool = False) -> str:
     items = []
     for name in metrics:
         if name in TR.METRIC_TABLE:
             m = TR.metric(name)
             items.append(f"<dt>{html.escape(m.display)} <code>{name}</code></dt><dd>{html.escape(m.description)} "
                          f"({html.escape(m.citation)})</dd>")
+    if rank:
+        items.append(f"<dt>mean rank</dt><dd>{html.escape(TR.RANK_WORDING)}: each metric ranks the candidates "
+                     "(1 = highest score, ties share the average rank) and the ranks are averaged over the metrics "
+                     "that score every candidate with distinct values.</dd>")
+        return f"<h2>What the numbers are</h2><dl>{''.join(items)}</dl>"
     items.append("<dt>τ<sub>w</sub></dt><dd>weighted Kendall rank correlation (scipy.stats.weightedtau) between a "
                  "metric's scores and the sources' fine-tuned test AUCs: 1 = same order, 0 = unrelated; "
                  "the top of the ranking weighs most.</dd>")
@@ -131,6 +138,58 @@ def _transferability_html(results_dir: Path) -> str:
             + _glossary(s["metrics"]))
 
 
+def _score_cell(v, low, high) -> str:
+    return f"{v:.4g}" + (f" [{low:.4g}, {high:.4g}]" if np.isfinite(low) and np.isfinite(high) else "")
+
+
+def ranking_html(results_dir: str | os.PathLike, figures_dir: str | os.PathLike | None = None) -> str:
+    """The section of a report for the ``medtl rank`` runs under ``results_dir``: per target,
+    the recommendation (mean rank with its interval, resolvability), the agreement of the
+    metrics (Kendall's W), each metric's score with its interval, the verification by
+    fine-tuning with its verdict, what failed, the ranking figure, and the exact lines
+    ``medtl rank`` printed (every number here is read from the same recorded tables)."""
+    from . import plots as P
+
+    tables = analysis.rank_results(results_dir)
+    parts = []
+    for target in dict.fromkeys(tables["recommendation"].target):
+        r = analysis.load_ranking(results_dir, target)
+        rec = r.recommendation.copy()
+        boot = r.n_boot > 0
+        rec[TR.RANK_WORDING] = [f"{v:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if boot else "")
+                                for v, lo, hi in rec[["mean_rank", "low", "high"]].to_numpy()]
+        rec["resolved from the next"] = ["—" if not boot or x is pd.NA else ("yes" if x else "no") for x in rec.resolved]
+        shown = rec[["rank", "source", TR.RANK_WORDING, "resolved from the next"]]
+        sc = r.scores.assign(cell=[_score_cell(*x) for x in r.scores[["score", "low", "high"]].to_numpy()])
+        wide = sc.pivot_table(index="source", columns="metric", values="cell", aggfunc="first").reindex(rec.source)
+        wide.columns = [TR.metric(m).display if m in TR.METRIC_TABLE else m for m in wide.columns]
+        a = r.agreement
+        agree = (f"<p>Agreement of the {a['m']} metrics over the {a['n']} candidates: Kendall's W = {a['W']:.2f} "
+                 f"(p = {a['p']:.3g}; 0 = independent orderings, 1 = identical).</p>") if a else ""
+        body = [f"<h2>Ranking for {html.escape(target)}</h2>",
+                f"<p>{r.n_images} images scored ({html.escape(r.scored)}); {html.escape(r.interval_note())}. "
+                f"Higher scores are predicted to transfer better; ranks read {html.escape(TR.RANK_WORDING)}.</p>",
+                shown.to_html(index=False, escape=True), agree,
+                "<h3>Scores per metric (value [95 % interval])</h3>", wide.to_html(na_rep="—", escape=True)]
+        if r.verification is not None and len(r.verification):
+            ver = r.verification.copy()
+            ver["test AUC [95% CI]"] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+                                       for v, lo, hi in ver[["test_auc", "test_auc_low", "test_auc_high"]].to_numpy()]
+            ver["mean rank"] = [f"{v:.2f}" for v in ver.mean_rank]
+            body += ["<h3>Verification by fine-tuning</h3>", ver[["source", "mean rank", "test AUC [95% CI]"]].to_html(
+                index=False, escape=True), f"<p><b>{html.escape(r.verdict())}</b></p>"]
+        if len(r.failed):
+            body += ["<h3>What could not be used</h3>", r.failed[["source", "metric", "reason"]].to_html(
+                index=False, escape=True)]
+        fig = P.ranking(r.scores, r.recommendation, title=f"{target}: recommended sources")
+        folder = Path(figures_dir) if figures_dir is not None else Path(tempfile.mkdtemp())
+        png = P.save(fig, folder / f"ranking_{re.sub(r'[^A-Za-z0-9_.-]+', '-', target)}.png")
+        body.append(_img(png, caption=P.RANKING_CAPTION))
+        body.append(f"<h3>As printed by medtl rank</h3><pre>{html.escape(r.summary())}</pre>")
+        parts.append("".join(body))
+    return "".join(parts) + _glossary(list(dict.fromkeys(tables["rank_scores"].metric)), rank=True)
+
+
 def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, header: str = "",
                  progress: bool = True) -> Path:
     """Run every analysis notebook whose tables exist under ``results_dir`` (results source
@@ -166,13 +225,20 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
                 seen.add(key)
                 figs.append(_img(p))
         sections.append(f"<h2>{name.replace('_', ' ')}</h2>{''.join(figs)}")
-    if not links:
+    rank_html = ""
+    if {"rank_scores", "recommendation"} <= have:
+        if progress:
+            print("report: ranking", flush=True)
+        rank_html = ranking_html(results_dir, out / "figures")
+    if not links and not rank_html:
         raise FileNotFoundError(f"no finished runs with analysable tables under {results_dir} "
                                 f"(found tables: {sorted(have) or 'none'})")
     tau_html = _transferability_html(results_dir) if {"scores", "finetune"} <= have and "dataset" in scenarios else ""
+    tau_html = rank_html + tau_html
     page = (f'<!doctype html><html><head><meta charset="utf-8"><title>medtl report</title><style>{STYLE}</style>'
-            f"</head><body><h1>medtl report</h1>{header}{tau_html}<h2>Notebooks</h2><ul>{''.join(links)}</ul>"
-            f"{''.join(sections)}<p style=\"color:#888\">results: {html.escape(str(results_dir))}</p></body></html>")
+            f"</head><body><h1>medtl report</h1>{header}{tau_html}"
+            + (f"<h2>Notebooks</h2><ul>{''.join(links)}</ul>" if links else "")
+            + f"{''.join(sections)}<p style=\"color:#888\">results: {html.escape(str(results_dir))}</p></body></html>")
     index = out / "index.html"
     index.write_text(page)
     return index

@@ -60,8 +60,8 @@ def source_detail(scores: dict, auc: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def rank_view(tables: dict, target: str, metrics) -> pd.DataFrame:
-    """The recommendation of a ranking run on ``target`` (best first: ensemble, interval,
-    resolved) with each chosen metric's score beside it."""
+    """The recommendation of a ranking run on ``target`` (best first: mean rank over the
+    metrics with 1 = best, interval, resolved) with each chosen metric's score beside it."""
     rec = tables["recommendation"]
     rec = rec[rec.target == target]
     if rec.empty:

@@ -45,19 +45,21 @@ def candidates(tmp_path, monkeypatch):
 def test_rank_cli_on_an_image_folder_with_mixed_candidates(tmp_path, candidates, capsys):
     folder = _folder(tmp_path / "imgs")
     out = tmp_path / "results" / "rank" / "imgs"
-    code = main(["rank", str(folder), "--sources", *candidates, "--n", "36", "--n-boot", "3",
+    code = main(["rank", str(folder), "--sources", *candidates, "--n-boot", "3",
                  "--metrics", "leep", "logme", "knn_cosine", "gbc", "hscore_reg", "nce", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "could not load resnet18:" in printed and "resnet18-f37072fd.pth" in printed  # names the missing file
     assert "could not load no-such-arch" in printed and "ARCH:random" in printed  # says how to write candidates
+    assert "the whole training split" in printed and "Kendall's W" in printed
     tables = analysis.rank_results(tmp_path / "results")
     scores, rec, failed = tables["rank_scores"], tables["recommendation"], tables["rank_failed"]
     assert set(scores.source) == {"resnet18:random", "my-source", "resnet18:simclr-like"}
     assert set(scores.metric) == {"leep", "logme", "knn_cosine", "gbc", "hscore_reg", "nce"}
     assert scores[["score", "low", "high", "seconds"]].notna().all().all()
-    assert (scores.low <= scores.high).all()
-    assert list(rec["rank"]) == [1, 2, 3] and rec.ensemble.is_monotonic_decreasing
+    assert ((scores.low <= scores.score) & (scores.score <= scores.high)).all()  # points inside their intervals
+    assert ((rec.low <= rec.mean_rank) & (rec.mean_rank <= rec.high)).all()
+    assert list(rec["rank"]) == [1, 2, 3] and rec.mean_rank.is_monotonic_increasing
     assert set(failed.source) == {"resnet18", "no-such-arch"}
     assert (out / "figures" / "ranking.png").stat().st_size > 5_000
     assert rs.read_run(out)["status"] == "finished"
@@ -68,16 +70,52 @@ def test_rank_library_intervals_and_errors(tmp_path, candidates):
     data = D.from_folder(_folder(tmp_path / "imgs", n_per_class=12), size=28, progress=False)
     r = TR.rank(data, candidates[:3], metrics=["knn_cosine", "knn_l2", "logme"], n_boot=4, progress=False)
     assert r.n_images == 24 and len(r.recommendation) == 3 and r.failed.empty
-    assert "ensemble" in r.summary()
+    assert "mean rank" in r.summary() and "1 = best" in r.summary()
     fig = __import__("medtl.plots", fromlist=["ranking"]).ranking(r.scores, r.recommendation)
     assert len(fig.axes) == 2
     # the same seed gives the same answer
     again = TR.rank(data, candidates[:3], metrics=["knn_cosine", "knn_l2", "logme"], n_boot=4, progress=False)
     pd.testing.assert_frame_equal(r.recommendation, again.recommendation)
+    # no intervals asked for: none printed, no resolvability claimed
+    bare = TR.rank(data, candidates[:3], metrics=["knn_cosine", "logme"], n_boot=0, progress=False)
+    text = bare.summary()
+    assert "nan" not in text and "[" not in text.split("recommendation")[1].split("agreement")[0]
+    assert "not resolvable" not in text and "no intervals" in text
+    assert bare.recommendation.resolved.isna().all()
     with pytest.raises(ValueError, match="at least 2 candidates that load"):
         TR.rank(data, ["resnet18:random", "no-such-arch"], metrics=["logme"], n_boot=0, progress=False)
     with pytest.raises(ValueError, match="fraction must be"):
         TR.rank(data, candidates[:2], fraction=1.0, progress=False)
+    with pytest.raises(ValueError, match="n_boot must be"):
+        TR.rank(data, candidates[:2], n_boot=1, progress=False)
+
+
+def test_a_failing_metric_or_candidate_is_a_row_not_the_end(tmp_path, candidates, capsys):
+    """A metric undefined for one candidate and a candidate whose features cannot be computed
+    are rows of rank_failed with their reasons; the rest is ranked. Nothing rankable: exit 2."""
+    data = D.from_folder(_folder(tmp_path / "imgs", n_per_class=10), size=28, progress=False)
+    # densenet121 with the ImageNet stem cannot read 28 px images: no features at all
+    r = TR.rank(data, ["resnet18:random", "source:my-source", "densenet121:random"],
+                metrics=["logme", "knn_cosine", "lp", "fu", "lp_fu"], n_boot=2, progress=False,
+                )
+    assert set(r.recommendation.source) == {"resnet18:random", "my-source"}
+    row = r.failed[r.failed.source == "densenet121:random"]
+    assert len(row) == 1 and row.metric.iloc[0] == "features" and "32 px" in row.reason.iloc[0]
+    assert "could not score densenet121:random" in r.summary()
+    assert {"logme", "knn_cosine", "fu", "lp_fu"} <= set(r.scores.metric)
+    # a metric that fails for one candidate only (FU reads the stem's gradient; this one has none)
+    frozen_stem = M.create("resnet18", num_classes=2, seed=3)
+    frozen_stem.conv1.weight.requires_grad_(False)
+    r2 = TR.rank(data, {"a": M.create("resnet18", num_classes=2, seed=1), "b": M.create("resnet18", num_classes=2,
+                 seed=2), "dead": frozen_stem}, metrics=["logme", "knn_cosine", "fu"], n_boot=0, progress=False)
+    fu_fail = r2.failed[(r2.failed.metric == "fu")]
+    assert list(fu_fail.source) == ["dead"] and "FU is undefined" in fu_fail.reason.iloc[0]
+    assert set(r2.recommendation.source) == {"a", "b", "dead"}  # still ranked by the other metrics
+    assert "fu" not in r2.metrics
+    out = tmp_path / "r"
+    code = main(["rank", str(tmp_path / "imgs"), "--sources", "densenet121:random", "resnet18:random",
+                 "--metrics", "logme", "--n-boot", "0", "--out", str(out)])
+    assert code == 2 and "nothing could be ranked" in capsys.readouterr().err
 
 
 @pytest.mark.slow

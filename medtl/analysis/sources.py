@@ -149,7 +149,7 @@ def medtl_transferability(results_dir=None, scenario: str | None = None) -> tupl
 
 
 #: The tables a ranking run records (``medtl rank`` and the ``rank`` notebook).
-RANK_TABLES = ("rank_scores", "recommendation", "rank_failed", "verification")
+RANK_TABLES = ("rank_scores", "recommendation", "rank_failed", "rank_agreement", "verification", "verify_tau")
 
 
 def rank_results(results_dir=None) -> dict[str, pd.DataFrame]:
@@ -165,12 +165,51 @@ def rank_results(results_dir=None) -> dict[str, pd.DataFrame]:
 def record_ranking(ranking, run_dir, parameters: dict | None = None) -> list:
     """Record a :class:`medtl.transfer.Ranking` as the tables of :data:`RANK_TABLES` in one
     run folder (the last write finishes the run). Returns the written paths."""
+    about = {**ranking.agreement, "n_images": ranking.n_images, "scored": ranking.scored,
+             "n_boot": ranking.n_boot, "fraction": ranking.fraction, "metrics": ", ".join(ranking.metrics)}
     tables = {"rank_scores": ranking.scores, "recommendation": ranking.recommendation.assign(target=ranking.target),
-              "rank_failed": ranking.failed.assign(target=ranking.target)}
+              "rank_failed": ranking.failed.assign(target=ranking.target),
+              "rank_agreement": pd.DataFrame([about]).assign(target=ranking.target)}
     if ranking.verification is not None:
         tables["verification"] = ranking.verification.assign(target=ranking.target)
+        tables["verify_tau"] = ranking.verify_tau.assign(target=ranking.target)
     names = list(tables)
     return [rs.record(t, run_dir, name, parameters=parameters, finish=name == names[-1]) for name, t in tables.items()]
+
+
+def load_ranking(results_dir=None, target: str | None = None):
+    """The :class:`medtl.transfer.Ranking` recorded for ``target`` (default: the only ranked
+    target) under ``results_dir`` (a ``medtl rank`` run folder or any folder above it), with
+    exactly the numbers ``medtl rank`` printed."""
+    from ..transfer import Ranking
+
+    tables = rank_results(results_dir)
+    targets = list(dict.fromkeys(tables["recommendation"].target))
+    if target is None:
+        if len(targets) > 1:
+            raise ValueError(f"{len(targets)} targets are ranked under {results_dir}; name one of {targets}")
+        target = targets[0]
+    if target not in targets:
+        raise ValueError(f"no ranking of target {target!r}; ranked targets: {', '.join(targets)}")
+
+    def of(name):
+        t = tables.get(name)
+        if t is None or t.empty or "target" not in t:
+            return None
+        t = t[t.target == target]
+        return t.drop(columns=["target"]).reset_index(drop=True) if name != "rank_scores" else t.reset_index(drop=True)
+
+    about = of("rank_agreement")
+    a = about.iloc[0].to_dict() if about is not None and len(about) else {}
+    failed = of("rank_failed")
+    rec = of("recommendation")
+    rec["resolved"] = rec["resolved"].astype("boolean")
+    return Ranking(target, int(a.get("n_images", 0)), of("rank_scores"), rec,
+                   failed if failed is not None else pd.DataFrame(columns=["source", "spec", "metric", "reason"]),
+                   [m for m in str(a.get("metrics", "")).split(", ") if m], of("verification"), of("verify_tau"),
+                   agreement={k: a[k] for k in ("W", "m", "n", "chi2", "p") if k in a},
+                   scored=str(a.get("scored", "")), n_boot=int(a.get("n_boot", 0)),
+                   fraction=float(a.get("fraction", 0.5)))
 
 
 def medtl_scenarios(results_dir=None) -> list[str]:

@@ -58,7 +58,17 @@ from .segset import (
     from_seg_folder,
     synthetic_seg,
 )
-from .splits import CVFold, Fold, anno_subset, cv_folds, fold_indices, folds, subset
+from .splits import (
+    CVFold,
+    Fold,
+    anno_subset,
+    content_order,
+    cv_folds,
+    fold_indices,
+    folds,
+    stratified_order,
+    subset,
+)
 from .synthetic import SYNTHETIC, synthetic, synthetic_info, synthetic_suite
 from .union import leave_target_out, union_layout
 
@@ -70,5 +80,5 @@ __all__ = [
     "fold_indices", "folds", "from_csv", "from_folder", "from_list", "get", "info_table", "is_available",
     "label_names", "leave_target_out", "load", "loader", "n_classes", "register_family", "related",
     "resolve_root", "split_whole", "status", "subset", "synthetic", "synthetic_info", "synthetic_suite",
-    "target_splits", "task", "union_layout", "verify",
+    "target_splits", "task", "union_layout", "verify", "content_order", "stratified_order",
 ]

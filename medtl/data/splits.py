@@ -208,3 +208,35 @@ def anno_subset(data: ImageSet, percent: float, seed: int = 99, name: str | None
     if not keep:
         raise ValueError(f"anno_subset: {percent}% of {len(data)} images is none; raise percent")
     return data.subset(keep, name=name or f"{data.name}[{percent:g}%]")
+
+
+def content_order(data: ImageSet) -> np.ndarray:
+    """A permutation that puts ``data`` in an order fixed by the images themselves: sorted
+    by primary label, then by a fixed pseudo-random projection of the pixel bytes (images
+    that tie are identical, so their order does not matter). Any reordering of the same
+    images gives the same sequence of images; seeded batching built on it is therefore
+    invariant to how the user's files were ordered (class-sorted folders included)."""
+    flat = data.images.reshape(len(data), -1).numpy().astype(np.float64)
+    w = np.random.default_rng(20240917).standard_normal(flat.shape[1])
+    return np.lexsort((flat @ w, data.primary_labels()))
+
+
+def stratified_order(data: ImageSet, seed: int = 0) -> np.ndarray:
+    """A seeded order of ``data`` in which every class is spread evenly: consecutive runs of
+    any length hold each class in (nearly) its overall proportion, so every batch cut from
+    it is stratified. Built on :func:`content_order`, so the result does not depend on the
+    order of the input (it names the same images in the same sequence for any permutation
+    of ``data``).
+
+    Each class's images are shuffled under ``seed`` and given evenly spaced positions
+    (k + u_c) / n_c, k = 0..n_c − 1, with a seeded offset u_c ∈ [0, 1); the images are then
+    sorted by position. Returns indices into ``data``."""
+    base = content_order(data)
+    labels = data.primary_labels()[base]
+    rng = np.random.default_rng(seed)
+    pos = np.empty(len(base))
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        shuffled = members[rng.permutation(len(members))]
+        pos[shuffled] = (np.arange(len(members)) + rng.random()) / len(members)
+    return base[np.argsort(pos, kind="stable")]

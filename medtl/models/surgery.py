@@ -101,14 +101,34 @@ def adapt_in_chans(model: nn.Module, in_chans: int, arch: str | None = None, mod
 def freeze(model: nn.Module, layers=None, except_layers=()) -> nn.Module:
     """Stop gradients for parameters under ``layers`` (module-path prefixes; all when None),
     except those under ``except_layers`` (e.g. the head for a linear probe).
-    :func:`medtl.train.fit` honours it (frozen tensors stay bit-identical)."""
+    :func:`medtl.train.fit` honours it (frozen tensors stay bit-identical). A prefix that
+    names no parameter raises a ValueError listing the model's top-level modules (a typo
+    would otherwise freeze nothing without a word)."""
+    _check_prefixes(model, layers, "layers")
+    _check_prefixes(model, except_layers, "except_layers")
     for name, p in model.named_parameters():
         if (layers is None or under(name, layers)) and not under(name, except_layers):
             p.requires_grad_(False)
     return model
 
 
+def _check_prefixes(model: nn.Module, prefixes, what: str) -> None:
+    """Every prefix must lie over at least one parameter of ``model``."""
+    if prefixes is None:
+        return
+    prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(under(n, p) for n in names)]
+    if unknown:
+        tops = list(dict.fromkeys(n.split(".")[0] for n in names))
+        raise ValueError(f"{what} {unknown} name no parameter of this {type(model).__name__}; its modules with "
+                         f"parameters are {tops} (nested paths such as 'layer1.0.conv1' work too)")
+
+
 def unfreeze(model: nn.Module, layers=None) -> nn.Module:
+    """Let gradients flow again to parameters under ``layers`` (all when None); unknown
+    prefixes raise as in :func:`freeze`."""
+    _check_prefixes(model, layers, "layers")
     for name, p in model.named_parameters():
         if layers is None or under(name, layers):
             p.requires_grad_(True)

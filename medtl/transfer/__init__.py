@@ -9,6 +9,7 @@ from .evaluation import (
     critical_difference,
     flip,
     friedman,
+    kendall_w,
     nemenyi,
     noise_ceiling,
     paired_permutation,
@@ -16,12 +17,14 @@ from .evaluation import (
     q_alpha,
     ranks,
     self_source_bias,
+    subsample_interval,
     tau_ci,
     tau_table,
     tau_w,
 )
 from .fu import fu, lp_fu, triplet_margin_loss
 from .metrics import (
+    canonical_rows,
     check_features,
     check_labels,
     check_probs,
@@ -40,7 +43,7 @@ from .metrics import (
     parc,
     sfda,
 )
-from .rank import SOURCE_GRAMMAR, Ranking, load_candidate, load_candidates, rank
+from .rank import RANK_WORDING, SOURCE_GRAMMAR, Ranking, load_candidate, load_candidates, rank
 from .registry import (
     KINDS,
     METRIC_TABLE,
@@ -67,11 +70,11 @@ from .static import (
 )
 
 __all__ = [
-    "SOURCE_GRAMMAR", "Ranking", "load_candidate", "load_candidates", "rank",
+    "RANK_WORDING", "SOURCE_GRAMMAR", "Ranking", "kendall_w", "subsample_interval", "load_candidate", "load_candidates", "rank",
     "loto_ensemble", "noise_ceiling", "paired_permutation", "rank_average",
     "PRETRAIN_SIZES", "STUDY_ARCHS", "SourceFacts", "always_imagenet", "arch_facts", "imagenet_top1", "model_size",
     "published_facts", "source_facts", "source_size", "static_scores",
-    "KINDS", "METRICS", "METRIC_TABLE", "Metric", "check_features", "check_targets", "coding_rate", "gbc", "hscore_reg", "knn_loo", "nce", "transrate", "check_labels", "check_probs", "correlate",
+    "KINDS", "METRICS", "METRIC_TABLE", "Metric", "canonical_rows", "check_features", "check_targets", "coding_rate", "gbc", "hscore_reg", "knn_loo", "nce", "transrate", "check_labels", "check_probs", "correlate",
     "critical_difference", "expected_empirical_prediction", "flip", "friedman", "fu", "gmm_posteriors", "hscore",
     "leep", "logme", "lp", "lp_fu", "metric", "metric_names", "metrics", "minmax", "ncti", "ncti_components",
     "nemenyi", "nleep", "nleep_from_posteriors", "pairs", "parc", "q_alpha", "ranks", "register_metric",

@@ -313,3 +313,83 @@ def noise_ceiling(runs: pd.DataFrame, value: str = "test_auc") -> pd.DataFrame:
     mean = {"target": "MEAN", "ceiling": out.ceiling.mean(), "low": out.low.mean(), "high": out.high.mean(),
             "n_seeds": int(out.n_seeds.min()), "n_sources": int(out.n_sources.min())}
     return pd.concat([out, pd.DataFrame([mean])], ignore_index=True)
+
+
+def subsample_interval(point: float, replicates, fraction: float, alpha: float = 0.05) -> tuple[float, float]:
+    """A (1 − alpha) interval for a statistic computed on N samples, from its values on
+    half-samples (or any fraction f = m/N) drawn without replacement.
+
+    For a statistic with the usual √N rate, the spread of its values on m-of-N subsamples
+    around their mean is Var(θ̂_N)·(N − m)/m (the finite-population factor of sampling
+    without replacement; exact for a mean), so the delete-d jackknife standard error is
+
+        SE = √(f / (1 − f)) · sd(θ̂_b),   f = m/N      (Shao & Wu, Ann. Stat. 1989),
+
+    and the interval is θ̂_N ± t_{1−α/2, B−1} · SE, centred on the full-data value
+    ``point`` by construction. The subsample values are used only for their spread, never
+    their level: a score whose value drifts with N (LogME, k-NN accuracy) does not shift the
+    interval off its point estimate. With f = 1/2 the spread needs no rescaling.
+
+    The interval is for the score a fresh sample of N images from the same population would
+    give (its expected value at this N), not for its large-N limit.
+
+    Args:
+        point: the statistic on all N samples.
+        replicates: its values on B ≥ 2 subsamples (NaN values are dropped).
+        fraction: f = m/N of the subsamples, in (0, 1).
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` with fewer than 2 finite replicates.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    reps = np.asarray(replicates, dtype=float)
+    reps = reps[np.isfinite(reps)]
+    if len(reps) < 2 or not np.isfinite(point):
+        return (np.nan, np.nan)
+    se = np.sqrt(fraction / (1 - fraction)) * reps.std(ddof=1)
+    half = stats.t.ppf(1 - alpha / 2, len(reps) - 1) * se
+    return (float(point - half), float(point + half))
+
+
+def kendall_w(ranks) -> dict:
+    """Kendall's coefficient of concordance W of m raters over n objects (here: metrics over
+    candidate sources), with the tie correction:
+
+        W = 12 S / (m² (n³ − n) − m Σ_j T_j),   S = Σ_i (R_i − R̄)²,   T_j = Σ_g (t_g³ − t_g),
+
+    R_i the sum of object i's ranks over the raters, t_g the sizes of rater j's tie groups.
+    W = 1 when every rater orders the objects identically, about 0 when they are
+    independent. Significance: χ² = m (n − 1) W with n − 1 degrees of freedom. Without ties,
+    the mean pairwise Spearman correlation equals (m W − 1)/(m − 1).
+
+    Args:
+        ranks: ``m×n`` array (or DataFrame with raters as rows) of scores or ranks; each
+            row is ranked (average ranks for ties), so raw scores are accepted.
+
+    Returns:
+        ``{"W", "m", "n", "chi2", "p"}``; W is NaN when it is undefined (n < 2, m < 1, or
+        every rater ties every object).
+    """
+    r = np.asarray(ranks, dtype=float)
+    if r.ndim != 2:
+        raise ValueError(f"ranks must be a 2-D array (raters × objects), got shape {r.shape}")
+    if np.isnan(r).any():
+        raise ValueError("ranks must not hold NaN (leave out the raters that did not score every object)")
+    m, n = r.shape
+    out = {"W": np.nan, "m": m, "n": n, "chi2": np.nan, "p": np.nan}
+    if m < 1 or n < 2:
+        return out
+    ranked = np.vstack([stats.rankdata(row) for row in r])
+    totals = ranked.sum(0)
+    s = float(((totals - totals.mean()) ** 2).sum())
+    ties = sum(float((c ** 3 - c).sum()) for c in (np.unique(row, return_counts=True)[1] for row in ranked))
+    denom = m ** 2 * (n ** 3 - n) - m * ties
+    if denom <= 0:
+        return out
+    w = 12 * s / denom
+    chi2 = m * (n - 1) * w
+    out.update(W=float(w), chi2=float(chi2), p=float(stats.chi2.sf(chi2, n - 1)))
+    return out

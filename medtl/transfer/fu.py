@@ -87,12 +87,18 @@ def triplet_margin_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: 
 @register_metric(kind="model", label="FU", citation="Juodelyte et al., arXiv 2412.20172",
                  description="feature update: gradient norm of an early block's conv relative to the stem's under a triplet loss")
 def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size: int | None = None,
-       margin: float = 0.05, device=None, seed: int = 42, **batch) -> float:
+       margin: float = 0.05, device=None, seed: int = 42, order: str = "stratified", **batch) -> float:
     """FU: how strongly the target would still move the early layers.
 
     The source head (the architecture table's ``feature_node``) becomes Identity, the model
-    is put in eval mode, and the target's training images go through it in stored order in
-    batches of B = ⌊N/6⌋ (plus the remainder). For each batch b, the all-triplets margin
+    is put in eval mode, and the target's training images go through it in batches of
+    B = ⌊N/6⌋ (plus the remainder). With ``order="stratified"`` (default) the batches are cut
+    from :func:`medtl.data.stratified_order` under ``seed``, so every batch holds every class
+    in proportion and the score does not depend on the order of the target's images (a
+    class-sorted folder gives the same FU as a shuffled one). ``order="stored"`` is the
+    study's: consecutive batches of the stored order (spec §2.2; the official MedMNIST files
+    are stored shuffled, a user's folder usually is not: then no batch holds two classes and
+    FU is undefined). For each batch b, the all-triplets margin
     loss (:func:`triplet_margin_loss`, margin 0.05) is back-propagated and the Frobenius
     norms of the two monitored weight gradients are recorded:
 
@@ -120,6 +126,12 @@ def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size
     net = copy.deepcopy(model).to(dev).eval()
     set_module(net, a.feature_node, nn.Identity())
     w1, w2 = get_module(net, w1_name).weight, get_module(net, w2_name).weight
+    if order not in ("stratified", "stored"):
+        raise ValueError(f"order must be 'stratified' or 'stored', got {order!r}")
+    if order == "stratified":
+        from ..data import stratified_order
+
+        data = data.subset(stratified_order(data, seed), name=data.name)
     n = len(data)
     bs = batch_size or max(n // 6, 2)
     settings = runtime.batch_settings(model, data, **batch)
@@ -134,7 +146,10 @@ def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size
             g1.append(float(w1.grad.norm()) if w1.grad is not None else 0.0)
             g2.append(float(w2.grad.norm()) if w2.grad is not None else 0.0)
     if not np.mean(g1) > 0:
-        raise ValueError("FU is undefined: the stem received no gradient (no active triplet in any batch)")
+        raise ValueError(f"FU is undefined on {data.name!r} ({n} images, batches of {bs}, order={order!r}): the stem "
+                         "received no gradient (no active triplet in any batch"
+                         + (": with order='stored' a class-sorted target puts one class in each batch)"
+                            if order == "stored" else ")"))
     return float(np.mean(g2) / np.mean(g1))
 
 

@@ -97,6 +97,17 @@ def check_probs(probs, labels, atol: float = 1e-4) -> tuple[np.ndarray, np.ndarr
     return p, y, c
 
 
+def canonical_rows(x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+    """A permutation of the rows of ``x`` (``N×D``) fixed by their values: sorted by a fixed
+    pseudo-random projection, ties (identical rows) by ``y``. Seeded fits that visit samples
+    in order (k-means++ seeding, NCA's start, seeded subsets) run on ``x[perm]``, so their
+    result does not depend on the order the samples came in: any permutation of the input
+    gives the same sequence of rows."""
+    w = np.random.default_rng(20240917).standard_normal(x.shape[1])
+    keys = (x @ w,) if y is None else (y, x @ w)
+    return np.lexsort(keys)
+
+
 def _variant(variant: str) -> str:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -150,11 +161,15 @@ def nleep_from_posteriors(posteriors, labels, log: bool = True) -> float:
 def gmm_posteriors(features, n_components: int, variance: float = 0.8, seed: int | None = 0,
                    pca_seed: int = 42) -> np.ndarray:
     """PCA keeping ``variance`` of the variance, then a full-covariance Gaussian mixture with
-    ``n_components`` components (k-means init, seeded); returns p(z|x) ``N×K``."""
+    ``n_components`` components (k-means init, seeded); returns p(z|x) ``N×K``. The fit runs
+    on the rows in :func:`canonical_rows` order (k-means++ seeding picks samples by index),
+    so the posteriors do not depend on the input's row order."""
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
     x = _as_array(features, "features").astype(np.float64)
+    perm = canonical_rows(x)
+    x = x[perm]
     z = PCA(n_components=variance, random_state=pca_seed, svd_solver="full").fit_transform(x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
@@ -162,7 +177,9 @@ def gmm_posteriors(features, n_components: int, variance: float = 0.8, seed: int
 
         warnings.simplefilter("ignore", category=ConvergenceWarning)
         gmm = GaussianMixture(n_components=n_components, covariance_type="full", random_state=seed).fit(z)
-    return gmm.predict_proba(z)
+    post = np.empty((len(z), n_components))
+    post[perm] = gmm.predict_proba(z)
+    return post
 
 
 @register_metric(kind="features", needs_seed=True, variants=VARIANTS, label="N-LEEP", citation="Li et al., CVPR 2021",
@@ -284,8 +301,10 @@ def parc(features, labels, dim: int = 32, max_samples: int = 15000, seed: int = 
 
     with F̂ the features PCA-reduced to ``dim`` (32) dimensions and z-scored, Ŷ the one-hot
     labels (so 1 − corr(Ŷ) is 0 within a class and C/(C−1) across, computed exactly),
-    corr the N×N Pearson correlation between samples, triu the strict upper triangle. Above ``max_samples`` a seeded subset is used (features and labels with the
-    same indices; the study's code mixed them up).
+    corr the N×N Pearson correlation between samples, triu the strict upper triangle. Above
+    ``max_samples`` a seeded subset is used (features and labels with the same indices; the
+    study's code mixed them up), drawn from the rows in :func:`canonical_rows` order so that
+    it does not depend on the input's order.
 
     Shapes: features ``N×D``, labels ``N``.
     """
@@ -294,6 +313,8 @@ def parc(features, labels, dim: int = 32, max_samples: int = 15000, seed: int = 
 
     x, y, c = check_features(features, labels)
     if len(x) > max_samples:
+        perm = canonical_rows(x, y)
+        x, y = x[perm], y[perm]
         idx = np.random.default_rng(seed).choice(len(x), max_samples, replace=False)
         x, y = x[idx], y[idx]
     k = min(dim, len(x), x.shape[1])
@@ -354,6 +375,8 @@ def lp(features, labels, n_components: int = 50, k: int = 5, seed: int = 42, max
     x, y, c = check_features(features, labels)
     if len(x) < k:
         raise ValueError(f"LP needs at least k={k} samples, got {len(x)}")
+    perm = canonical_rows(x, y)  # NCA's optimiser sums in sample order: a fixed order, a fixed result
+    x, y = x[perm], y[perm]
     d = min(n_components, x.shape[1], len(x))
     nca = NeighborhoodComponentsAnalysis(n_components=d, random_state=seed, max_iter=max_iter, tol=1e-5)
     with warnings.catch_warnings():

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from torch import nn
+from tqdm.auto import tqdm
 
 from .ensemble import rank_average
-from .evaluation import tau_ci
+from .evaluation import kendall_w, subsample_interval, tau_ci
 from .registry import metric
 from .score import score
 
@@ -28,21 +29,31 @@ SOURCE_GRAMMAR = ("ARCH (ImageNet weights: resnet18, densenet121, …), ARCH:ran
                   "source), PATH.pt with its .json sidecar (a saved medtl source file)")
 
 
+#: Rank direction, one wording for every table, figure and line: rank 1 is the best candidate.
+RANK_WORDING = "mean rank over the metrics (1 = best)"
+
+
 @dataclass
 class Ranking:
     """The result of :func:`rank`.
 
     Attributes:
-        target: the target's name; ``n_images``: images scored.
-        scores: one row per (source, metric): ``score`` on all images, ``low``/``high`` its
-            interval over image subsamples, ``seconds``, ``kind``.
-        recommendation: the sources best first: ``ensemble`` (mean within-target rank over
-            the metrics, higher = better), ``low``/``high``, ``resolved`` (whether its
-            interval is clear of the next source's: False means the scores cannot tell the
-            two apart) and ``rank``.
-        failed: candidates that could not be loaded, with the reason.
-        verification: with ``verify``: the fine-tuned candidates' test AUC (and CI);
-            ``verify_tau``: τ_w of the ensemble against it, with a bootstrap CI.
+        target: the target's name; ``n_images``: images scored; ``scored``: which images
+            (``"the whole training split"`` or the subsample drawn).
+        scores: one row per (source, metric): ``score`` on the scored images, ``low``/``high``
+            its interval (:func:`subsample_interval`; NaN without replicates), ``seconds``,
+            ``kind``. Metrics that failed for a source are not here but in ``failed``.
+        recommendation: the sources best first: ``mean_rank`` (the mean over the informative
+            metrics of each metric's rank of the source, 1 = best), its interval
+            ``low``/``high``, ``resolved`` (whether the paired interval of its mean-rank
+            difference to the next source excludes 0; NA without replicates) and ``rank``.
+        failed: what could not be used, one row each: a candidate that did not load
+            (``metric`` empty), or a metric that failed for a candidate, with the reason.
+        agreement: Kendall's W of the metrics over the candidates (0 = the metrics order
+            the candidates independently, 1 = identically), with m metrics, n candidates,
+            the χ² statistic and its p-value.
+        verification: with ``verify``: the fine-tuned candidates' test AUC and its 95 % CI,
+            their mean rank, and ``verify_tau``: τ_w of the mean ranks against the AUCs.
     """
 
     target: str
@@ -53,18 +64,64 @@ class Ranking:
     metrics: list[str] = field(default_factory=list)
     verification: pd.DataFrame | None = None
     verify_tau: pd.DataFrame | None = None
+    agreement: dict = field(default_factory=dict)
+    scored: str = ""
+    n_boot: int = 0
+    fraction: float = 0.5
+
+    def interval_note(self) -> str:
+        """How the intervals were made, in one line."""
+        if not self.n_boot:
+            return "no intervals (n_boot = 0)"
+        return (f"95 % intervals: {self.n_boot} stratified half-samples without replacement "
+                f"(fraction {self.fraction:g}), spread rescaled to the full N at the √N rate "
+                "(delete-d jackknife), centred on the full-data value")
+
+    def verdict(self) -> str:
+        """Whether the top pick held under fine-tuning, in words ('' without verification)."""
+        ver = self.verification
+        if ver is None or ver.empty:
+            return ""
+        top = self.recommendation.source.iloc[0]
+        if top not in set(ver.source):
+            return "the top pick was not fine-tuned"
+        best = ver.loc[ver.test_auc.idxmax()]
+        mine = ver.set_index("source").loc[top]
+        if best.source == top:
+            return f"the top pick held: {top} fine-tuned best of the {len(ver)} verified candidates"
+        overlap = not (best.test_auc_low > mine.test_auc_high)
+        return (f"the top pick did NOT hold: {best.source} fine-tuned better ({best.test_auc:.3f} vs "
+                f"{mine.test_auc:.3f}; {'their AUC intervals overlap' if overlap else 'beyond both AUC intervals'})")
 
     def summary(self) -> str:
-        """A few lines for a terminal: the order, what is unresolved, what failed."""
-        lines = [f"target {self.target} ({self.n_images} images), {len(self.metrics)} metrics"]
+        """A few lines for a terminal: the order, agreement, what is unresolved, what failed,
+        and the verification."""
+        boot = self.n_boot > 0
+        lines = [f"target {self.target}: {self.n_images} images scored ({self.scored}), "
+                 f"{len(self.metrics)} metrics, {len(self.recommendation)} candidates",
+                 f"recommendation ({RANK_WORDING}; {self.interval_note()}):"]
         for r in self.recommendation.itertuples():
-            tie = "" if r.resolved else "   (not resolvable from the next by the scores)"
-            lines.append(f"  {r.rank}. {r.source}: ensemble {r.ensemble:.2f} [{r.low:.2f}, {r.high:.2f}]{tie}")
+            interval = f" [{r.low:.2f}, {r.high:.2f}]" if boot else ""
+            tie = "" if not boot or r.resolved is pd.NA or r.resolved else "   (not resolvable from the next)"
+            lines.append(f"  {r.rank}. {r.source}: mean rank {r.mean_rank:.2f}{interval}{tie}")
+        a = self.agreement
+        if a:
+            lines.append(f"agreement of the metrics: Kendall's W = {a['W']:.2f} over {a['m']} metrics and "
+                         f"{a['n']} candidates (p = {a['p']:.3g}; 0 = independent orderings, 1 = identical)")
         for r in self.failed.itertuples():
-            lines.append(f"  could not load {r.source}: {r.reason}")
-        if self.verify_tau is not None and len(self.verify_tau):
-            t = self.verify_tau.iloc[0]
-            lines.append(f"  verified by fine-tuning: tau_w {t.tau_w:.2f} [{t.low:.2f}, {t.high:.2f}]")
+            what = (f"could not load {r.source}" if not r.metric else f"could not score {r.source}"
+                    if r.metric == "features" else f"{r.metric} failed for {r.source}")
+            lines.append(f"  {what}: {r.reason}")
+        if self.verification is not None and len(self.verification):
+            lines.append("verification by fine-tuning (test AUC with 95 % CI):")
+            for r in self.verification.itertuples():
+                lines.append(f"  {r.source} (mean rank {r.mean_rank:.2f}): AUC {r.test_auc:.3f} "
+                             f"[{r.test_auc_low:.3f}, {r.test_auc_high:.3f}]")
+            if self.verify_tau is not None and len(self.verify_tau):
+                t = self.verify_tau.iloc[0]
+                lines.append(f"  tau_w of the ranking against the fine-tuned AUCs: {t.tau_w:.2f} "
+                             f"[{t.low:.2f}, {t.high:.2f}] over {len(self.verification)} candidates")
+            lines.append(f"  {self.verdict()}")
         return "\n".join(lines)
 
 
@@ -82,7 +139,7 @@ def load_candidate(spec, num_classes: int = 1000) -> nn.Module:
     if path.suffix == ".pt" and path.is_file():
         if not path.with_suffix(".json").is_file():
             raise ValueError(f"{text}: a checkpoint without a medtl .json sidecar; write it as ARCH:{text} "
-                             "(e.g. resnet50:{text}) so medtl knows the architecture")
+                             f"(e.g. resnet50:{text}) so medtl knows the architecture")
         return load_source(path)
     arch, _, weights = text.partition(":")
     if arch not in ARCHS:
@@ -134,12 +191,13 @@ def load_candidates(sources: Mapping | Sequence) -> tuple[dict[str, nn.Module], 
 
 
 def _subsample(data, fraction: float, rng: np.random.Generator):
-    """A stratified subsample without replacement (at least 2 images of every class)."""
+    """A stratified subsample without replacement (``fraction`` of every class, at least 2
+    images of it, at most all but one)."""
     cls = data.primary_labels()
     idx = []
     for c in np.unique(cls):
         pool = np.flatnonzero(cls == c)
-        k = min(len(pool), max(2, int(round(fraction * len(pool)))))
+        k = min(len(pool) - 1 if len(pool) > 2 else len(pool), max(2, int(round(fraction * len(pool)))))
         idx.append(rng.choice(pool, k, replace=False))
     return data.subset(np.sort(np.concatenate(idx)), name=data.name)
 
@@ -154,46 +212,69 @@ def _informative(wide: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
     return [m for m in metrics if m in wide and wide[m].notna().all() and wide[m].nunique() > 1]
 
 
-def _ensemble(wide: pd.DataFrame, metrics: Sequence[str]) -> pd.Series:
-    """:func:`rank_average` over ``metrics`` (a metric undefined for a source in this
-    replicate gives every source the same rank)."""
+def _mean_rank(wide: pd.DataFrame, metrics: Sequence[str], sources) -> pd.Series:
+    """Each source's mean over ``metrics`` of its rank (1 = highest score, ties averaged);
+    a metric undefined for some source in this replicate gives every source the same rank."""
     if not metrics:
-        return pd.Series(np.nan, index=wide.index)
-    return rank_average({m: pd.Series(0.0, index=wide.index) if wide[m].isna().any() else wide[m] for m in metrics})
+        return pd.Series(np.nan, index=sources)
+    wide = wide.reindex(sources)
+    k = len(wide)
+    cols = {m: pd.Series(0.0, index=wide.index) if wide[m].isna().any() else wide[m] for m in metrics}
+    return k + 1 - rank_average(cols)
 
 
-def _summarise(full: pd.DataFrame, reps: list[pd.DataFrame], names: list[str],
+def _interval(point: float, reps, fraction: float, alpha: float, bounds=(-np.inf, np.inf)) -> tuple[float, float]:
+    low, high = subsample_interval(point, reps, fraction, alpha)
+    return (max(low, bounds[0]), min(high, bounds[1])) if np.isfinite(low) else (low, high)
+
+
+def _summarise(full: pd.DataFrame, reps: list[pd.DataFrame], names: list[str], fraction: float,
                alpha: float) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Scores with their subsample intervals, the recommendation, and the metrics used."""
-    full = full[full.metric != "features"].rename(columns={"value": "score"})
+    """Scores with their intervals, the recommendation (best first), and the metrics used."""
+    full = full[(full.metric != "features") & full.value.notna()].rename(columns={"value": "score"})
     boot = pd.concat(reps, ignore_index=True).rename(columns={"value": "score"}) if reps else None
-    q = (alpha / 2, 1 - alpha / 2)
+    full = full.assign(low=np.nan, high=np.nan)
     if boot is not None:
-        bounds = boot.groupby(["source", "metric"]).score.quantile(q).unstack()
-        bounds.columns = ["low", "high"]
-        full = full.join(bounds, on=["source", "metric"])
-    else:
-        full = full.assign(low=np.nan, high=np.nan)
+        groups = {key: g.score.to_numpy() for key, g in boot.groupby(["source", "metric"])}
+        for i, r in full.iterrows():
+            full.loc[i, ["low", "high"]] = _interval(r.score, groups.get((r.source, r.metric), []), fraction, alpha)
     full["kind"] = [metric(m).kind for m in full.metric]
     wide = _wide(full)
+    sources = list(wide.index)
     used = _informative(wide, names)
-    point = _ensemble(wide, used)
-    if boot is not None:
-        ens = pd.DataFrame({b: _ensemble(_wide(g), used) for b, g in boot.groupby("rep")})
-        low, high = ens.quantile(q[0], axis=1), ens.quantile(q[1], axis=1)
+    point = _mean_rank(wide, used, sources)
+    rec = pd.DataFrame({"source": sources, "mean_rank": point.to_numpy(), "low": np.nan, "high": np.nan})
+    resolved_with = {}
+    if boot is not None and used:
+        ens = pd.DataFrame({b: _mean_rank(_wide(g), used, sources) for b, g in boot.groupby("rep")})
+        for i, src in enumerate(sources):
+            rec.loc[i, ["low", "high"]] = _interval(point[src], ens.loc[src], fraction, alpha, (1, len(sources)))
+        order = point.sort_values(kind="stable").index
+        for a, b in zip(order[:-1], order[1:]):
+            # paired: the difference of mean ranks on the same replicates
+            low, _ = subsample_interval(point[b] - point[a], ens.loc[b] - ens.loc[a], fraction, alpha)
+            resolved_with[a] = bool(low > 0)
+    rec = rec.sort_values("mean_rank", kind="stable").reset_index(drop=True)
+    if boot is not None and used:
+        rec["resolved"] = [resolved_with.get(s, True) for s in rec.source]
     else:
-        low = high = pd.Series(np.nan, index=point.index)
-    rec = pd.DataFrame({"source": point.index, "ensemble": point.to_numpy(), "low": low.reindex(point.index).to_numpy(),
-                        "high": high.reindex(point.index).to_numpy()})
-    rec = rec.sort_values("ensemble", ascending=False, kind="stable").reset_index(drop=True)
-    rec["resolved"] = (rec.low > rec.high.shift(-1)).fillna(True) & rec.low.notna()
-    rec.loc[rec.index[-1], "resolved"] = True
+        rec["resolved"] = pd.Series([pd.NA] * len(rec), dtype="boolean")
     rec.insert(0, "rank", np.arange(1, len(rec) + 1))
     return full, rec, used
 
 
-def rank(target, sources, n: int | None = 500, metrics: Sequence[str] | None = None, size: int = 28,
-         root: str | os.PathLike | None = None, n_boot: int = 20, fraction: float = 0.8, alpha: float = 0.05,
+def _failures(table: pd.DataFrame) -> list[dict]:
+    """One row per (source, metric) that failed on the scored images."""
+    if "error" not in table:
+        return []
+    bad = table[table.error.notna()]
+    unusable = set(bad.source[bad.metric == "features"])  # one row for a source without features
+    return [{"source": r.source, "spec": "", "metric": r.metric, "reason": r.error} for r in bad.itertuples()
+            if r.metric == "features" or r.source not in unusable]
+
+
+def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = None, size: int = 28,
+         root: str | os.PathLike | None = None, n_boot: int = 20, fraction: float = 0.5, alpha: float = 0.05,
          seed: int = 0, verify: int = 0, verify_grid: str | Mapping = "cpu", verify_epochs: int | None = None,
          cache: str | os.PathLike | None = None, progress: bool = True) -> Ranking:
     """Rank candidate sources for a target.
@@ -202,52 +283,90 @@ def rank(target, sources, n: int | None = 500, metrics: Sequence[str] | None = N
         target: a MedMNIST flag, a synthetic-suite name, an image folder, a list file, a
             CSV (anything :func:`medtl.data.get` reads), or an ImageSet.
         sources: candidates as written in :data:`SOURCE_GRAMMAR` (a list, or ``{label:
-            spec or model}``). Candidates that cannot be loaded are reported in
-            ``Ranking.failed``; at least two must load.
-        n: images scored: a seeded stratified subsample of the target's training split
-            (all when None or larger).
+            spec or model}``). Candidates that cannot be loaded, and metrics that fail for a
+            candidate, are rows of ``Ranking.failed`` with the reason; the rest is ranked.
+            At least two candidates must be scored by at least one metric.
+        n: images scored: all of the target's training split when None (default), else a
+            seeded stratified subsample of ``n`` (faster on large targets). An ImageSet
+            target is scored whole (or subsampled to ``n``).
         metrics: registry names (default: every default metric that can score the target's
             label kind).
-        n_boot, fraction: the score intervals: each metric is recomputed on ``n_boot``
-            stratified subsamples holding ``fraction`` of the images, without replacement
-            (duplicated images would inflate neighbour-based scores); low/high are the
-            alpha/2 and 1 − alpha/2 quantiles. The same subsamples give the ensemble's
-            interval.
+        n_boot, fraction: the intervals (:func:`medtl.transfer.subsample_interval`): every
+            metric is recomputed on ``n_boot`` stratified subsamples holding ``fraction``
+            (default one half) of each class, without replacement (duplicated images would
+            inflate neighbour-based scores); the spread is rescaled to the full N and
+            centred on the full-data value, so a point estimate always lies inside its
+            interval. The same subsamples give the mean rank's interval and the paired test
+            of each candidate against the next. ``n_boot=0``: no intervals.
         verify: fine-tune the top ``verify`` candidates and one random other with the
             ``verify_grid`` preset (:data:`medtl.train.GRID_PRESETS`) on the target's
-            train/val/test splits and report τ_w of the ensemble against the test AUCs.
+            train/val/test splits and report their test AUCs and τ_w of the ranking against
+            them.
+
+    The scored images are put in :func:`medtl.data.content_order` first, so the result does
+    not depend on the order of the target's files (a class-sorted folder ranks as a
+    shuffled one); seeded steps (subsamples, FU's batches, mixtures) draw from that order.
 
     Returns:
         A :class:`Ranking`.
     """
-    from ..data import ImageSet, get
+    from ..data import ImageSet, content_order, get
 
-    data = target if isinstance(target, ImageSet) else get(target, "train", size, root=root, n=n, seed=seed)
-    if isinstance(target, ImageSet) and n is not None and n < len(target):
-        from ..data import subset
-        data = subset(target, n, stratified=True, seed=seed)
-    tname = Path(str(target)).name if not isinstance(target, ImageSet) else target.name.split("/")[0]
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
-        raise ValueError(f"n_boot must be a non-negative integer, got {n_boot!r}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0 or n_boot == 1:
+        raise ValueError(f"n_boot must be 0 (no intervals) or an integer >= 2, got {n_boot!r}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2):
+        raise ValueError(f"n must be None (the whole training split) or an integer >= 2, got {n!r}")
+    if isinstance(target, ImageSet):
+        data, total = target, len(target)
+        if n is not None and n < len(target):
+            from ..data import subset
+            data = subset(target, n, stratified=True, seed=seed)
+    else:
+        data = get(target, "train", size, root=root, seed=seed)
+        total = len(data)
+        if n is not None and n < len(data):
+            from ..data import subset
+            data = subset(data, n, stratified=True, seed=seed)
+    scored = ("all images given" if isinstance(target, ImageSet) else "the whole training split") \
+        if len(data) == total else f"a stratified subsample of {len(data)} of the {total} training images (n={n})"
+    data = data.subset(content_order(data), name=data.name)
+    tname = Path(str(target)).name if not isinstance(target, ImageSet) else target.name.split("/")[0]
     models, failed = load_candidates(sources)
+    failed = failed.assign(metric="")[["source", "spec", "metric", "reason"]]
     if len(models) < 2:
         reasons = "; ".join(f"{r.source}: {r.reason}" for r in failed.itertuples()) or "none given"
         raise ValueError(f"ranking needs at least 2 candidates that load, got {len(models)} ({reasons})")
     with tempfile.TemporaryDirectory() as tmp:
         feature_cache = cache if cache is not None else tmp
-        full = score(models, data, metrics, target_name=tname, cache=feature_cache, progress=progress, seed=seed)
+        full = score(models, data, metrics, target_name=tname, cache=feature_cache, progress=progress, seed=seed,
+                     errors="record")
+        fails = _failures(full)
         names = [m for m in dict.fromkeys(full.metric) if m != "features"]
+        ok = [m for m in names if full[(full.metric == m)].value.notna().sum() >= 2]
         rng = np.random.default_rng(seed)
-        reps = []
-        for b in range(n_boot):
+        reps, sizes = [], []
+        for b in tqdm(range(n_boot if ok else 0), desc=f"intervals ({n_boot} subsamples)", disable=not progress):
             sub = _subsample(data, fraction, rng)
-            t = score(models, sub, names, target_name=tname, cache=feature_cache, progress=False, seed=seed + b + 1)
+            sizes.append(len(sub) / len(data))
+            t = score(models, sub, ok, target_name=tname, cache=feature_cache, progress=False, seed=seed,
+                      errors="record")
             reps.append(t[t.metric != "features"].assign(rep=b))
-    full, rec, used = _summarise(full, reps, names, alpha)
+    actual = float(np.mean(sizes)) if sizes else fraction  # the realised m/N (classes are rounded, ≥ 2 each)
+    failed = pd.concat([failed, pd.DataFrame(fails, columns=failed.columns)], ignore_index=True)
+    full, rec, used = _summarise(full, reps, ok, actual, alpha)
+    if len(rec) < 2 or not used:
+        why = "; ".join(dict.fromkeys(f"{r.source}: {r.reason}" for r in failed.itertuples() if r.metric))
+        raise ValueError(f"nothing could be ranked on {tname!r}: "
+                         + (f"{len(rec)} candidate(s) could be scored" if len(rec) < 2
+                            else "no metric scored every candidate with distinct values")
+                         + (f" ({why})" if why else ""))
     cols = ["source", "target", "metric", "kind", "score", "low", "high", "seconds", "self_source"]
-    result = Ranking(tname, len(data), full[cols].reset_index(drop=True), rec, failed, used)
+    wide = _wide(full)[used]
+    agreement = kendall_w(wide.T.to_numpy())
+    result = Ranking(tname, len(data), full[cols].reset_index(drop=True), rec, failed.reset_index(drop=True), used,
+                     agreement=agreement, scored=scored, n_boot=n_boot if reps else 0, fraction=actual)
     if verify:
         _verify(result, models, target, size, root, verify, verify_grid, verify_epochs, seed, progress)
     return result
@@ -285,9 +404,10 @@ def _verify(result: Ranking, models: dict, target, size, root, k: int, grid, epo
         low, high = (ci[0], ci[1]) if ci is not None and len(ci) == 2 else (np.nan, np.nan)
         rows.append({"source": name, "test_auc": float(best["test_auc"]), "test_auc_low": low, "test_auc_high": high,
                      "config_id": best.get("config_id"),
-                     "ensemble": float(result.recommendation.set_index("source").loc[name, "ensemble"])})
+                     "mean_rank": float(result.recommendation.set_index("source").loc[name, "mean_rank"])})
     ver = pd.DataFrame(rows)
     result.verification = ver
     gt = ver.set_index("source")[["test_auc"]].rename(columns={"test_auc": result.target})
-    sc = ver.set_index("source")[["ensemble"]].rename(columns={"ensemble": result.target})
-    result.verify_tau = tau_ci({"ensemble": sc}, gt, exclude_self=False).query("target != 'MEAN'").reset_index(drop=True)
+    # τ_w reads "higher = predicted better": the negated mean rank
+    sc = (-ver.set_index("source")[["mean_rank"]]).rename(columns={"mean_rank": result.target})
+    result.verify_tau = tau_ci({"mean rank": sc}, gt, exclude_self=False).query("target != 'MEAN'").reset_index(drop=True)

@@ -106,7 +106,8 @@ def _call(m, fn_args: tuple, variant: str, seed: int, options: dict):
 def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics: Sequence[str] | None = None,
           target_name: str | None = None, variant: str = "official", cache: bool | str | os.PathLike | None = None,
           device=None, batch_size: int = 256, reverse_lp_fu: bool = False, progress: bool = True,
-          seed: int = 0, exclude: Iterable[str] = (), options: Mapping[str, dict] | None = None) -> pd.DataFrame:
+          seed: int = 0, exclude: Iterable[str] = (), options: Mapping[str, dict] | None = None,
+          errors: str = "raise") -> pd.DataFrame:
     """Score every source on a target with the chosen transferability metrics.
 
     Args:
@@ -125,11 +126,29 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
         options: per-metric keyword arguments (``{"nleep": {"component_ratio": 3}}``);
             ``reverse_lp_fu`` is ``options["lp_fu"]["reverse"]`` (the cross-domain direction).
         cache: feature cache (see :func:`medtl.features.extract`).
+        errors: ``"raise"`` (default) stops at the first metric or source that fails;
+            ``"record"`` keeps going: the failed (source, metric) gets value NaN and its
+            reason in an ``error`` column (a source whose features cannot be extracted gets
+            a row per metric), so one undefined metric or unusable candidate does not end a
+            ranking.
 
     Returns:
         A tidy table: source, target, metric, value, seconds (the metric's own time;
-        ``features`` rows give each source's extraction time), self_source.
+        ``features`` rows give each source's extraction time), self_source (and ``error``
+        with ``errors="record"``).
     """
+    if errors not in ("raise", "record"):
+        raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
+
+    def attempt(fn, *args, **kw):
+        """``(value, None)``, or with ``errors="record"`` ``(None, reason)`` on failure."""
+        if errors == "raise":
+            return fn(*args, **kw), None
+        try:
+            return fn(*args, **kw), None
+        except Exception as err:  # recorded with its reason; the caller decides what to do
+            return None, f"{type(err).__name__}: {err}"
+
     from ..features import extract
 
     data: ImageSet = getattr(target, "train", target)
@@ -152,8 +171,18 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
         layers = (["penultimate"] if kinds & {"features", "zoo"} else []) + (["logits"] if "probs" in kinds else [])
         out = {}
         if layers:
-            with seeded(seed):
-                out = extract(model, data, layers, batch_size=batch_size, device=device, cache=cache, progress=False)
+            def features_of(model=model, layers=layers):
+                with seeded(seed):
+                    return extract(model, data, layers, batch_size=batch_size, device=device, cache=cache,
+                                   progress=False)
+
+            out, why = attempt(features_of)
+            if why is not None:  # no features: every metric of this source fails with the same reason
+                rows.append({"source": name, "metric": "features", "value": np.nan,
+                             "seconds": time.perf_counter() - t0, "error": why})
+                rows += [{"source": name, "metric": n, "value": np.nan, "seconds": 0.0,
+                          "error": f"features could not be extracted ({why})"} for n in need]
+                continue
         rows.append({"source": name, "metric": "features", "value": np.nan, "seconds": time.perf_counter() - t0})
         if "penultimate" in out:
             feats[name] = out["penultimate"].double().numpy()
@@ -162,22 +191,38 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
         for m in (metric(n) for n in need if metric(n).kind in inputs):
             t0 = time.perf_counter()
             opts = {**options, m.name: {**({"device": device} if m.kind == "model" else {}), **options.get(m.name, {})}}
-            value = _call(m, inputs[m.kind], variant, seed, opts)
-            rows.append({"source": name, "metric": m.name, "value": float(value), "seconds": time.perf_counter() - t0})
+            value, why = attempt(_call, m, inputs[m.kind], variant, seed, opts)
+            rows.append({"source": name, "metric": m.name, "value": np.nan if why else float(value),
+                         "seconds": time.perf_counter() - t0, "error": why})
     table = pd.DataFrame(rows)
-    candidates = [s for s in models if s not in selfs]
+    candidates = [s for s in models if s not in selfs and s in feats]
     for m in (metric(n) for n in need if metric(n).kind == "zoo"):
         t0 = time.perf_counter()
-        values = _call(m, ({s: feats[s] for s in candidates}, labels), variant, seed, options)
-        per = (time.perf_counter() - t0) / max(len(values), 1)
-        table = pd.concat([table, pd.DataFrame([{"source": s, "metric": m.name, "value": values.get(s, np.nan),
-                                                 "seconds": per} for s in models])], ignore_index=True)
+        values, why = attempt(_call, m, ({s: feats[s] for s in candidates}, labels), variant, seed, options)
+        per = (time.perf_counter() - t0) / max(len(values or ()), 1)
+        new = [{"source": s, "metric": m.name, "value": (values or {}).get(s, np.nan), "seconds": per,
+                "error": why} for s in models if not _has(rows, s, m.name)]
+        table = pd.concat([table, pd.DataFrame(new)], ignore_index=True)
     for m in (metric(n) for n in need if metric(n).kind == "combination"):
         wide = table[table.metric.isin(m.requires)].pivot(index="source", columns="metric", values="value")
+        lacking = set(wide.index[wide.isna().any(axis=1)]) if errors == "record" else set()
+        wide = wide.drop(index=sorted(lacking))  # combined over the candidates that have every input
         kw = {**options.get(m.name, {}), "exclude": sorted(selfs & set(wide.index)) or None}
-        combined = _call(m, tuple(wide[r] for r in m.requires), variant, seed, {m.name: kw})
-        table = pd.concat([table, pd.DataFrame([{"source": s, "metric": m.name, "value": float(combined[s]),
-                                                 "seconds": 0.0} for s in models])], ignore_index=True)
+        combined, why = attempt(_call, m, tuple(wide[r] for r in m.requires), variant, seed, {m.name: kw})
+        new = [{"source": s, "metric": m.name, "value": np.nan if why or s in lacking else float(combined[s]),
+                "seconds": 0.0, "error": why or (f"needs {' and '.join(m.requires)}, which failed for this source"
+                                                 if s in lacking else None)}
+               for s in models if not _has(rows, s, m.name)]
+        table = pd.concat([table, pd.DataFrame(new)], ignore_index=True)
     table.insert(1, "target", tname)
     table["self_source"] = table.source.isin(selfs)
+    if errors == "raise":
+        table = table.drop(columns="error", errors="ignore")
+    else:
+        table["error"] = table["error"].where(table["error"].notna(), None)
     return table[table.metric.isin(set(wanted) | {"features"})].reset_index(drop=True)
+
+
+def _has(rows: list[dict], source: str, name: str) -> bool:
+    """Whether ``rows`` already hold a (failed) row for ``source`` and metric ``name``."""
+    return any(r["source"] == source and r["metric"] == name for r in rows)
