@@ -487,14 +487,18 @@ def ncti_components(features, labels, dim: int = 64, seed: int = 42) -> dict[str
 
 
 def minmax(values: dict[str, float] | np.ndarray):
-    """Min–max normalise to [0, 1] (NaN-aware; a constant vector gives 0)."""
+    """Min–max normalise to [0, 1] (NaN-aware; a constant vector gives 0). Values that agree
+    to a relative 1e-9 count as constant: their differences are floating-point noise (NCTI's
+    VC term is often equal across sources to the last bit), and stretching noise to [0, 1]
+    would let the order of the target's samples flip a score by a whole unit."""
     if isinstance(values, dict):
         keys = list(values)
         arr = minmax(np.array([values[k] for k in keys], dtype=np.float64))
         return dict(zip(keys, arr.tolist()))
     v = np.asarray(values, dtype=np.float64)
     lo, hi = np.nanmin(v), np.nanmax(v)
-    return np.zeros_like(v) if hi == lo else (v - lo) / (hi - lo)
+    flat = hi - lo <= 1e-9 * max(abs(hi), abs(lo))
+    return np.zeros_like(v) if hi == lo or flat else (v - lo) / (hi - lo)
 
 
 @register_metric(kind="zoo", variants=VARIANTS, label="NCTI", citation="Wang et al., CVPR 2023",
