@@ -74,7 +74,7 @@ class Ranking:
         if not self.n_boot:
             return "no intervals (n_boot = 0)"
         return (f"95 % intervals: {self.n_boot} stratified half-samples without replacement "
-                f"(fraction {self.fraction:g}), spread rescaled to the full N at the √N rate "
+                f"(fraction {self.fraction:.2f}), spread rescaled to the full N at the √N rate "
                 "(delete-d jackknife), centred on the full-data value")
 
     def verdict(self) -> str:
