@@ -32,6 +32,7 @@ from .sources import (
     STUDIES,
     STUDY_METHODS,
     fetch_published,
+    load_ranking,
     load_results,
     medtl_finetuning,
     medtl_scenarios,
@@ -42,7 +43,6 @@ from .sources import (
     published_finetuning,
     published_representations,
     published_transferability,
-    load_ranking,
     rank_results,
     record_ranking,
 )
