@@ -167,6 +167,8 @@ def _run(args: argparse.Namespace) -> int:
     from . import experiments
 
     params = {k: _parse_value(v) for k, v in (args.param or [])}
+    if args.overwrite:
+        params["overwrite"] = True
     r = experiments.run(args.notebook, params, out_dir=args.out, results_dir=args.results, raise_on_error=False,
                         progress=True)
     print(f"{r.run_id}: {r.status} in {r.seconds:.1f} s -> {r.run_dir}")
@@ -241,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
     p_run.add_argument("--out", default=None, help="run folder (default results/<notebook>/<run id>)")
     p_run.add_argument("--results", default=None, help="results root (default $MEDTL_RESULTS, else <checkout>/results)")
+    p_run.add_argument("--overwrite", action="store_true",
+                       help="let the notebook replace saved sources of the same name (sets its overwrite parameter)")
     p_run.set_defaults(func=_run)
 
     p_sweep = sub.add_parser("sweep", help="run a notebook over a parameter grid (YAML: notebook, grid)")

@@ -111,8 +111,8 @@ def run_demo(out_dir: str | os.PathLike | None = None, root=None, prefer: str = 
     common = {"sources": sources, "data_root": str(D.resolve_root(root)), "models_dir": str(out / "models"),
               "progress": "lines"}
     steps = [
-        ("pretrain", "pre-training the sources",
-         {**common, "n_train": s["n_train"], "n_val": s["n_val"], "epochs": s["pretrain_epochs"]}),
+        ("pretrain", "pre-training the sources",  # the demo owns its models folder: a re-run may redo it
+         {**common, "n_train": s["n_train"], "n_val": s["n_val"], "epochs": s["pretrain_epochs"], "overwrite": True}),
         ("transferability", "scoring every metric", {**common, "target": target}),
         ("finetune", "fine-tuning every source for the ground truth",
          {**common, "target": target, "lrs": s["lrs"], "epochs": s["finetune_epochs"], "patience": s["patience"],

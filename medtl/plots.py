@@ -121,18 +121,23 @@ def tau_forest(summary: pd.DataFrame, reference: float | None = None, reference_
     return fig
 
 
-def _label_points(ax, names, xs, ys, fontsize: int = 6) -> None:
+def _label_points(ax, names, xs, ys, fontsize: int = 8) -> None:
     """Full source labels beside their points, alternating above/below to limit overlap."""
     for i, (name, x, y) in enumerate(sorted(zip(names, xs, ys), key=lambda t: (t[1], t[2]))):
         ax.annotate(str(name), (x, y), xytext=(3, 4 if i % 2 else -8), textcoords="offset points",
                     fontsize=fontsize, alpha=0.8)
 
 
+#: Panels per row of :func:`score_vs_auc` for one target (wide rows shrink text below 9 pt at
+#: page width).
+WRAP = 4
+
+
 def score_vs_auc(scores: pd.DataFrame, ground_truth: pd.DataFrame, metrics: Sequence[str] | None = None,
                  exclude_self: bool = True, targets: Sequence[str] | None = None, labels: bool = True):
     """A grid of scatter plots: metric score (x) against fine-tuned AUC (y), one panel per
     (metric, target) with its τ_w in the title; ground truth as sources × targets; all
-    targets unless ``targets`` is given."""
+    targets unless ``targets`` is given. One target: the metrics in rows of :data:`WRAP`."""
     tidy = scores[scores.metric != "features"] if "metric" in scores else scores
     metrics = list(metrics or dict.fromkeys(tidy.metric))
     gt = ground_truth.stack().rename("auc").rename_axis(["source", "target"]).reset_index()
@@ -143,26 +148,28 @@ def score_vs_auc(scores: pd.DataFrame, ground_truth: pd.DataFrame, metrics: Sequ
             data = data[~data.self_source.astype(bool)]
     data = data[data.metric.isin(metrics)]
     targets = list(targets or dict.fromkeys(data.target))
-    one = len(targets) == 1  # a single target: the metrics side by side
-    rows, cols = (1, len(metrics)) if one else (len(metrics), len(targets))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols + 1, 2.4 * rows + 0.6), squeeze=False)
+    one = len(targets) == 1  # a single target: the metrics in rows of WRAP panels
+    rows, cols = (-(-len(metrics) // WRAP), min(WRAP, len(metrics))) if one else (len(metrics), len(targets))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 0.6, 2.9 * rows + 0.4), squeeze=False)
+    for ax in axes.flat[len(metrics) if one else rows * cols:]:
+        ax.set_visible(False)
     for i, m in enumerate(metrics):
         for j, t in enumerate(targets):
-            ax = axes[0, i] if one else axes[i, j]
+            ax = axes[i // WRAP, i % WRAP] if one else axes[i, j]
             d = data[(data.metric == m) & (data.target == t)].dropna(subset=["value", "auc"])
             ax.scatter(d.value, d.auc, s=18)
             if labels:
                 _label_points(ax, d.source, d.value, d.auc)
             tau = stats.weightedtau(d.value, d.auc).statistic if len(d) > 1 and np.ptp(d.value) > 0 else np.nan
             if one:
-                ax.set_title(f"{t}: {m}\nτ_w = {tau:.2f}", fontsize=8)
-                ax.set_xlabel(m, fontsize=8)
-                ax.set_ylabel("fine-tuned AUC" if i == 0 else "", fontsize=8)
+                ax.set_title(f"{m}: τ_w = {tau:.2f}", fontsize=10)
+                ax.set_xlabel(f"{m} score", fontsize=9)
+                ax.set_ylabel("fine-tuned AUC" if i % WRAP == 0 else "", fontsize=9)
             else:
-                ax.set_title(f"{t}\nτ_w = {tau:.2f}" if i == 0 else f"τ_w = {tau:.2f}", fontsize=8)
+                ax.set_title(f"{t}\nτ_w = {tau:.2f}" if i == 0 else f"τ_w = {tau:.2f}", fontsize=9)
                 if j == 0:
-                    ax.set_ylabel(f"{m}\nAUC", fontsize=8)
-            ax.tick_params(labelsize=6)
+                    ax.set_ylabel(f"{m}\nAUC", fontsize=9)
+            ax.tick_params(labelsize=8)
     fig.tight_layout()
     return fig
 

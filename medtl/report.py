@@ -87,7 +87,12 @@ def _fmt(v, low, high) -> str:
     return f"{v:.3f} [{low:.2f}, {high:.2f}]" if not (np.isnan(low) or np.isnan(high)) else f"{v:.3f}"
 
 
-def transferability_summary(results_dir: str | os.PathLike, n_boot: int = 500) -> dict:
+#: Bootstrap resamples (seed 0) of every τ_w interval medtl prints: the report's table, the demo's
+#: CLI summary and the analysis notebooks' forest plot read the same intervals.
+TAU_BOOT = 1000
+
+
+def transferability_summary(results_dir: str | os.PathLike, n_boot: int = TAU_BOOT) -> dict:
     """τ_w with bootstrap CIs per metric and target (the mean over targets too), the
     selected fine-tuning runs with their AUC CIs, the caveats and the Friedman/CD note."""
     with warnings.catch_warnings():
@@ -112,7 +117,7 @@ def transferability_summary(results_dir: str | os.PathLike, n_boot: int = 500) -
 
 def tau_summary(results_dir: str | os.PathLike) -> pd.DataFrame:
     """Mean τ_w per metric with its bootstrap 95 % CI, top-1 hit and regret."""
-    s = transferability_summary(results_dir, n_boot=300)
+    s = transferability_summary(results_dir)
     ci = s["tau_ci"]
     mean = ci[ci.target == "MEAN"].set_index("metric")[["tau_w", "low", "high"]]
     corr = s["result"]["corr"].groupby("metric")[["top1_hit", "regret"]].mean()

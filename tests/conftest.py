@@ -91,3 +91,20 @@ def write_toy_notebook(path: Path, body: str, parameters: str = "x = 1\nfail = F
     nb.cells = [cell, nbformat.v4.new_code_cell(body)]
     nbformat.write(nb, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def offline_demo(tmp_path_factory):
+    """``medtl demo --quick --offline --data synthetic`` as a new user without MedMNIST files
+    runs it: ``(folder, process)``; the folder holds ``results/`` (the results root) and is
+    the working directory the demo ran in."""
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("offline-demo")
+    env = dict(os.environ, MEDTL_RESULTS=str(tmp / "results"), MEDTL_DATA=str(tmp / "no-data"))
+    env.pop("MEDTL_MODELS", None)
+    proc = subprocess.run([sys.executable, "-m", "medtl.cli", "demo", "--quick", "--offline", "--data", "synthetic"],
+                          env=env, capture_output=True, text=True, cwd=tmp, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp, proc

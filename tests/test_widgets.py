@@ -63,12 +63,13 @@ def test_explorer_shows_rank_runs(tmp_path):
     import medtl.transfer as TR
     from medtl import analysis
 
-    rec = pd.DataFrame({"rank": [1, 2], "source": ["a", "b"], "ensemble": [2.0, 1.0], "low": [1.8, 0.9],
-                        "high": [2.0, 1.3], "resolved": [True, True]})
+    rec = pd.DataFrame({"rank": [1, 2], "source": ["a", "b"], "mean_rank": [1.0, 2.0], "low": [1.0, 1.7],
+                        "high": [1.2, 2.0], "resolved": [True, True]})
     scores = pd.DataFrame({"source": ["a", "b", "a", "b"], "target": "mine", "metric": ["logme", "logme", "gbc", "gbc"],
                            "kind": "features", "score": [1.0, 0.5, -1.0, -2.0], "low": [0.9, 0.4, -1.1, -2.2],
                            "high": [1.1, 0.6, -0.9, -1.8], "seconds": 0.1, "self_source": False})
-    ranking = TR.Ranking("mine", 40, scores, rec, pd.DataFrame(columns=["source", "spec", "reason"]), ["logme", "gbc"])
+    ranking = TR.Ranking("mine", 40, scores, rec, pd.DataFrame(columns=["source", "spec", "metric", "reason"]),
+                          ["logme", "gbc"])
     analysis.record_ranking(ranking, tmp_path / "rank" / "mine")
     explorer = W.SourceExplorer("rank", results_dir=tmp_path, metrics=("logme",))
     assert explorer.message.value == "" and explorer.target.value == "mine"

@@ -7,6 +7,7 @@ from .figures import (
     ABLATION,
     CAPTIONS,
     PUBLISHED_BEST,
+    PUBLISHED_LABEL,
     THREE_METHODS,
     caption,
     caveats,
@@ -49,7 +50,7 @@ from .sources import (
 
 __all__ = [
     "BENCHMARK_PUBLISHED", "benchmark_figures", "domain_table",
-    "PUBLISHED_BEST", "evaluation_realism", "realism_summary",
+    "PUBLISHED_BEST", "PUBLISHED_LABEL", "evaluation_realism", "realism_summary",
     "RANK_TABLES", "load_ranking", "rank_results", "record_ranking",
     "ABLATION", "THREE_METHODS", "CAPTIONS", "SCENARIO_B_FLIPS", "caption", "caveats", "selected_runs", "STUDIES", "STUDY_METHODS", "correlation_by_layer", "evaluate_metrics",
     "feature_reuse_figures", "fetch_published", "finetuning_figures", "finetuning_overview", "finetuning_summary", "load_results", "medtl_finetuning",

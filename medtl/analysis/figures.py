@@ -55,9 +55,11 @@ CAPTIONS: dict[str, str] = {
                  "leaves a trace that statistics alone do not.",
     "importance_auc_drop": "Test-AUC drop when one layer is put back to its initial state (layer criticality).",
     "l2": "Per-layer weight distance from the initial to the fine-tuned state.",
-    "tau_forest": "Mean τ_w over targets of each metric, static baseline and the leave-one-target-out "
-                  "ensemble, with 95 % bootstrap CIs (targets and sources resampled); the dashed line is the "
-                  "study's best published mean (LP×FU 0.523 in scenario A, LEEP 0.280 in scenario B).",
+    "tau_forest": "Mean τ_w over targets of each row drawn (the metrics; with the published tables also the "
+                  "static baselines, and with two or more targets the leave-one-target-out ensemble), with 95 % "
+                  "bootstrap CIs (targets and sources resampled); the dashed line is the best published mean of "
+                  "the dataset-transferability study on its own targets (LP×FU 0.523 in scenario A, LEEP 0.280 "
+                  "in scenario B), a reference from other data.",
     "gain_bubbles": "Gain from transfer G = WT/RI (dot size) and the share of it due to feature reuse "
                     "R = (WT − ST)/WT (colour) per architecture and data size.",
 }
@@ -81,8 +83,8 @@ def _rank_tests(ranks: pd.DataFrame) -> dict:
     n, k = ranks.shape
     if k >= 3 and n >= 2:
         return {"friedman": TR.friedman(ranks), "nemenyi": TR.nemenyi(ranks), "cd": TR.critical_difference(k, n)}
-    return {"note": f"Friedman / Nemenyi / critical difference omitted: they need at least 3 metrics and 2 targets, "
-                    f"here {k} metric(s) on {n} target(s)"}
+    return {"note": f"Friedman / Nemenyi / critical difference omitted: they need at least 3 compared metrics and 2 "
+                    f"targets, here {k} of the dataset-transferability study's metrics on {n} target(s)"}
 
 
 def evaluate_metrics(scores: dict, auc: pd.DataFrame, methods=None) -> dict:
@@ -107,6 +109,11 @@ def evaluate_metrics(scores: dict, auc: pd.DataFrame, methods=None) -> dict:
 
 #: The best published mean τ_w per scenario (dataset-transferability study): LP×FU in A, LEEP in B.
 PUBLISHED_BEST = {"dataset": ("lp_fu", 0.523), "model": ("leep", 0.280)}
+#: The legend of that reference line: whose number it is, on which data.
+PUBLISHED_LABEL = {"dataset": "LP×FU 0.523: best published mean, dataset-transferability study (its 11 MedMNIST "
+                              "targets, not these)",
+                   "model": "LEEP 0.280: best published mean, dataset-transferability study scenario B (its "
+                            "targets, not these)"}
 
 
 def evaluation_realism(scores: dict, auc: pd.DataFrame, scenario: str = "dataset", published: bool = True,

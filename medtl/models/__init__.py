@@ -47,6 +47,7 @@ from .weights import (
     SSL_DROP_SUBSTRINGS,
     SSL_PREFIXES,
     LoadReport,
+    check_source_name,
     imagenet_file,
     imagenet_state_dict,
     imagenet_weights,
@@ -84,6 +85,7 @@ __all__ = [
     "cut_points", "freeze", "frozen", "get_module", "imagenet_file", "imagenet_state_dict", "imagenet_weights",
     "list_sources", "load_checkpoint", "lwft_freeze", "load_source", "load_state", "models_dir", "new_head", "read_checkpoint",
     "register_arch", "reinit", "remap", "replace_head", "resnet_sequence", "save_source", "set_module",
+    "check_source_name",
     "slim_resnet50", "source_info", "spec", "st_groups", "st_sample", "strip_prefix", "truncate", "truncated_path",
     "under", "unfreeze", "unwrap",
 ]

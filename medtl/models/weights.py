@@ -232,13 +232,21 @@ def models_dir(root: str | os.PathLike | None = None) -> Path:
     return paths.models_dir(root)
 
 
-def save_source(model: nn.Module, name: str, *, root: str | os.PathLike | None = None, **meta) -> Path:
+def save_source(model: nn.Module, name: str, *, root: str | os.PathLike | None = None, overwrite: bool = False,
+                **meta) -> Path:
     """Save a trained model as a named source: ``<name>.pt`` (plain state dict) and
     ``<name>.json`` (arch, classes, normalisation, source data, … from ``model.medtl`` and
-    ``meta``), both written atomically. Returns the ``.pt`` path."""
+    ``meta``), both written atomically. Returns the ``.pt`` path.
+
+    A name that already exists where sources are looked up (this models folder, or a
+    ``models`` folder inside the results root, such as the demo's) is refused with a
+    FileExistsError naming the existing file — saving it would replace that source or
+    shadow it for :func:`load_source` — unless ``overwrite=True``."""
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise ValueError(f"a source name must be a non-empty file name without '/', got {name!r}")
     folder = models_dir(root)
+    if not overwrite:
+        check_source_name(name, root)
     info = {**getattr(model, "medtl", {}), **meta, "name": name}
     info.pop("source", None)
     if "arch" not in info:
@@ -247,6 +255,17 @@ def save_source(model: nn.Module, name: str, *, root: str | os.PathLike | None =
     atomic_write(file, lambda tmp: torch.save(model.state_dict(), tmp))
     atomic_write_bytes(folder / f"{name}.json", json.dumps(info, indent=2, default=str).encode())
     return file
+
+
+def check_source_name(name: str, root: str | os.PathLike | None = None) -> None:
+    """Raise a FileExistsError when a source ``name`` already exists where sources are
+    looked up (the models folder ``root``, or a ``models`` folder inside the results root)."""
+    folders = dict.fromkeys([models_dir(root), *_source_folders(None)])
+    clash = [f / f"{name}.pt" for f in folders if (f / f"{name}.pt").is_file()]
+    if clash:
+        raise FileExistsError(f"a source named {name!r} already exists at {clash[0]}; saving would replace or "
+                              "shadow it. Choose another name, or pass overwrite=True (medtl run: --overwrite; "
+                              "notebooks: the overwrite parameter)")
 
 
 def _source_folders(root: str | os.PathLike | None) -> list[Path]:

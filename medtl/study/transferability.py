@@ -26,18 +26,23 @@ def source_name(dataset: str, arch: str) -> str:
 def pretrain_sources(sources: Sequence[str], models_dir: str | os.PathLike | None = None, arch: str = "resnet18",
                      size: int = 28, root: str | os.PathLike | None = None, n_train: int | None = 2000,
                      n_val: int | None = 500, epochs: int = 3, lr: float = 1e-3, batch_size: int = 64, seed: int = 0,
-                     progress: bool = True) -> pd.DataFrame:
+                     progress: bool = True, overwrite: bool = False) -> pd.DataFrame:
     """Pre-train one ``arch`` source per dataset (Adam, no augmentation, best val loss
     kept) and save each as ``<dataset>-<arch>`` in ``models_dir`` (default: the models
     folder, :func:`medtl.paths.models_dir`). The name ``"random"`` saves an untrained,
     seeded model (the from-scratch baseline candidate). Returns a table: source, name,
-    best_epoch, val_loss, val_auc, seconds."""
+    best_epoch, val_loss, val_auc, seconds. A name that exists already is refused before any
+    training (:func:`medtl.models.save_source`) unless ``overwrite``."""
+    if not overwrite:  # refuse every clash before the first source trains
+        for src in sources:
+            M.check_source_name(source_name(src, arch), paths.models_dir(models_dir))
     rows = []
     for src in sources:
         t0 = time.perf_counter()
         if src == RANDOM:
             model = M.create(arch, num_classes=2, seed=seed)
-            M.save_source(model, source_name(src, arch), root=paths.models_dir(models_dir), source_datasets=[],
+            M.save_source(model, source_name(src, arch), root=paths.models_dir(models_dir), overwrite=overwrite,
+                          source_datasets=[],
                           note="random initialisation (no pre-training)")
             rows.append({"source": src, "name": source_name(src, arch), "arch": arch, "best_epoch": 0,
                          "val_loss": float("nan"), "val_auc": float("nan"), "seconds": time.perf_counter() - t0})
@@ -47,7 +52,8 @@ def pretrain_sources(sources: Sequence[str], models_dir: str | os.PathLike | Non
         name = source_name(src, arch)
         if progress == "lines":
             print(f"  pre-training {name} on {len(train)} images of {src}", flush=True)
-        r = T.pretrain(arch, train, val, name=name, root=paths.models_dir(models_dir), epochs=epochs,
+        r = T.pretrain(arch, train, val, name=name, root=paths.models_dir(models_dir), overwrite=overwrite,
+                       epochs=epochs,
                        optimizer="adam", lr=lr, schedule=None, batch_size=batch_size, augment=None, patience=None,
                        seed=seed, **fit_progress(progress, name, epochs))
         best = r.history.set_index("epoch").loc[r.best_epoch]

@@ -39,16 +39,22 @@ def pretrain(arch: str, train: ImageSet, val: ImageSet | None = None, *, name: s
              optimizer: str = "sgd", lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 1e-4,
              schedule: str = "step", step_size: int = 15, gamma: float = 0.1, monitor: str = "val_loss",
              patience: int | None = 20, augment="study", stem: str = "imagenet", in_chans: int = 3,
-             image_size: int | None = None, normalize: str = "medmnist", root=None, **fit_kwargs) -> FitResult:
+             image_size: int | None = None, normalize: str = "medmnist", root=None, overwrite: bool = False,
+             **fit_kwargs) -> FitResult:
     """Pre-train a source model from scratch (or ``weights``) on one dataset or on the
     leave-target-out union, with the study's recipe (spec §4.2): SGD lr 0.1, momentum 0.9,
     wd 1e-4, StepLR(15, 0.1), early stopping on val loss (patience 20), best checkpoint kept;
     multi-label data (the union) trains with BCE and inverse-frequency sampling
     (``balanced``, default on for multi-label). With ``name`` the result is saved as a named
     source (:func:`medtl.models.save_source`, in ``root`` or the models folder) carrying
-    arch, classes, normalisation and the training data it saw.
+    arch, classes, normalisation and the training data it saw; an existing source of that
+    name is refused before training unless ``overwrite``.
     """
     from ..models import create, save_source
+    from ..models.weights import check_source_name
+
+    if name is not None and not overwrite:
+        check_source_name(name, root)
 
     model = create(arch, num_classes=train.n_classes, weights=weights, in_chans=in_chans, stem=stem,
                    image_size=image_size, seed=fit_kwargs.get("seed", 0))
@@ -61,7 +67,7 @@ def pretrain(arch: str, train: ImageSet, val: ImageSet | None = None, *, name: s
                        sample_weights=inverse_frequency_weights(train) if balanced else None, **fit_kwargs)
     if name is not None:
         data_names = sorted(set(np.asarray(train.meta["source"]).tolist())) if "source" in train.meta else []
-        save_source(result.model, name, root=root, source_data=train.name, source_flag=train.meta.get("flag"),
+        save_source(result.model, name, root=root, overwrite=overwrite, source_data=train.name, source_flag=train.meta.get("flag"),
                     source_datasets=data_names or [train.meta.get("flag") or train.name.split("/")[0]],
                     n_train=len(train), classes=train.label_names, task=train.task, best_epoch=result.best_epoch,
                     best_value=result.best_value, monitor=result.monitor, data_fingerprint=train.fingerprint())
