@@ -32,8 +32,9 @@ CAPTIONS: dict[str, str] = {
     "ablation": "τ_w per target of LP×FU and of its two halves alone (LP: feature quality; FU: feature update).",
     "score_vs_auc": "Each metric's score (x) against the fine-tuned test AUC (y) of every candidate source, one "
                     "panel per target, with its τ_w.",
-    "auc_dots": "Fine-tuned test AUC of each source per target (the ground truth the metrics are judged by).",
-    "finetuned_auc_dots": "Fine-tuned test AUC of each source per target, selected by minimum validation loss.",
+    # one caption for both notebooks' copies of this figure, so a report shows it once
+    "auc_dots": "Fine-tuned test AUC of each source per target, the run selected by minimum validation loss (the "
+                "ground truth the metrics are judged by).",
     "auc_ci": "Fine-tuned test AUC of each source with its 95 % bootstrap confidence interval (over test images).",
     "cca_to_init": "Mean CCA between each fine-tuned model and its initialisation, per layer.",
     "prediction_similarity": "Error agreement of ImageNet- and RadImageNet-initialised models: observed (real) "
@@ -368,8 +369,8 @@ def selected_runs(finetune: pd.DataFrame) -> pd.DataFrame:
     ci = sel.get("test_auc_ci", pd.Series([None] * len(sel), index=sel.index))
     sel["auc_low"] = [c[0] if c is not None and len(c) == 2 else np.nan for c in ci]
     sel["auc_high"] = [c[1] if c is not None and len(c) == 2 else np.nan for c in ci]
-    cols = [c for c in ("source", "target", "seed", "lr", "test_auc", "auc_low", "auc_high", "best_epoch",
-                        "stopped_at", "epochs", "stop_reason") if c in sel]
+    cols = [c for c in ("source", "target", "seed", "lr", "test_auc", "auc_low", "auc_high", "val_auc", "val_auc_low",
+                        "learned", "best_epoch", "stopped_at", "epochs", "stop_reason") if c in sel]
     return sel[cols].sort_values(["target", "test_auc"], ascending=[True, False]).reset_index(drop=True)
 
 
@@ -377,9 +378,16 @@ def caveats(auc: pd.DataFrame, selected: pd.DataFrame | None = None, epochs: int
     """What limits the conclusions of a transferability study, in plain sentences: too few
     sources or targets, fine-tuned AUCs that their confidence intervals cannot separate, and
     selected runs that stopped at the last epoch (still improving: longer training could
-    change the ranking)."""
+    change the ranking), and selected runs that did not beat chance on validation (failed to
+    learn: the ground truth would rank noise)."""
     out = []
     n_sources, n_targets = auc.shape
+    if selected is not None and "learned" in selected:
+        failed = selected[selected.learned.astype("boolean").eq(False)]
+        if len(failed):
+            out.append(f"{len(failed)} of {len(selected)} selected fine-tuning runs failed to learn (their validation "
+                       f"AUC's 95 % interval reaches chance, 0.5): {', '.join(map(str, failed.source))}. Their test "
+                       "AUCs rank noise, and so does τ_w against them.")
     if n_sources < 5:
         out.append(f"Only {n_sources} candidate sources: τ_w over so few points is coarse (one swapped pair moves it a "
                    "lot); read the confidence intervals.")

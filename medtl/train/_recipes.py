@@ -171,6 +171,9 @@ def _run_config(build, train, val, test, config, out, cid, seed, keep, fit_kwarg
         v = evaluate(r.model, val)
         row.update(status="finished", best_epoch=r.best_epoch, stopped_at=r.stopped_epoch, stop_reason=r.stop_reason,
                    monitor=r.monitor, val_loss=v["loss"], val_auc=v["auc"], val_acc=v["acc"])
+        ci = _auc_ci(v, val.task)
+        # learned: the validation AUC's 95 % bootstrap interval lies above chance (0.5)
+        row.update(val_auc_low=ci[0] if ci else float("nan"), learned=bool(ci is not None and ci[0] > 0.5))
         if test is not None:
             t = evaluate(r.model, test)
             row.update(test_loss=t["loss"], test_auc=t["auc"], test_acc=t["acc"])
@@ -199,7 +202,10 @@ def grid_search(build: Callable[[], nn.Module], train: ImageSet, val: ImageSet, 
     momentum × weight_decay × batch_size × any other ``fit`` argument; or a preset name of
     :data:`GRID_PRESETS`, whose fit settings are defaults under ``fit_kwargs``) and every seed
     of ``seeds`` (default: the ``seed`` fit argument, else 0), evaluating the restored best
-    checkpoint on val and test (with a bootstrap 95 % CI of the test AUC).
+    checkpoint on val and test (with a bootstrap 95 % CI of the test AUC). ``learned`` says
+    whether the run beat chance on validation (the lower end of its validation AUC's 95 %
+    bootstrap interval, ``val_auc_low``, above 0.5): a ground truth of runs that did not learn
+    ranks noise.
 
     With ``out_dir`` each finished configuration is written as ``<id>.json`` (atomically) and
     skipped when the search runs again, and each run checkpoints into ``<id>/`` so a killed
