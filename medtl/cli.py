@@ -205,20 +205,7 @@ def _add_models(sub) -> None:
     p_mlist.set_defaults(func=_models_list)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medtl", description="Transfer learning analysis for medical imaging.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p_demo = sub.add_parser("demo", help="run the small end-to-end transferability study (the main job)")
-    p_demo.add_argument("--out", default=None, help="default <results root>/demo")
-    p_demo.add_argument("--root", default=None, help="MedMNIST data root (default $MEDTL_DATA, else ~/.medmnist)")
-    p_demo.add_argument("--data", default="auto", choices=("auto", "medmnist", "synthetic"))
-    p_demo.add_argument("--quick", action="store_true", help="the reduced form (tiny subsets, one epoch)")
-    p_demo.add_argument("--fresh", action="store_true", help="start over instead of reusing finished steps")
-    p_demo.add_argument("--offline", action="store_true", help="never download (use what is present, else synthetic)")
-    p_demo.add_argument("--keep-checkpoints", action="store_true", help="keep every fine-tuning run's last.pt")
-    p_demo.set_defaults(func=_demo)
-
+def _add_rank(sub) -> None:
     p_rank = sub.add_parser("rank", help="rank candidate sources for a target (scores with intervals, recommendation)")
     p_rank.add_argument("target", help="a MedMNIST flag, synthetic-suite name, image folder, list file or CSV")
     p_rank.add_argument("--sources", nargs="+", required=True,
@@ -237,6 +224,23 @@ def build_parser() -> argparse.ArgumentParser:
     p_rank.add_argument("--out", default=None, help="run folder (default <results root>/rank/<target>)")
     p_rank.add_argument("--results", default=None, help="results root (default $MEDTL_RESULTS, else <checkout>/results)")
     p_rank.set_defaults(func=_rank)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medtl", description="Transfer learning analysis for medical imaging.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_demo = sub.add_parser("demo", help="run the small end-to-end transferability study (the main job)")
+    p_demo.add_argument("--out", default=None, help="default <results root>/demo")
+    p_demo.add_argument("--root", default=None, help="MedMNIST data root (default $MEDTL_DATA, else ~/.medmnist)")
+    p_demo.add_argument("--data", default="auto", choices=("auto", "medmnist", "synthetic"))
+    p_demo.add_argument("--quick", action="store_true", help="the reduced form (tiny subsets, one epoch)")
+    p_demo.add_argument("--fresh", action="store_true", help="start over instead of reusing finished steps")
+    p_demo.add_argument("--offline", action="store_true", help="never download (use what is present, else synthetic)")
+    p_demo.add_argument("--keep-checkpoints", action="store_true", help="keep every fine-tuning run's last.pt")
+    p_demo.set_defaults(func=_demo)
+
+    _add_rank(sub)
 
     p_run = sub.add_parser("run", help="execute a parameterised notebook with papermill")
     p_run.add_argument("notebook", help="a path or a name under notebooks/ (e.g. experiments/pretrain)")

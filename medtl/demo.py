@@ -116,7 +116,7 @@ def run_demo(out_dir: str | os.PathLike | None = None, root=None, prefer: str = 
         ("transferability", "scoring every metric", {**common, "target": target}),
         ("finetune", "fine-tuning every source for the ground truth",
          {**common, "target": target, "lrs": s["lrs"], "epochs": s["finetune_epochs"], "patience": s["patience"],
-          "n_test": s["n_test"], "keep_checkpoints": keep_checkpoints}),
+          "n_test": s["n_test"], "keep_checkpoints": keep_checkpoints, "selection": "min_val_loss_learned"}),
     ]
     for i, (name, what, params) in enumerate(steps, 1):
         t = time.perf_counter()

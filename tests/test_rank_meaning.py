@@ -80,6 +80,13 @@ def test_fu_on_a_class_sorted_target_is_defined_and_batches_are_stratified(sourc
         counts = np.bincount(labels[start:start + b], minlength=3)
         expected = b * np.bincount(labels, minlength=3) / len(labels)
         assert (np.abs(counts - expected) <= 1.01).all(), counts
+    # in pairs (FU's batching): batches of 4 from 4 classes hold two same-class pairs each
+    four = D.synthetic("shape-a", "train").subset(np.arange(24))
+    paired = four.primary_labels()[D.stratified_order(four, seed=0, group=2)]
+    for start in range(0, 24, 4):
+        counts = np.bincount(paired[start:start + 4])
+        assert counts.max() >= 2 and (counts > 0).sum() >= 2, paired[start:start + 4]
+    assert TR.fu(sources["s1"], four) > 0
     # the same images in another order give the same sequence of images
     other = sorted_data.subset(np.arange(len(sorted_data))[::-1].copy())
     a = sorted_data.images[D.stratified_order(sorted_data, seed=3)]

@@ -221,16 +221,20 @@ def content_order(data: ImageSet) -> np.ndarray:
     return np.lexsort((flat @ w, data.primary_labels()))
 
 
-def stratified_order(data: ImageSet, seed: int = 0) -> np.ndarray:
+def stratified_order(data: ImageSet, seed: int = 0, group: int = 1) -> np.ndarray:
     """A seeded order of ``data`` in which every class is spread evenly: consecutive runs of
     any length hold each class in (nearly) its overall proportion, so every batch cut from
     it is stratified. Built on :func:`content_order`, so the result does not depend on the
     order of the input (it names the same images in the same sequence for any permutation
     of ``data``).
 
-    Each class's images are shuffled under ``seed`` and given evenly spaced positions
-    (k + u_c) / n_c, k = 0..n_c − 1, with a seeded offset u_c ∈ [0, 1); the images are then
-    sorted by position. Returns indices into ``data``."""
+    Each class's images are shuffled under ``seed`` and cut into runs of ``group`` images
+    (the last may be shorter); run k of class c gets the position (k + u_c) / r_c, with
+    r_c runs and a seeded offset u_c ∈ [0, 1), and the runs are sorted by position.
+    ``group=2`` keeps same-class images in pairs, so even a batch of four holds two
+    positives of two classes (what a triplet loss needs). Returns indices into ``data``."""
+    if isinstance(group, bool) or not isinstance(group, (int, np.integer)) or group < 1:
+        raise ValueError(f"group must be a positive integer, got {group!r}")
     base = content_order(data)
     labels = data.primary_labels()[base]
     rng = np.random.default_rng(seed)
@@ -238,5 +242,8 @@ def stratified_order(data: ImageSet, seed: int = 0) -> np.ndarray:
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
         shuffled = members[rng.permutation(len(members))]
-        pos[shuffled] = (np.arange(len(members)) + rng.random()) / len(members)
+        runs = np.arange(len(members)) // group
+        n_runs = runs[-1] + 1
+        # position of the run, plus a tie-breaker that keeps a run's images together and in order
+        pos[shuffled] = (runs + rng.random()) / n_runs + np.arange(len(members)) % group * 1e-12
     return base[np.argsort(pos, kind="stable")]

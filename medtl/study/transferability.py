@@ -90,14 +90,16 @@ def finetune_sources(sources: Sequence[str], target: str, models_dir: str | os.P
                      arch: str = "resnet18", size: int = 28, root: str | os.PathLike | None = None,
                      grid: Mapping | str | None = None, epochs: int | None = None, n_test: int | None = None,
                      checkpoint_dir: str | os.PathLike | None = None, seed: int = 0, seeds: Sequence[int] | None = None,
-                     progress: bool = True, **fit_kwargs) -> pd.DataFrame:
+                     progress: bool = True, selection: str = "min_val_loss", **fit_kwargs) -> pd.DataFrame:
     """Fine-tune every source on the target (fold-1 train/val, all layers, fresh head) for
     each configuration of ``grid`` (a mapping, or a preset of
     :data:`medtl.train.GRID_PRESETS`; default lr ∈ {1e-3, 1e-2}, SGD momentum 0.9, wd 1e-4,
     cosine) and seed, evaluate the restored best-AUC checkpoint on val and test, and mark the
-    study's ground truth: per source (and seed), the configuration with the minimum val loss.
+    study's ground truth: per source (and seed), the configuration with the minimum val loss
+    (``selection``: a rule of :data:`medtl.train.SELECTION_RULES`; ``"min_val_loss_learned"``
+    skips runs that did not beat chance on validation, which the demo uses).
 
-    Returns one row per (source, configuration, seed) with ``selected`` flags."""
+    Returns one row per (source, configuration, seed) with ``selected`` and ``learned`` flags."""
     train, val, test = target_fold(target, size, root, n_test=n_test, seed=seed)
     settings = {"epochs": 5, "batch_size": 64, "schedule": "cosine", "monitor": "val_auc", "dropout": 0.0}
     if isinstance(grid, str):
@@ -121,7 +123,7 @@ def finetune_sources(sources: Sequence[str], target: str, models_dir: str | os.P
                           progress=progress is True, **{k: v for k, v in run.items() if k != "progress"})
         t.insert(0, "source", src)
         t.insert(1, "target", Path(str(target)).name)
-        best = T.select(t, by="seed")
+        best = T.select(t, selection, by="seed")
         t["selected"] = t.set_index(["config_id", "seed"]).index.isin(best.set_index(["config_id", "seed"]).index)
         tables.append(t)
     return pd.concat(tables, ignore_index=True)

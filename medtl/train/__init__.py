@@ -21,6 +21,7 @@ from ._optim import SCHEDULES, make_optimizer, make_schedule, param_groups, warm
 from ._recipes import (
     FINDER_METRICS,
     GRID_PRESETS,
+    SELECTION_RULES,
     STUDY_BATCH_SIZES,
     STUDY_GRID,
     grid_preset,
@@ -36,5 +37,5 @@ __all__ = [
     "FitResult", "balanced_class_weights", "batch_settings", "check_compatible", "config_id", "evaluate", "fit",
     "grid_preset", "grid_search", "head_loss", "inverse_frequency_weights", "loss_fn", "lr_grid",
     "make_optimizer", "make_schedule", "n_outputs", "param_groups", "predict", "pretrain", "scores", "select",
-    "warmup",
+    "warmup", "SELECTION_RULES",
 ]

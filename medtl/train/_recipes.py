@@ -238,18 +238,35 @@ def grid_search(build: Callable[[], nn.Module], train: ImageSet, val: ImageSet, 
     return pd.DataFrame(rows)
 
 
+#: Selection rules of :func:`select`.
+SELECTION_RULES = ("min_val_loss", "min_val_loss_learned", "max_val_auc")
+
+
 def select(table: pd.DataFrame, rule: str = "min_val_loss", by: str | Sequence[str] | None = None):
     """The selected configuration: ``"min_val_loss"`` (the dataset-transferability study's
-    rule; failed/diverged rows are skipped) or ``"max_val_auc"``. With ``by`` (e.g.
-    ``"seed"``) one selected row per group, as a DataFrame."""
-    if rule not in ("min_val_loss", "max_val_auc"):
-        raise ValueError(f"unknown rule {rule!r}; valid: min_val_loss, max_val_auc")
+    rule; failed/diverged rows are skipped), ``"min_val_loss_learned"`` (the same among the
+    runs that beat chance on validation, ``learned``; a group where none did falls back to
+    all its runs, and its selected row still says ``learned=False``: a run that predicts
+    nothing has the lowest loss of an overconfident grid, and the study's rule then picks
+    noise) or ``"max_val_auc"``. With ``by`` (e.g. ``"seed"``) one selected row per group,
+    as a DataFrame."""
+    if rule not in SELECTION_RULES:
+        raise ValueError(f"unknown rule {rule!r}; valid: {', '.join(SELECTION_RULES)}")
     ok = table[table.get("status", pd.Series("finished", index=table.index)) == "finished"]
-    col = "val_loss" if rule == "min_val_loss" else "val_auc"
+    col = "val_auc" if rule == "max_val_auc" else "val_loss"
     ok = ok[ok[col].notna()] if col in ok else ok.iloc[0:0]
     if ok.empty:
         raise ValueError("no finished configuration with a validation value to select from")
-    pick = (lambda g: g[col].idxmin()) if rule == "min_val_loss" else (lambda g: g[col].idxmax())
+    if rule == "min_val_loss_learned":
+        def pick(g):
+            learned = g[g.learned.astype(bool)] if "learned" in g else g
+            return (learned if len(learned) else g)[col].idxmin()
+    elif rule == "min_val_loss":
+        def pick(g):
+            return g[col].idxmin()
+    else:
+        def pick(g):
+            return g[col].idxmax()
     if by is None:
         return ok.loc[pick(ok)]
     keys = [by] if isinstance(by, str) else list(by)

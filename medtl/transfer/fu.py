@@ -93,8 +93,9 @@ def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size
     The source head (the architecture table's ``feature_node``) becomes Identity, the model
     is put in eval mode, and the target's training images go through it in batches of
     B = ⌊N/6⌋ (plus the remainder). With ``order="stratified"`` (default) the batches are cut
-    from :func:`medtl.data.stratified_order` under ``seed``, so every batch holds every class
-    in proportion and the score does not depend on the order of the target's images (a
+    from :func:`medtl.data.stratified_order` under ``seed`` with same-class pairs
+    (``group=2``), so every batch holds the classes in proportion, positives included even
+    when B is small, and the score does not depend on the order of the target's images (a
     class-sorted folder gives the same FU as a shuffled one). ``order="stored"`` is the
     study's: consecutive batches of the stored order (spec §2.2; the official MedMNIST files
     are stored shuffled, a user's folder usually is not: then no batch holds two classes and
@@ -131,7 +132,7 @@ def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size
     if order == "stratified":
         from ..data import stratified_order
 
-        data = data.subset(stratified_order(data, seed), name=data.name)
+        data = data.subset(stratified_order(data, seed, group=2), name=data.name)
     n = len(data)
     bs = batch_size or max(n // 6, 2)
     settings = runtime.batch_settings(model, data, **batch)

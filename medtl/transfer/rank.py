@@ -273,6 +273,36 @@ def _failures(table: pd.DataFrame) -> list[dict]:
             if r.metric == "features" or r.source not in unusable]
 
 
+def _scored_images(target, n, size, root, seed):
+    """(the images to score in :func:`medtl.data.content_order`, which they are, the
+    target's name): the whole training split (or all of an ImageSet), or a stratified
+    subsample of ``n``."""
+    from ..data import ImageSet, content_order, get, subset
+
+    given = isinstance(target, ImageSet)
+    data = target if given else get(target, "train", size, root=root, seed=seed)
+    total = len(data)
+    if n is not None and n < total:
+        data = subset(data, n, stratified=True, seed=seed)
+    scored = ("all images given" if given else "the whole training split") if len(data) == total \
+        else f"a stratified subsample of {len(data)} of the {total} training images (n={n})"
+    tname = target.name.split("/")[0] if given else Path(str(target)).name
+    return data.subset(content_order(data), name=data.name), scored, tname
+
+
+def _replicates(models, data, names, tname, cache, n_boot, fraction, seed, progress):
+    """Every metric of ``names`` on ``n_boot`` stratified subsamples: (tidy tables with a
+    ``rep`` column, the realised mean m/N — classes are rounded, at least 2 images each)."""
+    rng = np.random.default_rng(seed)
+    reps, sizes = [], []
+    for b in tqdm(range(n_boot if names else 0), desc=f"intervals ({n_boot} subsamples)", disable=not progress):
+        sub = _subsample(data, fraction, rng)
+        sizes.append(len(sub) / len(data))
+        t = score(models, sub, names, target_name=tname, cache=cache, progress=False, seed=seed, errors="record")
+        reps.append(t[t.metric != "features"].assign(rep=b))
+    return reps, (float(np.mean(sizes)) if sizes else fraction)
+
+
 def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = None, size: int = 28,
          root: str | os.PathLike | None = None, n_boot: int = 20, fraction: float = 0.5, alpha: float = 0.05,
          seed: int = 0, verify: int = 0, verify_grid: str | Mapping = "cpu", verify_epochs: int | None = None,
@@ -310,29 +340,13 @@ def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = 
     Returns:
         A :class:`Ranking`.
     """
-    from ..data import ImageSet, content_order, get
-
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0 or n_boot == 1:
         raise ValueError(f"n_boot must be 0 (no intervals) or an integer >= 2, got {n_boot!r}")
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2):
         raise ValueError(f"n must be None (the whole training split) or an integer >= 2, got {n!r}")
-    if isinstance(target, ImageSet):
-        data, total = target, len(target)
-        if n is not None and n < len(target):
-            from ..data import subset
-            data = subset(target, n, stratified=True, seed=seed)
-    else:
-        data = get(target, "train", size, root=root, seed=seed)
-        total = len(data)
-        if n is not None and n < len(data):
-            from ..data import subset
-            data = subset(data, n, stratified=True, seed=seed)
-    scored = ("all images given" if isinstance(target, ImageSet) else "the whole training split") \
-        if len(data) == total else f"a stratified subsample of {len(data)} of the {total} training images (n={n})"
-    data = data.subset(content_order(data), name=data.name)
-    tname = Path(str(target)).name if not isinstance(target, ImageSet) else target.name.split("/")[0]
+    data, scored, tname = _scored_images(target, n, size, root, seed)
     models, failed = load_candidates(sources)
     failed = failed.assign(metric="")[["source", "spec", "metric", "reason"]]
     if len(models) < 2:
@@ -345,15 +359,7 @@ def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = 
         fails = _failures(full)
         names = [m for m in dict.fromkeys(full.metric) if m != "features"]
         ok = [m for m in names if full[(full.metric == m)].value.notna().sum() >= 2]
-        rng = np.random.default_rng(seed)
-        reps, sizes = [], []
-        for b in tqdm(range(n_boot if ok else 0), desc=f"intervals ({n_boot} subsamples)", disable=not progress):
-            sub = _subsample(data, fraction, rng)
-            sizes.append(len(sub) / len(data))
-            t = score(models, sub, ok, target_name=tname, cache=feature_cache, progress=False, seed=seed,
-                      errors="record")
-            reps.append(t[t.metric != "features"].assign(rep=b))
-    actual = float(np.mean(sizes)) if sizes else fraction  # the realised m/N (classes are rounded, ≥ 2 each)
+        reps, actual = _replicates(models, data, ok, tname, feature_cache, n_boot, fraction, seed, progress)
     failed = pd.concat([failed, pd.DataFrame(fails, columns=failed.columns)], ignore_index=True)
     full, rec, used = _summarise(full, reps, ok, actual, alpha)
     if len(rec) < 2 or not used:

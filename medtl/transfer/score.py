@@ -139,18 +139,6 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
     """
     if errors not in ("raise", "record"):
         raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
-
-    def attempt(fn, *args, **kw):
-        """``(value, None)``, or with ``errors="record"`` ``(None, reason)`` on failure."""
-        if errors == "raise":
-            return fn(*args, **kw), None
-        try:
-            return fn(*args, **kw), None
-        except Exception as err:  # recorded with its reason; the caller decides what to do
-            return None, f"{type(err).__name__}: {err}"
-
-    from ..features import extract
-
     data: ImageSet = getattr(target, "train", target)
     if not isinstance(data, ImageSet):
         raise TypeError(f"target must be an ImageSet or a Fold, got {type(target).__name__}")
@@ -164,56 +152,12 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
     labels = data.labels.numpy()
     models = {name: _load(src) for name, src in sources.items()}
     selfs = _self_sources(models, tname, exclude)
-    kinds = {metric(m).kind for m in need}
     rows, feats = [], {}
+    run = {"variant": variant, "seed": seed, "options": options, "errors": errors, "device": device,
+           "batch_size": batch_size, "cache": cache}
     for name, model in tqdm(models.items(), desc=f"scoring on {tname}", disable=not progress):
-        t0 = time.perf_counter()
-        layers = (["penultimate"] if kinds & {"features", "zoo"} else []) + (["logits"] if "probs" in kinds else [])
-        out = {}
-        if layers:
-            def features_of(model=model, layers=layers):
-                with seeded(seed):
-                    return extract(model, data, layers, batch_size=batch_size, device=device, cache=cache,
-                                   progress=False)
-
-            out, why = attempt(features_of)
-            if why is not None:  # no features: every metric of this source fails with the same reason
-                rows.append({"source": name, "metric": "features", "value": np.nan,
-                             "seconds": time.perf_counter() - t0, "error": why})
-                rows += [{"source": name, "metric": n, "value": np.nan, "seconds": 0.0,
-                          "error": f"features could not be extracted ({why})"} for n in need]
-                continue
-        rows.append({"source": name, "metric": "features", "value": np.nan, "seconds": time.perf_counter() - t0})
-        if "penultimate" in out:
-            feats[name] = out["penultimate"].double().numpy()
-        inputs = {"features": (feats.get(name), labels), "model": (model, data), "static": (source_facts(model, name),) if "static" in kinds else None,
-                  "probs": (source_probs(out["logits"], model, variant), labels) if "logits" in out else None}
-        for m in (metric(n) for n in need if metric(n).kind in inputs):
-            t0 = time.perf_counter()
-            opts = {**options, m.name: {**({"device": device} if m.kind == "model" else {}), **options.get(m.name, {})}}
-            value, why = attempt(_call, m, inputs[m.kind], variant, seed, opts)
-            rows.append({"source": name, "metric": m.name, "value": np.nan if why else float(value),
-                         "seconds": time.perf_counter() - t0, "error": why})
-    table = pd.DataFrame(rows)
-    candidates = [s for s in models if s not in selfs and s in feats]
-    for m in (metric(n) for n in need if metric(n).kind == "zoo"):
-        t0 = time.perf_counter()
-        values, why = attempt(_call, m, ({s: feats[s] for s in candidates}, labels), variant, seed, options)
-        per = (time.perf_counter() - t0) / max(len(values or ()), 1)
-        new = [{"source": s, "metric": m.name, "value": (values or {}).get(s, np.nan), "seconds": per,
-                "error": why} for s in models if not _has(rows, s, m.name)]
-        table = pd.concat([table, pd.DataFrame(new)], ignore_index=True)
-    for m in (metric(n) for n in need if metric(n).kind == "combination"):
-        wide = table[table.metric.isin(m.requires)].pivot(index="source", columns="metric", values="value")
-        lacking = set(wide.index[wide.isna().any(axis=1)]) if errors == "record" else set()
-        wide = wide.drop(index=sorted(lacking))  # combined over the candidates that have every input
-        kw = {**options.get(m.name, {}), "exclude": sorted(selfs & set(wide.index)) or None}
-        combined, why = attempt(_call, m, tuple(wide[r] for r in m.requires), variant, seed, {m.name: kw})
-        new = [{"source": s, "metric": m.name, "value": np.nan if why or s in lacking else float(combined[s]),
-                "seconds": 0.0, "error": why or (f"needs {' and '.join(m.requires)}, which failed for this source"
-                                                 if s in lacking else None)}
-               for s in models if not _has(rows, s, m.name)]
-        table = pd.concat([table, pd.DataFrame(new)], ignore_index=True)
+        rows += _one_source(name, model, data, labels, need, feats, **run)
+    table = _across_sources(pd.DataFrame(rows), rows, models, feats, labels, need, selfs, variant, seed, options, errors)
     table.insert(1, "target", tname)
     table["self_source"] = table.source.isin(selfs)
     if errors == "raise":
@@ -221,6 +165,77 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
     else:
         table["error"] = table["error"].where(table["error"].notna(), None)
     return table[table.metric.isin(set(wanted) | {"features"})].reset_index(drop=True)
+
+
+def _one_source(name, model, data, labels, need, feats, variant, seed, options, errors, device, batch_size,
+                cache) -> list[dict]:
+    """The rows of one source: its feature extraction (``features`` row, time) and every
+    metric of ``need`` that reads one source; its penultimate features go into ``feats``."""
+    from ..features import extract
+
+    kinds = {metric(m).kind for m in need}
+    t0 = time.perf_counter()
+    layers = (["penultimate"] if kinds & {"features", "zoo"} else []) + (["logits"] if "probs" in kinds else [])
+    out = {}
+    if layers:
+        def features_of():
+            with seeded(seed):
+                return extract(model, data, layers, batch_size=batch_size, device=device, cache=cache, progress=False)
+
+        out, why = _attempt(errors, features_of)
+        if why is not None:  # no features: every metric of this source fails with the same reason
+            return [{"source": name, "metric": "features", "value": np.nan, "seconds": time.perf_counter() - t0,
+                     "error": why}] + [{"source": name, "metric": n, "value": np.nan, "seconds": 0.0,
+                                        "error": f"features could not be extracted ({why})"} for n in need]
+    rows = [{"source": name, "metric": "features", "value": np.nan, "seconds": time.perf_counter() - t0}]
+    if "penultimate" in out:
+        feats[name] = out["penultimate"].double().numpy()
+    inputs = {"features": (feats.get(name), labels), "model": (model, data),
+              "static": (source_facts(model, name),) if "static" in kinds else None,
+              "probs": (source_probs(out["logits"], model, variant), labels) if "logits" in out else None}
+    for m in (metric(n) for n in need if metric(n).kind in inputs):
+        t0 = time.perf_counter()
+        opts = {**options, m.name: {**({"device": device} if m.kind == "model" else {}), **options.get(m.name, {})}}
+        value, why = _attempt(errors, _call, m, inputs[m.kind], variant, seed, opts)
+        rows.append({"source": name, "metric": m.name, "value": np.nan if why else float(value),
+                     "seconds": time.perf_counter() - t0, "error": why})
+    return rows
+
+
+def _attempt(errors: str, fn, *args, **kw):
+    """``(value, None)``; with ``errors="record"`` a failure gives ``(None, reason)``."""
+    if errors == "raise":
+        return fn(*args, **kw), None
+    try:
+        return fn(*args, **kw), None
+    except Exception as err:  # recorded with its reason; the caller decides what to do
+        return None, f"{type(err).__name__}: {err}"
+
+
+def _across_sources(table, rows, models, feats, labels, need, selfs, variant, seed, options, errors) -> pd.DataFrame:
+    """Add the metrics that read every candidate at once: zoo-level ones (NCTI) on the
+    features of the candidates that are not the target, then combinations (LP×FU) over the
+    candidates that have every input."""
+    candidates = [s for s in models if s not in selfs and s in feats]
+    for m in (metric(n) for n in need if metric(n).kind == "zoo"):
+        t0 = time.perf_counter()
+        values, why = _attempt(errors, _call, m, ({s: feats[s] for s in candidates}, labels), variant, seed, options)
+        per = (time.perf_counter() - t0) / max(len(values or ()), 1)
+        new = [{"source": s, "metric": m.name, "value": (values or {}).get(s, np.nan), "seconds": per,
+                "error": why} for s in models if not _has(rows, s, m.name)]
+        table = pd.concat([table, pd.DataFrame(new)], ignore_index=True)
+    for m in (metric(n) for n in need if metric(n).kind == "combination"):
+        wide = table[table.metric.isin(m.requires)].pivot(index="source", columns="metric", values="value")
+        lacking = set(wide.index[wide.isna().any(axis=1)]) if errors == "record" else set()
+        wide = wide.drop(index=sorted(lacking))
+        kw = {**options.get(m.name, {}), "exclude": sorted(selfs & set(wide.index)) or None}
+        combined, why = _attempt(errors, _call, m, tuple(wide[r] for r in m.requires), variant, seed, {m.name: kw})
+        new = [{"source": s, "metric": m.name, "value": np.nan if why or s in lacking else float(combined[s]),
+                "seconds": 0.0, "error": why or (f"needs {' and '.join(m.requires)}, which failed for this source"
+                                                 if s in lacking else None)}
+               for s in models if not _has(rows, s, m.name)]
+        table = pd.concat([table, pd.DataFrame(new)], ignore_index=True)
+    return table
 
 
 def _has(rows: list[dict], source: str, name: str) -> bool:
