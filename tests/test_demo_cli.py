@@ -68,6 +68,30 @@ def test_demo_report_is_honest(demo_run):
     assert "Friedman / Nemenyi / critical difference omitted" in index
     assert index.count("<figcaption>") == len(set(re.findall(r"<figcaption>(.*?)</figcaption>", index)))  # no duplicates
     assert "<figcaption>auc_dots</figcaption>" not in index  # captions say what a figure shows
+    assert index.count("Fine-tuned test AUC of each source per target") == 1  # the AUC dots once, not twice
+
+
+@pytest.mark.slow
+def test_demo_cli_report_and_forest_plot_show_the_same_intervals(demo_run):
+    """The τ_w intervals the demo prints, the report's table and the forest plot's table are
+    one computation: the same numbers in all three."""
+    import pandas as pd
+
+    from medtl import report
+
+    tmp, proc, _ = demo_run
+    out = tmp / "results" / "demo"
+    summary = report.tau_summary(out)
+    printed = proc.stdout.split("weighted Kendall τ_w per metric")[1]
+    index = (out / "report" / "index.html").read_text()
+    forest = pd.read_csv(out / "report" / "dataset_transferability" / "figures" / "realism.csv", index_col=0)
+    for metric, r in summary.iterrows():
+        if pd.isna(r.tau_w):
+            continue
+        line = next(x for x in printed.splitlines() if x.split()[:1] == [metric])
+        assert [float(v) for v in line.split()[1:4]] == pytest.approx([r.tau_w, r.low, r.high], abs=6e-4), line
+        assert f"{r.tau_w:.3f} [{r.low:.2f}, {r.high:.2f}]" in index, metric
+        assert forest.loc[metric, ["tau_w", "low", "high"]].tolist() == pytest.approx([r.tau_w, r.low, r.high]), metric
 
 
 @pytest.mark.slow

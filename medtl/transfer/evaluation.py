@@ -111,8 +111,9 @@ def tau_ci(scores, ground_truth, n_boot: int = 1000, alpha: float = 0.05, seed: 
     """Bootstrap confidence intervals of τ_w: per (metric, target) by resampling the
     candidate sources with replacement; for each metric's mean over targets (``target ==
     "MEAN"``) by resampling the targets and, within each, the sources. Resamples where τ_w
-    is undefined (a constant vector) are skipped. Returns metric, target, tau_w, low, high,
-    n (sources or targets), n_boot_used."""
+    is undefined (a constant vector) are skipped. With one target the mean's interval is that
+    target's (the same estimator; no second, differently drawn bootstrap to disagree with
+    it). Returns metric, target, tau_w, low, high, n (sources or targets), n_boot_used."""
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
         raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}")
     rng = np.random.default_rng(seed)
@@ -126,6 +127,10 @@ def tau_ci(scores, ground_truth, n_boot: int = 1000, alpha: float = 0.05, seed: 
         rows.append({"metric": metric, "target": target, "tau_w": tau_w(x, y), "low": float(low), "high": float(high),
                      "n": len(x), "n_boot_used": len(boots)})
     for metric, cells in by_metric.items():
+        if len(cells) == 1:  # one target: resampling targets is the identity, so the mean's CI is the cell's
+            one = next(r for r in rows if r["metric"] == metric and r["target"] != "MEAN")
+            rows.append({**one, "target": "MEAN", "n": 1})
+            continue
         means = []
         for _ in range(n_boot):
             picked = [cells[i] for i in rng.integers(0, len(cells), len(cells))]
