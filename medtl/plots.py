@@ -82,14 +82,15 @@ def ranking(scores: pd.DataFrame, recommendation: pd.DataFrame, metrics: Sequenc
     res = rec.get("resolved", pd.Series(pd.NA, index=rec.index)).astype("boolean")
     hollow = res.fillna(True).eq(False).to_numpy()
     ax.scatter(rec.mean_rank[~hollow], y[~hollow], color="C0", zorder=3,
-               label="resolved from the next" if res.notna().any() else "no intervals (n_boot = 0)")
+               label="resolved from the next (or last)" if res.notna().any() else "no intervals (n_boot = 0)")
     if hollow.any():
         ax.scatter(rec.mean_rank[hollow], y[hollow], facecolors="white", edgecolors="C0", zorder=3,
                    label="not resolvable from the next")
     ax.set_yticks(y, rec.source)
+    ax.set_ylim(-0.6, len(rec) - 0.4)
     ax.set_xlabel("mean rank over the metrics (1 = best)")
     ax.invert_xaxis()  # best (rank 1) on the right, at the top
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
     ax.set_title(title or "recommended sources (best on top) with intervals", fontsize=10)
     sns.heatmap(ranks, annot=True, fmt=".3g", cmap="viridis", cbar=False, ax=hm, annot_kws={"fontsize": 8})
     hm.set_ylabel("")
