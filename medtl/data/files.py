@@ -45,7 +45,7 @@ def decode_images(paths: Sequence[str | os.PathLike], size: int | tuple[int, int
                     img = Image.fromarray(arr.round().astype(np.uint8))
                 img = img.convert("L" if channels == 1 else "RGB").resize((w, h), method)
         except (OSError, ValueError) as err:
-            raise ValueError(f"cannot decode image {p}: {err}") from err
+            raise ValueError(f"cannot decode image {p}: {err} (remove or replace the file and run again)") from err
         arr = np.array(img, dtype=np.uint8)  # a writable copy
         out[i] = torch.from_numpy(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
     return out
