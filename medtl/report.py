@@ -187,9 +187,10 @@ def ranking_html(results_dir: str | os.PathLike, figures_dir: str | os.PathLike 
             body += ["<h3>What could not be used</h3>", r.failed[["source", "metric", "reason"]].to_html(
                 index=False, escape=True)]
         fig = P.ranking(r.scores, r.recommendation, title=f"{target}: recommended sources")
-        folder = Path(figures_dir) if figures_dir is not None else Path(tempfile.mkdtemp())
-        png = P.save(fig, folder / f"ranking_{re.sub(r'[^A-Za-z0-9_.-]+', '-', target)}.png")
-        body.append(_img(png, caption=P.RANKING_CAPTION))
+        with tempfile.TemporaryDirectory() as tmp:  # the page embeds the PNG; keep a file only where asked
+            folder = Path(figures_dir) if figures_dir is not None else Path(tmp)
+            png = P.save(fig, folder / f"ranking_{re.sub(r'[^A-Za-z0-9_.-]+', '-', target)}.png")
+            body.append(_img(png, caption=P.RANKING_CAPTION))
         body.append(f"<h3>As printed by medtl rank</h3><pre>{html.escape(r.summary())}</pre>")
         parts.append("".join(body))
     return "".join(parts) + _glossary(list(dict.fromkeys(tables["rank_scores"].metric)), rank=True)

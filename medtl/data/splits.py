@@ -210,15 +210,21 @@ def anno_subset(data: ImageSet, percent: float, seed: int = 99, name: str | None
     return data.subset(keep, name=name or f"{data.name}[{percent:g}%]")
 
 
+def projection_key(x: np.ndarray) -> np.ndarray:
+    """One number per row of ``x`` (``N×D``), fixed by the row's values: its projection on a
+    fixed pseudo-random direction (seed 20240917). Rows that tie are (almost surely)
+    identical, so sorting by it orders samples by content, whatever order they came in."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    return x @ np.random.default_rng(20240917).standard_normal(x.shape[1])
+
+
 def content_order(data: ImageSet) -> np.ndarray:
     """A permutation that puts ``data`` in an order fixed by the images themselves: sorted
-    by primary label, then by a fixed pseudo-random projection of the pixel bytes (images
-    that tie are identical, so their order does not matter). Any reordering of the same
-    images gives the same sequence of images; seeded batching built on it is therefore
-    invariant to how the user's files were ordered (class-sorted folders included)."""
-    flat = data.images.reshape(len(data), -1).numpy().astype(np.float64)
-    w = np.random.default_rng(20240917).standard_normal(flat.shape[1])
-    return np.lexsort((flat @ w, data.primary_labels()))
+    by primary label, then by :func:`projection_key` of the pixels (images that tie are
+    identical, so their order does not matter). Any reordering of the same images gives the
+    same sequence of images; seeded batching built on it is therefore invariant to how the
+    user's files were ordered (class-sorted folders included)."""
+    return np.lexsort((projection_key(data.images.numpy()), data.primary_labels()))
 
 
 def stratified_order(data: ImageSet, seed: int = 0, group: int = 1) -> np.ndarray:

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
+from ..data.splits import projection_key
 from .registry import register_metric
 
 VARIANTS = ("official", "study")
@@ -98,14 +99,13 @@ def check_probs(probs, labels, atol: float = 1e-4) -> tuple[np.ndarray, np.ndarr
 
 
 def canonical_rows(x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-    """A permutation of the rows of ``x`` (``N×D``) fixed by their values: sorted by a fixed
-    pseudo-random projection, ties (identical rows) by ``y``. Seeded fits that visit samples
+    """A permutation of the rows of ``x`` (``N×D``) fixed by their values: sorted by
+    :func:`medtl.data.splits.projection_key`, ties (identical rows) by ``y``. Seeded fits that visit samples
     in order (k-means++ seeding, NCA's start, seeded subsets) run on ``x[perm]``, so their
     result does not depend on the order the samples came in: any permutation of the input
     gives the same sequence of rows."""
-    w = np.random.default_rng(20240917).standard_normal(x.shape[1])
-    keys = (x @ w,) if y is None else (y, x @ w)
-    return np.lexsort(keys)
+    key = projection_key(x)
+    return np.lexsort((key,) if y is None else (y, key))
 
 
 def _variant(variant: str) -> str:
