@@ -374,3 +374,19 @@ def test_freeze_and_unfreeze():
     assert [n for n, p in m.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
     M.unfreeze(m, ["layer4"])
     assert m.layer4[0].conv1.weight.requires_grad and not m.layer3[0].conv1.weight.requires_grad
+
+
+def test_a_source_name_that_exists_is_refused_where_it_would_replace_or_shadow(tmp_path, monkeypatch):
+    """The demo's source stays the one `load_source` finds: saving the same name into the
+    default models folder is refused; a study's own models folder only refuses replacement."""
+    monkeypatch.setenv("MEDTL_RESULTS", str(tmp_path / "results"))
+    monkeypatch.delenv("MEDTL_MODELS", raising=False)
+    net = M.create("resnet18", num_classes=2, seed=0)
+    demo = tmp_path / "results" / "demo" / "models"
+    M.save_source(net, "x-resnet18", root=demo)
+    with pytest.raises(FileExistsError, match="already exists at .*demo"):
+        M.save_source(net, "x-resnet18")  # would shadow the demo's for load_source("x-resnet18")
+    M.save_source(net, "x-resnet18", root=tmp_path / "own")  # a folder of its own: no shadowing
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        M.save_source(net, "x-resnet18", root=tmp_path / "own")
+    M.save_source(net, "x-resnet18", root=tmp_path / "own", overwrite=True)

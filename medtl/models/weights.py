@@ -258,9 +258,14 @@ def save_source(model: nn.Module, name: str, *, root: str | os.PathLike | None =
 
 
 def check_source_name(name: str, root: str | os.PathLike | None = None) -> None:
-    """Raise a FileExistsError when a source ``name`` already exists where sources are
-    looked up (the models folder ``root``, or a ``models`` folder inside the results root)."""
-    folders = dict.fromkeys([models_dir(root), *_source_folders(None)])
+    """Raise a FileExistsError when saving source ``name`` into the models folder ``root``
+    would replace one there, or — when that folder is one :func:`load_source` searches by
+    default (the models folder, a ``models`` folder inside the results root) — would shadow
+    or be shadowed by one of the same name in another searched folder. A folder of its own
+    (a test's, a study's ``models_dir``) is only checked for replacement."""
+    target = models_dir(root).resolve()
+    searched = [f.resolve() for f in _source_folders(None)]
+    folders = dict.fromkeys([target, *searched]) if target in searched else [target]
     clash = [f / f"{name}.pt" for f in folders if (f / f"{name}.pt").is_file()]
     if clash:
         raise FileExistsError(f"a source named {name!r} already exists at {clash[0]}; saving would replace or "
