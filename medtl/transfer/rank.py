@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .ensemble import rank_average
 from .evaluation import kendall_w, subsample_interval, tau_ci
 from .registry import metric
-from .score import score
+from .score import feature_layers, score
 
 #: How a candidate source is written (``medtl rank --sources``).
 SOURCE_GRAMMAR = ("ARCH (ImageNet weights: resnet18, densenet121, …), ARCH:random (random initialisation), "
@@ -190,16 +191,16 @@ def load_candidates(sources: Mapping | Sequence) -> tuple[dict[str, nn.Module], 
     return models, pd.DataFrame(failed, columns=["source", "spec", "reason"])
 
 
-def _subsample(data, fraction: float, rng: np.random.Generator):
-    """A stratified subsample without replacement (``fraction`` of every class, at least 2
-    images of it, at most all but one)."""
+def _subsample(data, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """The sorted positions of a stratified subsample without replacement (``fraction`` of
+    every class, at least 2 images of it, at most all but one)."""
     cls = data.primary_labels()
     idx = []
     for c in np.unique(cls):
         pool = np.flatnonzero(cls == c)
         k = min(len(pool) - 1 if len(pool) > 2 else len(pool), max(2, int(round(fraction * len(pool)))))
         idx.append(rng.choice(pool, k, replace=False))
-    return data.subset(np.sort(np.concatenate(idx)), name=data.name)
+    return np.sort(np.concatenate(idx))
 
 
 def _wide(table: pd.DataFrame) -> pd.DataFrame:
@@ -290,15 +291,36 @@ def _scored_images(target, n, size, root, seed):
     return data.subset(content_order(data), name=data.name), scored, tname
 
 
-def _replicates(models, data, names, tname, cache, n_boot, fraction, seed, progress):
+def _full_features(models, data, names, full: pd.DataFrame, cache) -> dict:
+    """The activations the full-data scoring extracted (read back from the feature cache),
+    for every candidate whose extraction succeeded: the replicates slice their rows instead
+    of running the model again (extraction is deterministic in eval mode, so a row is the
+    image's activation whatever subsample it is in, up to float rounding of the batch)."""
+    from ..features import extract
+
+    layers = feature_layers(names)
+    failed = set(full.source[(full.metric == "features") & full.error.notna()])
+    if not layers:
+        return {}
+    return {name: extract(model, data, layers, cache=cache, progress=False)
+            for name, model in models.items() if name not in failed}
+
+
+def _replicates(models, data, names, tname, cache, n_boot, fraction, seed, progress, full):
     """Every metric of ``names`` on ``n_boot`` stratified subsamples: (tidy tables with a
-    ``rep`` column, the realised mean m/N — classes are rounded, at least 2 images each)."""
+    ``rep`` column, the realised mean m/N — classes are rounded, at least 2 images each).
+    Feature and probability metrics reuse the full-data activations' rows; metrics that run
+    the model (FU) run it on the subsample."""
     rng = np.random.default_rng(seed)
     reps, sizes = [], []
+    feats = _full_features(models, data, names, full, cache) if n_boot and names else {}
     for b in tqdm(range(n_boot if names else 0), desc=f"intervals ({n_boot} subsamples)", disable=not progress):
-        sub = _subsample(data, fraction, rng)
+        idx = _subsample(data, fraction, rng)
+        sub = data.subset(idx, name=data.name)
         sizes.append(len(sub) / len(data))
-        t = score(models, sub, names, target_name=tname, cache=cache, progress=False, seed=seed, errors="record")
+        given = {s: {layer: t[torch.as_tensor(idx)] for layer, t in f.items()} for s, f in feats.items()}
+        t = score(models, sub, names, target_name=tname, cache=cache, progress=False, seed=seed, errors="record",
+                  features=given)
         reps.append(t[t.metric != "features"].assign(rep=b))
     return reps, (float(np.mean(sizes)) if sizes else fraction)
 
@@ -359,7 +381,7 @@ def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = 
         fails = _failures(full)
         names = [m for m in dict.fromkeys(full.metric) if m != "features"]
         ok = [m for m in names if full[(full.metric == m)].value.notna().sum() >= 2]
-        reps, actual = _replicates(models, data, ok, tname, feature_cache, n_boot, fraction, seed, progress)
+        reps, actual = _replicates(models, data, ok, tname, feature_cache, n_boot, fraction, seed, progress, full)
     failed = pd.concat([failed, pd.DataFrame(fails, columns=failed.columns)], ignore_index=True)
     full, rec, used = _summarise(full, reps, ok, actual, alpha)
     if len(rec) < 2 or not used:

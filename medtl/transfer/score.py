@@ -107,7 +107,7 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
           target_name: str | None = None, variant: str = "official", cache: bool | str | os.PathLike | None = None,
           device=None, batch_size: int = 256, reverse_lp_fu: bool = False, progress: bool = True,
           seed: int = 0, exclude: Iterable[str] = (), options: Mapping[str, dict] | None = None,
-          errors: str = "raise") -> pd.DataFrame:
+          errors: str = "raise", features: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> pd.DataFrame:
     """Score every source on a target with the chosen transferability metrics.
 
     Args:
@@ -131,6 +131,10 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
             reason in an ``error`` column (a source whose features cannot be extracted gets
             a row per metric), so one undefined metric or unusable candidate does not end a
             ranking.
+        features: activations already extracted for exactly these images, ``{source:
+            {"penultimate": N×D, "logits": N×K}}`` (rows in the target's order; see
+            :func:`feature_layers`): used instead of extracting them again (``rank``'s
+            subsample replicates reuse the rows of the full-data activations).
 
     Returns:
         A tidy table: source, target, metric, value, seconds (the metric's own time;
@@ -155,8 +159,9 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
     rows, feats = [], {}
     run = {"variant": variant, "seed": seed, "options": options, "errors": errors, "device": device,
            "batch_size": batch_size, "cache": cache}
+    given = dict(features or {})
     for name, model in tqdm(models.items(), desc=f"scoring on {tname}", disable=not progress):
-        rows += _one_source(name, model, data, labels, need, feats, **run)
+        rows += _one_source(name, model, data, labels, need, feats, given=given.get(name), **run)
     table = _across_sources(pd.DataFrame(rows), rows, models, feats, labels, need, selfs, variant, seed, options, errors)
     table.insert(1, "target", tname)
     table["self_source"] = table.source.isin(selfs)
@@ -167,17 +172,43 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
     return table[table.metric.isin(set(wanted) | {"features"})].reset_index(drop=True)
 
 
+def feature_layers(metrics: Iterable[str]) -> list[str]:
+    """The activations ``metrics`` (and the metrics they combine) read: ``"penultimate"``
+    for feature and zoo-level metrics, ``"logits"`` for metrics on the source head's
+    probabilities."""
+    need = list(metrics)
+    for m in list(need):
+        need += [r for r in metric(m).requires if r not in need]
+    kinds = {metric(m).kind for m in need}
+    return (["penultimate"] if kinds & {"features", "zoo"} else []) + (["logits"] if "probs" in kinds else [])
+
+
+def _given_layers(name: str, given: Mapping[str, torch.Tensor], layers: list[str], n: int) -> dict:
+    """The pre-extracted activations of ``layers`` for source ``name``, checked against the
+    target's ``n`` images."""
+    missing = [layer for layer in layers if layer not in given]
+    if missing:
+        raise ValueError(f"features given for source {name!r} lack {missing} (have {sorted(given)})")
+    bad = {layer: tuple(given[layer].shape) for layer in layers if len(given[layer]) != n}
+    if bad:
+        raise ValueError(f"features given for source {name!r} do not match the target's {n} images: {bad}")
+    return {layer: torch.as_tensor(given[layer]) for layer in layers}
+
+
 def _one_source(name, model, data, labels, need, feats, variant, seed, options, errors, device, batch_size,
-                cache) -> list[dict]:
-    """The rows of one source: its feature extraction (``features`` row, time) and every
-    metric of ``need`` that reads one source; its penultimate features go into ``feats``."""
+                cache, given=None) -> list[dict]:
+    """The rows of one source: its feature extraction (``features`` row, time; or the
+    activations ``given``) and every metric of ``need`` that reads one source; its
+    penultimate features go into ``feats``."""
     from ..features import extract
 
     kinds = {metric(m).kind for m in need}
     t0 = time.perf_counter()
-    layers = (["penultimate"] if kinds & {"features", "zoo"} else []) + (["logits"] if "probs" in kinds else [])
+    layers = feature_layers(need)
     out = {}
-    if layers:
+    if layers and given is not None:
+        out = _given_layers(name, given, layers, len(data))
+    elif layers:
         def features_of():
             with seeded(seed):
                 return extract(model, data, layers, batch_size=batch_size, device=device, cache=cache, progress=False)
