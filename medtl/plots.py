@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from scipy import stats
+
+from .transfer.evaluation import tau_w
 
 
 def png(fig, dpi: int = 110):
@@ -161,7 +162,7 @@ def score_vs_auc(scores: pd.DataFrame, ground_truth: pd.DataFrame, metrics: Sequ
             ax.scatter(d.value, d.auc, s=18)
             if labels:
                 _label_points(ax, d.source, d.value, d.auc)
-            tau = stats.weightedtau(d.value, d.auc).statistic if len(d) > 1 and np.ptp(d.value) > 0 else np.nan
+            tau = tau_w(d.value, d.auc)
             if one:
                 ax.set_title(f"{m}: τ_w = {tau:.2f}", fontsize=10)
                 ax.set_xlabel(f"{m} score", fontsize=9)

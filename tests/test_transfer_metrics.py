@@ -241,6 +241,30 @@ def test_correlate_excludes_self_and_reports_regret():
     assert math.isclose(row.tau_w, stats.weightedtau([1, 2, 3], [0.7, 0.9, 0.8]).statistic)
 
 
+def test_batched_tau_w_equals_scipy_weightedtau_with_ties_and_duplicates():
+    """τ_w on all pairs at once equals one scipy.stats.weightedtau call per row: continuous
+    values, ties in x or y or both (bootstrap resamples repeat whole points), constant rows
+    (NaN), and it depends on the order of the values, not their scale or position."""
+    from medtl.transfer.evaluation import tau_w_many
+
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 7, 20):
+        x = np.vstack([rng.normal(size=(40, n)), rng.integers(0, 3, (40, n)), np.ones((1, n))])
+        y = np.vstack([rng.normal(size=(40, n)), rng.normal(size=(40, n)), rng.normal(size=(1, n))])
+        boot = rng.integers(0, n, (20, n))  # resamples with repeated (x, y) points
+        x, y = np.vstack([x, x[0][boot]]), np.vstack([y, y[0][boot]])
+        got = tau_w_many(x, y)
+        for i in range(len(x)):
+            ref = stats.weightedtau(x[i], y[i]).statistic if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0 else np.nan
+            assert (np.isnan(ref) and np.isnan(got[i])) or abs(got[i] - ref) < 1e-12, (n, i, x[i], y[i])
+    x, y = rng.normal(size=(5, 9)), rng.normal(size=(5, 9))
+    np.testing.assert_allclose(tau_w_many(3 * x + 7, np.exp(y)), tau_w_many(x, y), atol=1e-14)
+    assert np.allclose(tau_w_many(x, x), 1) and np.allclose(tau_w_many(x, -x), -1)
+    assert math.isclose(TR.tau_w([1, 2, 3], [0.7, 0.9, 0.8]), stats.weightedtau([1, 2, 3], [0.7, 0.9, 0.8]).statistic)
+    with pytest.raises(ValueError, match="one shape"):
+        tau_w_many(x, y[:, :3])
+
+
 def test_q_alpha_table_agrees_with_studentized_range():
     for k in range(2, 11):
         exact = stats.studentized_range.ppf(0.95, k, np.inf) / math.sqrt(2)
