@@ -13,6 +13,34 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
+#: Test processes: 1, or pytest-xdist's workers (``-n 2``). Each process gets its share of
+#: the cores for torch's thread pool (more threads than cores make the pools spin against
+#: each other). The programs tests start (the CLI, notebook kernels) keep their defaults, as
+#: a user's would: a CPU training run's float rounding depends on the thread count, and the
+#: demo's known-answer tests check what a user's run gives.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+
+#: Fixtures too costly to build twice (a demo, a synthetic study, trained sources): session
+#: scoped, and under pytest-xdist every test that uses one runs on one worker (``--dist
+#: loadgroup``), so each is built once.
+SHARED_FIXTURES = ("offline_demo", "demo_run", "synthetic_study", "synthetic_sources")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = [f for f in SHARED_FIXTURES if f in getattr(item, "fixturenames", ())]
+        if used:
+            item.add_marker(pytest.mark.xdist_group(used[0]))
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    """torch's intra-op threads: this process's share of the cores (see THREADS)."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):

@@ -19,11 +19,6 @@ import medtl.transfer as TR
 from medtl import results as rs
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(2)
-
-
 def _toy(split="train", n=None, name="shape-a"):
     return D.synthetic(name, split, n=n)
 

@@ -24,7 +24,7 @@ def _demo(tmp_path, *args, data_env=True):
     return proc, root if data_env else None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """The reduced demo, into a results root of its own (``<root>/demo``)."""
     tmp = tmp_path_factory.mktemp("demo")

@@ -184,7 +184,7 @@ def test_ctrl_c_on_medtl_run_marks_the_run_interrupted(tmp_path):
 
 
 # --- every shipped notebook under papermill ------------------------------------------------
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def synthetic_study(tmp_path_factory):
     """Run the experiment notebooks on the synthetic suite with tiny parameters."""
     out = tmp_path_factory.mktemp("study")

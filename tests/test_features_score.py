@@ -10,11 +10,6 @@ import medtl.train as T
 import medtl.transfer as TR
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(2)
-
-
 def test_extract_equals_a_manual_forward():
     model = M.create("resnet18", num_classes=4, seed=0)
     ds = D.synthetic("shape-a", "val", n=20)

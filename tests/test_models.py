@@ -8,11 +8,6 @@ from torchvision import models as tvm
 import medtl.models as M
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(2)
-
-
 def _sizes(a) -> list[tuple[int, str]]:
     """Native size (standard stem), 64 px where the standard stem allows it, and 28 px with
     the small-input stem where the table has one."""

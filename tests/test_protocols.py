@@ -13,11 +13,6 @@ import medtl.models as M
 import medtl.similarity as S
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(2)
-
-
 # --- study CCA -----------------------------------------------------------------------------
 def _google_cca_mean(x: np.ndarray, y: np.ndarray, epsilon: float) -> float:
     """google/svcca's get_cca_similarity, written out from the spec (§B.3): acts are

@@ -52,6 +52,10 @@ def test_rank_cli_on_an_image_folder_with_mixed_candidates(tmp_path, candidates,
     assert "could not load resnet18:" in printed and "resnet18-f37072fd.pth" in printed  # names the missing file
     assert "could not load no-such-arch" in printed and "ARCH:random" in printed  # says how to write candidates
     assert "the whole training split" in printed and "Kendall's W" in printed
+    # the estimate per candidate comes before the scoring, the time taken and P5 ratio after
+    assert printed.index("estimated time") < printed.index("recommendation")
+    assert "resnet18:random: ~" in printed and "P5 ratio" in printed.split("recommendation")[1]
+    assert analysis.load_ranking(out).costs.after() in printed  # recorded as printed
     tables = analysis.rank_results(tmp_path / "results")
     scores, rec, failed = tables["rank_scores"], tables["recommendation"], tables["rank_failed"]
     assert set(scores.source) == {"resnet18:random", "my-source", "resnet18:simclr-like"}
@@ -200,3 +204,34 @@ def test_rank_verify_fine_tunes_top_k_and_one_random_other(tmp_path, candidates)
     best = r.verification.loc[r.verification.test_auc.idxmax()].source
     held = best == r.recommendation.source.iloc[0]
     assert ("the top pick held" in text) == held and ("did NOT hold" in text) == (not held)
+
+
+def test_cost_estimate_measures_each_candidate_without_changing_it():
+    """Per-image costs are measured on a copy (weights and batch-norm statistics unchanged),
+    the fine-tuning estimate is the grid's configurations x epochs x images x train step,
+    an unusable candidate gets no estimate instead of ending the ranking, and the metric
+    time extrapolates a power law between exponents 1 and 2."""
+    from medtl.transfer import cost
+
+    data = D.get("texture-b", split="train", n=40)
+    net = M.create("resnet18", num_classes=4, seed=0, stem="cifar")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fwd, train = cost.per_image_seconds(net, 3, 28)
+    assert 0 < fwd and 0 < train
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    est = cost.estimate({"a": net, "b": M.create("densenet121", num_classes=4)}, data, ["logme", "fu"], n_boot=2,
+                        fraction=0.5, target="texture-b")
+    row = est.per_image.set_index("source").loc["a"]
+    assert est.configs == 60 and est.epochs == (51, 200)  # study-a: 6 lr x 2 momenta x 5 decays, patience 50
+    assert row.finetune_high_s == pytest.approx(60 * 200 * 40 * row.train_s)
+    assert row.estimate_s >= 40 * row.forward_s + (40 + 2 * 20) * row.train_s  # extraction + FU at least
+    assert row.dim == 512 and np.isnan(est.per_image.set_index("source").loc["b", "estimate_s"])
+    assert any(n.startswith("b: no estimate") for n in est.notes) and "a: ~" in est.before()
+    assert est.after() == "" and np.isnan(est.p5()[0])
+    est.measured_s = 10.0
+    assert est.p5()[0] == pytest.approx(est.per_image.finetune_low_s.sum() / 10)
+    again = cost.Costs.from_table(est.table())
+    assert again.after() == est.after() and again.notes == est.notes
+    assert cost.grid_size("study-a", "pneumoniamnist") == (120, (51, 200))  # a MedMNIST target: 2 batch sizes
+    assert cost._extrapolate(1.0, 9.0, 10, 30, 90) == pytest.approx(81.0)  # t ∝ n²
+    assert cost._extrapolate(1.0, 1.0, 10, 30, 90) == pytest.approx(3.0)  # flat pilot: at least linear

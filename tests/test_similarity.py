@@ -215,7 +215,6 @@ def test_two_inits_layerwise_cka_and_layer_importance_on_real_data(medmnist_root
     """Fine-tune RI and ST initialisations of ResNet-18 on a small pneumonia subset; the
     layer-wise CKA (init vs final) and layer-importance tables are finite for every layer."""
     need_file(medmnist_root, "pneumoniamnist.npz")
-    torch.set_num_threads(2)
     train = D.subset(D.load("pneumoniamnist", "train", root=medmnist_root), 300, stratified=True, seed=0)
     test = D.subset(D.load("pneumoniamnist", "test", root=medmnist_root), 200, stratified=True, seed=0)
     layers = list(M.spec("resnet18").layers)

@@ -14,11 +14,6 @@ import medtl.train as T
 from medtl.evaluate import auc
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(2)
-
-
 def _toy(split="train", n=None):
     return D.synthetic("shape-a", split, n=n)
 

@@ -15,11 +15,6 @@ import medtl.train as T
 from medtl import analysis, study
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(2)
-
-
 def test_lwft_keeps_frozen_layers_bit_identical_and_uses_two_learning_rates():
     model = M.create("resnet18", num_classes=4, seed=0)
     frozen = M.lwft_freeze(model, 3, "block")

@@ -149,7 +149,8 @@ def medtl_transferability(results_dir=None, scenario: str | None = None) -> tupl
 
 
 #: The tables a ranking run records (``medtl rank`` and the ``rank`` notebook).
-RANK_TABLES = ("rank_scores", "recommendation", "rank_failed", "rank_agreement", "verification", "verify_tau")
+RANK_TABLES = ("rank_scores", "recommendation", "rank_failed", "rank_agreement", "verification", "verify_tau",
+               "rank_costs")
 
 
 def rank_results(results_dir=None) -> dict[str, pd.DataFrame]:
@@ -173,6 +174,8 @@ def record_ranking(ranking, run_dir, parameters: dict | None = None) -> list:
     if ranking.verification is not None:
         tables["verification"] = ranking.verification.assign(target=ranking.target)
         tables["verify_tau"] = ranking.verify_tau.assign(target=ranking.target)
+    if ranking.costs is not None:
+        tables["rank_costs"] = ranking.costs.table().assign(target=ranking.target)
     names = list(tables)
     return [rs.record(t, run_dir, name, parameters=parameters, finish=name == names[-1]) for name, t in tables.items()]
 
@@ -182,6 +185,7 @@ def load_ranking(results_dir=None, target: str | None = None):
     target) under ``results_dir`` (a ``medtl rank`` run folder or any folder above it), with
     exactly the numbers ``medtl rank`` printed."""
     from ..transfer import Ranking
+    from ..transfer.cost import Costs
 
     tables = rank_results(results_dir)
     targets = list(dict.fromkeys(tables["recommendation"].target))
@@ -209,7 +213,8 @@ def load_ranking(results_dir=None, target: str | None = None):
                    [m for m in str(a.get("metrics", "")).split(", ") if m], of("verification"), of("verify_tau"),
                    agreement={k: a[k] for k in ("W", "m", "n", "chi2", "p") if k in a},
                    scored=str(a.get("scored", "")), n_boot=int(a.get("n_boot", 0)),
-                   fraction=float(a.get("fraction", 0.5)))
+                   fraction=float(a.get("fraction", 0.5)),
+                   costs=Costs.from_table(of("rank_costs")) if of("rank_costs") is not None else None)
 
 
 def medtl_scenarios(results_dir=None) -> list[str]:

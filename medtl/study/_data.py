@@ -44,8 +44,10 @@ def target_fold(name: str, size: int = 28, root: str | os.PathLike | None = None
 
 
 def set_threads() -> int:
-    """Use every core for torch's intra-op pool (notebook kernels start with defaults)."""
-    n = os.cpu_count() or 1
+    """Use every core for torch's intra-op pool (notebook kernels start with defaults), or
+    the OMP_NUM_THREADS the environment sets (a cluster job's share, a test worker's)."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    n = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
     torch.set_num_threads(n)
     return n
 

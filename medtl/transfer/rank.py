@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import cost as _cost
 from .ensemble import rank_average
 from .evaluation import kendall_w, subsample_interval, tau_ci
 from .registry import metric
@@ -55,6 +57,9 @@ class Ranking:
             the χ² statistic and its p-value.
         verification: with ``verify``: the fine-tuned candidates' test AUC and its 95 % CI,
             their mean rank, and ``verify_tau``: τ_w of the mean ranks against the AUCs.
+        costs: the :class:`medtl.transfer.cost.Costs`: per-image costs measured on each
+            candidate, the estimate printed before scoring, the time the ranking took and
+            the P5 ratio (the study grid's fine-tuning cost over it).
     """
 
     target: str
@@ -69,6 +74,7 @@ class Ranking:
     scored: str = ""
     n_boot: int = 0
     fraction: float = 0.5
+    costs: _cost.Costs | None = None
 
     def interval_note(self) -> str:
         """How the intervals were made, in one line."""
@@ -123,6 +129,8 @@ class Ranking:
                 lines.append(f"  tau_w of the ranking against the fine-tuned AUCs: {t.tau_w:.2f} "
                              f"[{t.low:.2f}, {t.high:.2f}] over {len(self.verification)} candidates")
             lines.append(f"  {self.verdict()}")
+        if self.costs is not None and self.costs.measured_s:
+            lines.append(self.costs.after())
         return "\n".join(lines)
 
 
@@ -328,7 +336,7 @@ def _replicates(models, data, names, tname, cache, n_boot, fraction, seed, progr
 def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = None, size: int = 28,
          root: str | os.PathLike | None = None, n_boot: int = 20, fraction: float = 0.5, alpha: float = 0.05,
          seed: int = 0, verify: int = 0, verify_grid: str | Mapping = "cpu", verify_epochs: int | None = None,
-         cache: str | os.PathLike | None = None, progress: bool = True) -> Ranking:
+         cache: str | os.PathLike | None = None, progress: bool = True, estimate: bool = True) -> Ranking:
     """Rank candidate sources for a target.
 
     Args:
@@ -354,6 +362,10 @@ def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = 
             ``verify_grid`` preset (:data:`medtl.train.GRID_PRESETS`) on the target's
             train/val/test splits and report their test AUCs and τ_w of the ranking against
             them.
+        estimate: measure each candidate's per-image costs first, print the estimated time
+            per candidate before scoring (with ``progress``) and record the time taken and
+            the P5 ratio against the study grid's fine-tuning (``Ranking.costs``,
+            :mod:`medtl.transfer.cost`).
 
     The scored images are put in :func:`medtl.data.content_order` first, so the result does
     not depend on the order of the target's files (a class-sorted folder ranks as a
@@ -368,12 +380,13 @@ def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = 
         raise ValueError(f"n_boot must be 0 (no intervals) or an integer >= 2, got {n_boot!r}")
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2):
         raise ValueError(f"n must be None (the whole training split) or an integer >= 2, got {n!r}")
-    data, scored, tname = _scored_images(target, n, size, root, seed)
+    start, (data, scored, tname) = time.perf_counter(), _scored_images(target, n, size, root, seed)
     models, failed = load_candidates(sources)
     failed = failed.assign(metric="")[["source", "spec", "metric", "reason"]]
     if len(models) < 2:
         reasons = "; ".join(f"{r.source}: {r.reason}" for r in failed.itertuples()) or "none given"
         raise ValueError(f"ranking needs at least 2 candidates that load, got {len(models)} ({reasons})")
+    costs = _estimate(models, data, metrics, n_boot, fraction, tname, seed, progress) if estimate else None
     with tempfile.TemporaryDirectory() as tmp:
         feature_cache = cache if cache is not None else tmp
         full = score(models, data, metrics, target_name=tname, cache=feature_cache, progress=progress, seed=seed,
@@ -394,10 +407,20 @@ def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = 
     wide = _wide(full)[used]
     agreement = kendall_w(wide.T.to_numpy())
     result = Ranking(tname, len(data), full[cols].reset_index(drop=True), rec, failed.reset_index(drop=True), used,
-                     agreement=agreement, scored=scored, n_boot=n_boot if reps else 0, fraction=actual)
+                     agreement=agreement, scored=scored, n_boot=n_boot if reps else 0, fraction=actual, costs=costs)
+    if costs is not None:  # the ranking's own time (verification is fine-tuning, not ranking)
+        costs.measured_s = time.perf_counter() - start
     if verify:
         _verify(result, models, target, size, root, verify, verify_grid, verify_epochs, seed, progress)
     return result
+
+
+def _estimate(models, data, metrics, n_boot, fraction, tname, seed, progress) -> _cost.Costs:
+    """The cost estimate (:func:`medtl.transfer.cost.estimate`), printed with ``progress``."""
+    costs = _cost.estimate(models, data, metrics, n_boot, fraction, target=tname, seed=seed)
+    if progress:
+        tqdm.write(costs.before())
+    return costs
 
 
 def _verify(result: Ranking, models: dict, target, size, root, k: int, grid, epochs, seed: int, progress) -> None:

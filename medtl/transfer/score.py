@@ -72,7 +72,7 @@ def _self_sources(models: Mapping[str, nn.Module], target: str, exclude: Iterabl
     return out
 
 
-def _select(metrics: Sequence[str] | None, multilabel: bool, tname: str) -> tuple[list[str], list[str]]:
+def select_metrics(metrics: Sequence[str] | None, multilabel: bool, tname: str) -> tuple[list[str], list[str]]:
     """(requested metrics, every metric to compute including combination inputs)."""
     wanted = list(metric_names(default_only=True) if metrics is None else metrics)
     if isinstance(metrics, str):
@@ -149,7 +149,7 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
     if not isinstance(sources, Mapping) or not sources:
         raise ValueError("sources must be a non-empty mapping {name: model or saved source}")
     tname = target_name or str(data.meta.get("flag") or data.name.split("/")[0])
-    wanted, need = _select(metrics, data.is_multilabel, tname)
+    wanted, need = select_metrics(metrics, data.is_multilabel, tname)
     options = {k: dict(v) for k, v in (options or {}).items()}
     if reverse_lp_fu:
         options.setdefault("lp_fu", {})["reverse"] = True
