@@ -62,24 +62,30 @@ def pairs(scores, ground_truth, exclude_self: bool = True, exclude: Mapping[str,
             yield metric, target, s[keep].astype(float), g[keep].astype(float)
 
 
-def _hyperbolic_tau(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """One direction of τ_w for every row of ``x``, ``y`` (B×n): the pair weight is
-    1/(r_i+1) + 1/(r_j+1), r the position in decreasing lexicographic order of (x, y);
-    τ = Σ w·sgn(Δx)·sgn(Δy) / √(Σ w·[Δx≠0] · Σ w·[Δy≠0]). Items tied in both x and y
-    are interchangeable, so how the sort breaks their tie does not change τ."""
+def _rank_weights(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Hyperbolic weight 1/(r+1) of every item of each row, r its position in decreasing
+    lexicographic order of (x, y). Items tied in both x and y are interchangeable, so how
+    the sort breaks their tie does not change τ."""
     b, n = x.shape
     order = np.lexsort((y, x), axis=-1)
     rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(n - 1, -1, -1)[None].repeat(b, 0), axis=-1)
-    w = 1.0 / (rank + 1.0)
-    weight = w[:, :, None] + w[:, None, :]
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(n - 1, -1, -1), (b, n)), axis=-1)
+    return 1.0 / (rank + 1.0)
+
+
+def _weighted_taus(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """τ_w of every row: the mean over the (x, y) and (y, x) rankings of
+    Σ w_ij·sgn(Δx)·sgn(Δy) / √(Σ w_ij·[Δx≠0] · Σ w_ij·[Δy≠0]), w_ij = w_i + w_j. The sign
+    matrices are shared by both rankings; with a symmetric matrix A, Σ_ij (w_i + w_j)·A_ij
+    = 2·Σ_i w_i·Σ_j A_ij, so only the row sums are kept."""
     sx = np.sign(x[:, :, None] - x[:, None, :])
     sy = np.sign(y[:, :, None] - y[:, None, :])
-    num = np.einsum("bij,bij,bij->b", weight, sx, sy)
-    dx = np.einsum("bij,bij->b", weight, np.abs(sx))
-    dy = np.einsum("bij,bij->b", weight, np.abs(sy))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return num / np.sqrt(dx * dy)
+    both, tx, ty = (sx * sy).sum(2), np.abs(sx).sum(2), np.abs(sy).sum(2)
+    taus = []
+    for w in (_rank_weights(x, y), _rank_weights(y, x)):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            taus.append((w * both).sum(1) / np.sqrt((w * tx).sum(1) * (w * ty).sum(1)))
+    return (taus[0] + taus[1]) / 2
 
 
 def tau_w_many(x, y, chunk: int = 4096) -> np.ndarray:
@@ -100,7 +106,7 @@ def tau_w_many(x, y, chunk: int = 4096) -> np.ndarray:
     rows = np.flatnonzero(ok)
     for start in range(0, len(rows), chunk):
         r = rows[start:start + chunk]
-        out[r] = (_hyperbolic_tau(x[r], y[r]) + _hyperbolic_tau(y[r], x[r])) / 2
+        out[r] = _weighted_taus(x[r], y[r])
     return out
 
 

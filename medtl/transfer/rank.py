@@ -326,7 +326,8 @@ def _replicates(models, data, names, tname, cache, n_boot, fraction, seed, progr
         idx = _subsample(data, fraction, rng)
         sub = data.subset(idx, name=data.name)
         sizes.append(len(sub) / len(data))
-        given = {s: {layer: t[torch.as_tensor(idx)] for layer, t in f.items()} for s, f in feats.items()}
+        rows = torch.as_tensor(idx)
+        given = {s: {layer: t[rows] for layer, t in f.items()} for s, f in feats.items()}
         t = score(models, sub, names, target_name=tname, cache=cache, progress=False, seed=seed, errors="record",
                   features=given)
         reps.append(t[t.metric != "features"].assign(rep=b))
