@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import REPO, shared_medmnist_root, write_toy_notebook
 
@@ -129,10 +130,10 @@ def test_demo_sources_and_readme_examples_work_as_written(demo_run, monkeypatch)
 def test_offline_synthetic_demo_finds_the_known_answer(offline_demo):
     """Without MedMNIST files the demo runs on the synthetic suite. Its ground truth learns:
     every selected fine-tuning run beats chance on validation, or the demo says it failed
-    to learn; the related source (texture-a) reaches the highest fine-tuned AUC; every
-    metric's τ_w is finite. (How many metrics put texture-a first is printed: 9–10 of 16
-    on this suite when the sources are scored on its whole training split, fewer on the
-    reduced demo's 400 images — the issue's ≥ 10 is not met, and not asserted.)"""
+    to learn; the related source (texture-a) reaches the highest fine-tuned AUC; at least 10
+    of the default metrics put texture-a strictly first (a tie with another source does not
+    count: H-score saturates at C − 1 for every source when N ≤ D); every metric's τ_w is
+    finite."""
     folder, proc = offline_demo
     assert proc.stdout.splitlines()[0].startswith("medtl demo: no MedMNIST files")
     import warnings
@@ -154,9 +155,13 @@ def test_offline_synthetic_demo_finds_the_known_answer(offline_demo):
     assert (sel[sel.learned.astype(bool)].val_auc_low > 0.5).all()
     assert auc["texture-b"].idxmax() == "texture-a", auc
     defaults = [m for m in TR.metric_names(default_only=True) if m in scores]
-    first = {m: scores[m]["texture-b"].drop(index="texture-b", errors="ignore").idxmax() for m in defaults}
-    print(f"{sum(v == 'texture-a' for v in first.values())} of {len(first)} default metrics put texture-a first:",
-          first)
+    first = {}
+    for m in defaults:
+        col = scores[m]["texture-b"].drop(index="texture-b", errors="ignore")
+        top = col[np.isclose(col, col.max(), rtol=1e-9, atol=0)].index
+        first[m] = top[0] if len(top) == 1 else "tie: " + ", ".join(top)
+    hits = sorted(m for m, v in first.items() if v == "texture-a")
+    assert len(hits) >= 10, f"{len(hits)} of {len(first)} default metrics put texture-a first: {first}"
     corr = analysis.evaluate_metrics(scores, auc)["corr"]
     assert corr.tau_w.notna().all(), corr[["metric", "tau_w"]]
 

@@ -109,3 +109,17 @@ def test_score_real_sources_on_a_real_fold(medmnist_root, tmp_path, monkeypatch)
     assert set(values.metric) == set(TR.METRICS) and len(values) == 3 * len(TR.METRICS)
     assert np.isfinite(values.value).all()
     assert set(values.target) == {"bloodmnist"}
+
+
+def test_score_says_a_metric_warning_once_not_once_per_candidate():
+    """H-score on N ≤ D warns for every source; score repeats it once (three candidates)."""
+    import warnings
+
+    data = D.synthetic("texture-b", n=40)
+    sources = {f"random-{i}": M.create("resnet18", num_classes=4, weights=None) for i in range(3)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = TR.score(sources, data, ["hscore", "leep"], progress=False)
+    said = [str(w.message) for w in caught if "H-score" in str(w.message)]
+    assert len(said) == 1 and "N=40" in said[0], said
+    assert np.allclose(table[table.metric == "hscore"].value, 3.0)

@@ -59,9 +59,9 @@ def test_class_factor_is_learnable_and_nuisance_is_not():
     acc = {name: _probe_accuracy(D.synthetic(name, "train"), D.synthetic(name, "test"), _orientation_energy)
            for name in D.SYNTHETIC}
     assert acc["texture-a"] > 0.9
-    # texture-b is the hard target: its class is in the spectrum, but faint under noise and a
-    # strong shape nuisance (well above chance 0.25, well below texture-a)
-    assert 0.5 < acc["texture-b"] < acc["texture-a"] - 0.2
+    # texture-b is the hard target: texture-a's orientations, but faint under noise and a
+    # strong shape nuisance (well above chance 0.25, clearly below texture-a; 0.865 vs 1.0)
+    assert 0.6 < acc["texture-b"] < acc["texture-a"] - 0.1
     assert acc["intensity"] < 0.4  # chance is 0.25
     mean = lambda ds: ds.images.float().mean((1, 2, 3), keepdim=False).numpy()[:, None]  # noqa: E731
     assert _probe_accuracy(D.synthetic("intensity"), D.synthetic("intensity", "test"), mean) > 0.9

@@ -1,6 +1,7 @@
 """Each transferability metric against an independent computation of its formula."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -127,6 +128,21 @@ def test_hscore_equals_loops():
     means = {c: sum(x[i] for i in range(n) if y[i] == c) / np.sum(y == c) for c in range(3)}
     cov_g = sum(np.outer(means[y[i]] - mu, means[y[i]] - mu) for i in range(n)) / n
     assert math.isclose(TR.hscore(x, y), np.trace(np.linalg.inv(cov) @ cov_g), rel_tol=1e-9)
+
+
+def test_hscore_says_it_is_degenerate_when_n_is_at_most_d():
+    """N ≤ D: any features spanning the samples score exactly C − 1 (unrelated random
+    features and perfectly separating ones alike), so hscore warns; N > D does not."""
+    rng = np.random.default_rng(0)
+    y = np.arange(30) % 3
+    noise = rng.normal(size=(30, 50))
+    separated = noise + 10 * np.eye(50)[y]
+    for x in (noise, separated):
+        with pytest.warns(RuntimeWarning, match="N <= D"):
+            assert math.isclose(TR.hscore(x, y), 2.0, rel_tol=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert TR.hscore(noise[:, :10], y) < 2.0
 
 
 # --- LP ------------------------------------------------------------------------------------

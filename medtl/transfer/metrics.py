@@ -340,11 +340,19 @@ def hscore(features, labels, shrinkage: float | None = None) -> float:
     towards (tr/D)·I by ``shrinkage`` in [0, 1], Ibrahim et al. 2022) and E[f|y] each
     sample's class mean.
 
+    Without shrinkage H is degenerate when the centred features have rank N − 1 (generic
+    when N ≤ D): every source then scores exactly C − 1, so a warning says so and points to
+    ``hscore_reg``.
+
     Shapes: features ``N×D``, labels ``N``.
     """
     x, y, c = check_features(features, labels)
     x = x - x.mean(0)
     cov = x.T @ x / len(x)
+    if shrinkage is None and len(x) <= x.shape[1]:
+        warnings.warn(f"H-score on N={len(x)} samples of D={x.shape[1]} features (N <= D) is C - 1 = {c - 1} for "
+                      "any features that span the samples: it cannot rank sources; use hscore_reg (shrinkage) or "
+                      "more samples", RuntimeWarning, stacklevel=2)
     if shrinkage is not None:
         if not 0 <= shrinkage <= 1:
             raise ValueError(f"shrinkage must be in [0, 1], got {shrinkage}")
