@@ -8,6 +8,8 @@ import contextlib
 import hashlib
 import itertools
 import json
+import re
+import warnings
 from collections.abc import Iterator, Mapping
 
 import torch
@@ -71,6 +73,27 @@ def seeded(seed: int | None) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         yield
+
+
+@contextlib.contextmanager
+def said_once() -> Iterator[None]:
+    """Warnings raised inside the block, each distinct one said once when it ends: a metric
+    warns for every candidate and every interval subsample, and the filters' once-per-line
+    memory is reset by every ``catch_warnings`` inside the metrics. Warnings that differ only
+    in their numbers (``N=140`` and ``N=72``) count as one; the first is said. Nested blocks
+    pass theirs to the outer one, which says them."""
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:  # outside the recording context, so the caller's filters decide what shows
+        said = set()
+        for w in caught:
+            key = (w.category, re.sub(r"\d+(\.\d+)?", "#", str(w.message)))
+            if key not in said:
+                said.add(key)
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 @contextlib.contextmanager

@@ -123,3 +123,20 @@ def test_score_says_a_metric_warning_once_not_once_per_candidate():
     said = [str(w.message) for w in caught if "H-score" in str(w.message)]
     assert len(said) == 1 and "N=40" in said[0], said
     assert np.allclose(table[table.metric == "hscore"].value, 3.0)
+
+
+def test_said_once_collapses_repeats_and_number_only_differences_and_nests():
+    """Warnings differing only in their numbers are one (the first is said); distinct ones
+    each said; an inner block hands its warnings to the outer one."""
+    import warnings
+
+    from medtl.runtime import said_once
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with said_once():
+            for n in (140, 72, 72):
+                with said_once():
+                    warnings.warn(f"H-score on N={n} samples", RuntimeWarning, stacklevel=1)
+                    warnings.warn("another warning", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["H-score on N=140 samples", "another warning"]

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..runtime import said_once
 from . import cost as _cost
 from .ensemble import rank_average
 from .evaluation import kendall_w, subsample_interval, tau_ci
@@ -388,7 +389,7 @@ def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = 
         reasons = "; ".join(f"{r.source}: {r.reason}" for r in failed.itertuples()) or "none given"
         raise ValueError(f"ranking needs at least 2 candidates that load, got {len(models)} ({reasons})")
     costs = _estimate(models, data, metrics, n_boot, fraction, tname, seed, progress) if estimate else None
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, said_once():  # each warning once, not per subsample
         feature_cache = cache if cache is not None else tmp
         full = score(models, data, metrics, target_name=tname, cache=feature_cache, progress=progress, seed=seed,
                      errors="record")

@@ -3,7 +3,6 @@ once per source and dispatching on each metric's kind (see :mod:`.registry`)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import warnings
@@ -17,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..data import ImageSet
 from ..data.imageset import MULTI_LABEL
-from ..runtime import seeded
+from ..runtime import said_once, seeded
 from .registry import METRIC_TABLE, metric, metric_names
 from .static import source_facts
 
@@ -161,7 +160,7 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
     run = {"variant": variant, "seed": seed, "options": options, "errors": errors, "device": device,
            "batch_size": batch_size, "cache": cache}
     given = dict(features or {})
-    with _said_once():
+    with said_once():
         for name, model in tqdm(models.items(), desc=f"scoring on {tname}", disable=not progress):
             rows += _one_source(name, model, data, labels, need, feats, given=given.get(name), **run)
         table = _across_sources(pd.DataFrame(rows), rows, models, feats, labels, need, selfs, variant, seed, options,
@@ -173,24 +172,6 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
     else:
         table["error"] = table["error"].where(table["error"].notna(), None)
     return table[table.metric.isin(set(wanted) | {"features"})].reset_index(drop=True)
-
-
-@contextlib.contextmanager
-def _said_once():
-    """Warnings raised while scoring, each distinct (category, message) said once: a metric
-    warns for every candidate, and the filters' once-per-line memory is reset by every
-    ``catch_warnings`` inside the metrics."""
-    caught: list = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-    finally:  # outside the recording context, so the user's filters decide what shows
-        said = set()
-        for w in caught:
-            if (w.category, str(w.message)) not in said:
-                said.add((w.category, str(w.message)))
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def feature_layers(metrics: Iterable[str]) -> list[str]:
