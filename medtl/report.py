@@ -71,7 +71,8 @@ def _glossary(metrics, rank: bool = False) -> str:
     if rank:
         items.append(f"<dt>mean rank</dt><dd>{html.escape(TR.RANK_WORDING)}: each metric ranks the candidates "
                      "(1 = highest score, ties share the average rank) and the ranks are averaged over the metrics "
-                     "that score every candidate with distinct values.</dd>")
+                     "that score every candidate and do not give them all the same score (up to float noise; "
+                     "a metric left out is listed with the reason).</dd>")
         return f"<h2>What the numbers are</h2><dl>{''.join(items)}</dl>"
     items.append("<dt>τ<sub>w</sub></dt><dd>weighted Kendall rank correlation (scipy.stats.weightedtau) between a "
                  "metric's scores and the sources' fine-tuned test AUCs: 1 = same order, 0 = unrelated; "

@@ -17,6 +17,7 @@ from conftest import REPO, write_toy_notebook
 from medtl import analysis
 from medtl import experiments as E
 from medtl import results as rs
+from medtl import transfer as TR
 
 NOTEBOOKS = sorted(p for p in (REPO / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
@@ -246,7 +247,9 @@ def test_experiment_notebooks_leave_records(synthetic_study):
     assert set(sva.source) == {"texture-a-resnet18", "shape-a-resnet18"} and sva.auc_gain.notna().all()
     ranked = analysis.rank_results(results["rank"].run_dir)
     assert set(ranked["recommendation"].source) == {"texture-a-resnet18", "shape-a-resnet18", "resnet18:random"}
-    assert list(ranked["rank_failed"].source) == ["no-such-arch"]
+    failed = ranked["rank_failed"]
+    assert list(failed.source[failed.metric == ""]) == ["no-such-arch"]  # the one candidate that cannot load
+    assert set(failed.source) <= {"no-such-arch", TR.ALL_CANDIDATES}  # else only metrics left out, with why
     for r in results.values():
         assert (r.run_dir / "notebook.ipynb").is_file() and list(r.run_dir.glob("*.png"))
 

@@ -64,7 +64,9 @@ def test_rank_cli_on_an_image_folder_with_mixed_candidates(tmp_path, candidates,
     assert ((scores.low <= scores.score) & (scores.score <= scores.high)).all()  # points inside their intervals
     assert ((rec.low <= rec.mean_rank) & (rec.mean_rank <= rec.high)).all()
     assert list(rec["rank"]) == [1, 2, 3] and rec.mean_rank.is_monotonic_increasing
-    assert set(failed.source) == {"resnet18", "no-such-arch"}
+    assert set(failed.source) - {TR.ALL_CANDIDATES} == {"resnet18", "no-such-arch"}
+    # k-NN reads 1 for every candidate on this easy task: left out, and said (not silently)
+    assert set(failed.metric[failed.source == TR.ALL_CANDIDATES]) <= {"knn_cosine"}
     assert (out / "figures" / "ranking.png").stat().st_size > 5_000
     assert rs.read_run(out)["status"] == "finished"
     assert rs.read_run(out)["parameters"]["n_boot"] == 3
@@ -73,7 +75,10 @@ def test_rank_cli_on_an_image_folder_with_mixed_candidates(tmp_path, candidates,
 def test_rank_library_intervals_and_errors(tmp_path, candidates):
     data = D.from_folder(_folder(tmp_path / "imgs", n_per_class=12), size=28, progress=False)
     r = TR.rank(data, candidates[:3], metrics=["knn_cosine", "knn_l2", "logme"], n_boot=4, progress=False)
-    assert r.n_images == 24 and len(r.recommendation) == 3 and r.failed.empty
+    assert r.n_images == 24 and len(r.recommendation) == 3
+    # the k-NN metrics read 1 for every candidate on this easy task: left out and said, never silently
+    assert (r.failed.source == TR.ALL_CANDIDATES).all() and set(r.failed.metric) <= {"knn_cosine", "knn_l2"}
+    assert set(r.metrics) | set(r.failed.metric) == {"knn_cosine", "knn_l2", "logme"}
     assert "mean rank" in r.summary() and "1 = best" in r.summary()
     fig = __import__("medtl.plots", fromlist=["ranking"]).ranking(r.scores, r.recommendation)
     assert len(fig.axes) == 2
@@ -120,6 +125,26 @@ def test_a_failing_metric_or_candidate_is_a_row_not_the_end(tmp_path, candidates
     code = main(["rank", str(tmp_path / "imgs"), "--sources", "densenet121:random", "resnet18:random",
                  "--metrics", "logme", "--n-boot", "0", "--out", str(out)])
     assert code == 2 and "nothing could be ranked" in capsys.readouterr().err
+
+
+def test_a_metric_equal_for_every_candidate_is_left_out_and_said(tmp_path, candidates):
+    """N ≤ D: H-score is C − 1 and SFDA 1 for every candidate (H-score's values differ only in
+    float noise). Neither may order the candidates: both are left out of the mean rank, each
+    with a row saying why, printed and recorded; the ranking equals the one without them."""
+    data = D.from_folder(_folder(tmp_path / "imgs", n_per_class=10), size=28, progress=False)
+    picked = candidates[:3]
+    with pytest.warns(RuntimeWarning, match="N <= D"):
+        r = TR.rank(data, picked, metrics=["hscore", "sfda", "logme", "nce"], n_boot=2, progress=False)
+    assert r.metrics == ["logme", "nce"]
+    dropped = r.failed[r.failed.source == TR.ALL_CANDIDATES].set_index("metric").reason
+    assert set(dropped.index) == {"hscore", "sfda"}
+    assert dropped["hscore"].startswith("the same score (1,") and dropped["sfda"].startswith("the same score (1,")
+    text = r.summary()
+    assert "hscore not used: the same score" in text and "sfda not used: the same score" in text
+    plain = TR.rank(data, picked, metrics=["logme", "nce"], n_boot=2, progress=False)
+    pd.testing.assert_frame_equal(r.recommendation, plain.recommendation)
+    analysis.record_ranking(r, tmp_path / "run")
+    assert analysis.load_ranking(tmp_path / "run").summary() == text  # recorded as printed
 
 
 @pytest.fixture(scope="module")

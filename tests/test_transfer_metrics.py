@@ -130,19 +130,21 @@ def test_hscore_equals_loops():
     assert math.isclose(TR.hscore(x, y), np.trace(np.linalg.inv(cov) @ cov_g), rel_tol=1e-9)
 
 
-def test_hscore_says_it_is_degenerate_when_n_is_at_most_d():
-    """N ≤ D: any features spanning the samples score exactly C − 1 (unrelated random
-    features and perfectly separating ones alike), so hscore warns; N > D does not."""
+@pytest.mark.parametrize("fn, saturated", [(TR.hscore, 2.0), (TR.sfda, 1.0)], ids=["hscore", "sfda"])
+def test_saturating_metrics_say_so_when_n_is_at_most_d(fn, saturated):
+    """N ≤ D: any features spanning the samples give H-score exactly C − 1 and SFDA exactly 1
+    (the samples are linearly separable), unrelated random features and perfectly separating
+    ones alike, so both warn; N > D does not warn and reads below the saturated value."""
     rng = np.random.default_rng(0)
     y = np.arange(30) % 3
     noise = rng.normal(size=(30, 50))
     separated = noise + 10 * np.eye(50)[y]
     for x in (noise, separated):
         with pytest.warns(RuntimeWarning, match="N <= D"):
-            assert math.isclose(TR.hscore(x, y), 2.0, rel_tol=1e-9)
+            assert math.isclose(fn(x, y), saturated, rel_tol=1e-9)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert TR.hscore(noise[:, :10], y) < 2.0
+        assert fn(noise[:, :10], y) < saturated - 1e-3
 
 
 # --- LP ------------------------------------------------------------------------------------

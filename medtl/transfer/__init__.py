@@ -32,6 +32,7 @@ from .metrics import (
     expected_empirical_prediction,
     gmm_posteriors,
     hscore,
+    indistinct,
     leep,
     logme,
     lp,
@@ -43,7 +44,15 @@ from .metrics import (
     parc,
     sfda,
 )
-from .rank import RANK_WORDING, SOURCE_GRAMMAR, Ranking, load_candidate, load_candidates, rank
+from .rank import (
+    ALL_CANDIDATES,
+    RANK_WORDING,
+    SOURCE_GRAMMAR,
+    Ranking,
+    load_candidate,
+    load_candidates,
+    rank,
+)
 from .registry import (
     KINDS,
     METRIC_TABLE,
@@ -70,13 +79,13 @@ from .static import (
 )
 
 __all__ = [
-    "RANK_WORDING", "SOURCE_GRAMMAR", "Ranking", "kendall_w", "subsample_interval", "load_candidate", "load_candidates", "rank",
+    "ALL_CANDIDATES", "RANK_WORDING", "SOURCE_GRAMMAR", "Ranking", "kendall_w", "subsample_interval", "load_candidate", "load_candidates", "rank",
     "loto_ensemble", "noise_ceiling", "paired_permutation", "rank_average",
     "PRETRAIN_SIZES", "STUDY_ARCHS", "SourceFacts", "always_imagenet", "arch_facts", "imagenet_top1", "model_size",
     "published_facts", "source_facts", "source_size", "static_scores",
     "KINDS", "METRICS", "METRIC_TABLE", "Metric", "canonical_rows", "check_features", "check_targets", "coding_rate", "gbc", "hscore_reg", "knn_loo", "nce", "transrate", "check_labels", "check_probs", "correlate",
     "critical_difference", "expected_empirical_prediction", "flip", "friedman", "fu", "gmm_posteriors", "hscore",
-    "leep", "logme", "lp", "lp_fu", "metric", "metric_names", "metrics", "minmax", "ncti", "ncti_components",
+    "leep", "logme", "lp", "lp_fu", "metric", "metric_names", "metrics", "indistinct", "minmax", "ncti", "ncti_components",
     "nemenyi", "nleep", "nleep_from_posteriors", "pairs", "parc", "q_alpha", "ranks", "register_metric",
     "self_source_bias", "score", "sfda", "source_probs", "tau_ci", "tau_table", "tau_w", "training_datasets", "triplet_margin_loss",
 ]

@@ -450,9 +450,17 @@ def sfda(features, labels) -> float:
 
         SFDA = (1/N) Σ_i P₂,i(y_i)  ∈ (0, 1].
 
+    At N ≤ D the training samples are linearly separable for generic features, both FDA fits
+    give every sample probability 1 of its class, and SFDA is 1 for every source: a warning
+    says so.
+
     Shapes: features ``N×D``, labels ``N``.
     """
     x, y, c = check_features(features, labels)
+    if len(x) <= x.shape[1]:
+        warnings.warn(f"SFDA on N={len(x)} samples of D={x.shape[1]} features (N <= D) is 1 for any features whose "
+                      "classes a linear map can separate (generic when N <= D): it cannot rank sources; use more "
+                      "samples than feature dimensions", RuntimeWarning, stacklevel=2)
     p, lam = _fda_proba(x, y, c, None)
     p = _softmax(p)
     means = np.stack([x[y == k].mean(0) for k in range(c)])
@@ -505,8 +513,20 @@ def minmax(values: dict[str, float] | np.ndarray):
         return dict(zip(keys, arr.tolist()))
     v = np.asarray(values, dtype=np.float64)
     lo, hi = np.nanmin(v), np.nanmax(v)
-    flat = hi - lo <= 1e-9 * max(abs(hi), abs(lo))
-    return np.zeros_like(v) if hi == lo or flat else (v - lo) / (hi - lo)
+    return np.zeros_like(v) if indistinct(v) else (v - lo) / (hi - lo)
+
+
+def indistinct(values, rtol: float = 1e-9) -> bool:
+    """Whether ``values`` (NaN ignored) are all equal up to floating-point noise:
+    max − min ≤ ``rtol``·max(|max|, |min|). A metric whose scores of every candidate agree this
+    closely cannot order them (H-score at N ≤ D is C − 1 for every source, to ~1e-15), and
+    ordering by the noise would let the order of the target's samples decide."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return True
+    lo, hi = float(v.min()), float(v.max())
+    return hi - lo <= rtol * max(abs(hi), abs(lo))
 
 
 @register_metric(kind="zoo", variants=VARIANTS, label="NCTI", citation="Wang et al., CVPR 2023",

@@ -23,6 +23,7 @@ from ..runtime import said_once
 from . import cost as _cost
 from .ensemble import rank_average
 from .evaluation import kendall_w, subsample_interval, tau_ci
+from .metrics import indistinct
 from .registry import metric
 from .score import feature_layers, score
 
@@ -32,6 +33,10 @@ SOURCE_GRAMMAR = ("ARCH (ImageNet weights: resnet18, densenet121, …), ARCH:ran
                   "ARCH:WEIGHTS (any weights name medtl.models.create accepts), source:NAME (a saved medtl "
                   "source), PATH.pt with its .json sidecar (a saved medtl source file)")
 
+
+#: The ``source`` of a ``Ranking.failed`` row about a metric as a whole (e.g. one that gave
+#: every candidate the same score).
+ALL_CANDIDATES = "(all candidates)"
 
 #: Rank direction, one wording for every table, figure and line: rank 1 is the best candidate.
 RANK_WORDING = "mean rank over the metrics (1 = best)"
@@ -52,7 +57,9 @@ class Ranking:
             ``low``/``high``, ``resolved`` (whether the paired interval of its mean-rank
             difference to the next source excludes 0; NA without replicates) and ``rank``.
         failed: what could not be used, one row each: a candidate that did not load
-            (``metric`` empty), or a metric that failed for a candidate, with the reason.
+            (``metric`` empty), a metric that failed for a candidate, or a metric left out
+            of the mean rank as a whole (``source`` :data:`ALL_CANDIDATES`: it gave every
+            candidate the same score up to float noise), with the reason.
         agreement: Kendall's W of the metrics over the candidates (0 = the metrics order
             the candidates independently, 1 = identically), with m metrics, n candidates,
             the χ² statistic and its p-value.
@@ -118,7 +125,8 @@ class Ranking:
                          f"{a['n']} candidates (p = {a['p']:.3g}; 0 = independent orderings, 1 = identical)")
         for r in self.failed.itertuples():
             what = (f"could not load {r.source}" if not r.metric else f"could not score {r.source}"
-                    if r.metric == "features" else f"{r.metric} failed for {r.source}")
+                    if r.metric == "features" else f"{r.metric} not used" if r.source == ALL_CANDIDATES
+                    else f"{r.metric} failed for {r.source}")
             lines.append(f"  {what}: {r.reason}")
         if self.verification is not None and len(self.verification):
             lines.append("verification by fine-tuning (test AUC with 95 % CI):")
@@ -217,9 +225,22 @@ def _wide(table: pd.DataFrame) -> pd.DataFrame:
     return table.pivot_table(index="source", columns="metric", values="score", aggfunc="first", dropna=False)
 
 
-def _informative(wide: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
-    """The metrics that score every source and do not give them all the same score."""
-    return [m for m in metrics if m in wide and wide[m].notna().all() and wide[m].nunique() > 1]
+def _informative(wide: pd.DataFrame, metrics: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """(the metrics that score every source and do not give them all the same score up to
+    float noise (:func:`medtl.transfer.metrics.indistinct`), {every other metric: why it is
+    not used})."""
+    used, unused = [], {}
+    for m in metrics:
+        values = wide[m] if m in wide else pd.Series(dtype=float)
+        if values.isna().any() or values.empty:
+            missing = [str(s) for s in values.index[values.isna()]] or list(map(str, wide.index))
+            unused[m] = f"not scored for {', '.join(missing)} (see that metric's failures): left out of the mean rank"
+        elif indistinct(values.to_numpy()):
+            unused[m] = (f"the same score ({values.iloc[0]:.6g}, up to float noise) for every candidate: it cannot "
+                         "order them, so it is left out of the mean rank")
+        else:
+            used.append(m)
+    return used, unused
 
 
 def _mean_rank(wide: pd.DataFrame, metrics: Sequence[str], sources) -> pd.Series:
@@ -239,8 +260,9 @@ def _interval(point: float, reps, fraction: float, alpha: float, bounds=(-np.inf
 
 
 def _summarise(full: pd.DataFrame, reps: list[pd.DataFrame], names: list[str], fraction: float,
-               alpha: float) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Scores with their intervals, the recommendation (best first), and the metrics used."""
+               alpha: float) -> tuple[pd.DataFrame, pd.DataFrame, list[str], dict[str, str]]:
+    """Scores with their intervals, the recommendation (best first), the metrics used, and
+    why each other metric of ``names`` is not."""
     full = full[(full.metric != "features") & full.value.notna()].rename(columns={"value": "score"})
     boot = pd.concat(reps, ignore_index=True).rename(columns={"value": "score"}) if reps else None
     full = full.assign(low=np.nan, high=np.nan)
@@ -251,7 +273,7 @@ def _summarise(full: pd.DataFrame, reps: list[pd.DataFrame], names: list[str], f
     full["kind"] = [metric(m).kind for m in full.metric]
     wide = _wide(full)
     sources = list(wide.index)
-    used = _informative(wide, names)
+    used, unused = _informative(wide, names)
     point = _mean_rank(wide, used, sources)
     rec = pd.DataFrame({"source": sources, "mean_rank": point.to_numpy(), "low": np.nan, "high": np.nan})
     resolved_with = {}
@@ -270,7 +292,7 @@ def _summarise(full: pd.DataFrame, reps: list[pd.DataFrame], names: list[str], f
     else:
         rec["resolved"] = pd.Series([pd.NA] * len(rec), dtype="boolean")
     rec.insert(0, "rank", np.arange(1, len(rec) + 1))
-    return full, rec, used
+    return full, rec, used, unused
 
 
 def _failures(table: pd.DataFrame) -> list[dict]:
@@ -397,8 +419,10 @@ def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = 
         names = [m for m in dict.fromkeys(full.metric) if m != "features"]
         ok = [m for m in names if full[(full.metric == m)].value.notna().sum() >= 2]
         reps, actual = _replicates(models, data, ok, tname, feature_cache, n_boot, fraction, seed, progress, full)
+    full, rec, used, unused = _summarise(full, reps, ok, actual, alpha)
+    fails += [{"source": ALL_CANDIDATES, "spec": "", "metric": m, "reason": why} for m, why in unused.items()
+              if not why.startswith("not scored")]  # a metric failing for some candidates is there already
     failed = pd.concat([failed, pd.DataFrame(fails, columns=failed.columns)], ignore_index=True)
-    full, rec, used = _summarise(full, reps, ok, actual, alpha)
     if len(rec) < 2 or not used:
         why = "; ".join(dict.fromkeys(f"{r.source}: {r.reason}" for r in failed.itertuples() if r.metric))
         raise ValueError(f"nothing could be ranked on {tname!r}: "
