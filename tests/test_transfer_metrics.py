@@ -130,6 +130,35 @@ def test_hscore_equals_loops():
     assert math.isclose(TR.hscore(x, y), np.trace(np.linalg.inv(cov) @ cov_g), rel_tol=1e-9)
 
 
+@pytest.mark.parametrize("n, d, variant", [(n, d, v) for n, d in ((500, 50), (40, 60))
+                                            for v in ("plain", "dead", "duplicate", "near-collinear", "scaled")
+                                            if not (v == "scaled" and n <= d)])
+def test_pinv_quadratic_equals_the_pseudo_inverse_on_every_conditioning(n, d, variant):
+    """The Cholesky fast path (well-conditioned) and the eigen path (singular, ill-conditioned)
+    both equal tr(pinv(A) BᵀB) of numpy's hermitian pinv to 1e-9 relative; gram = xᵀx.
+    Features on scales 1e-3..1e3: the form is scale-invariant, so it equals the unscaled
+    features' value (numpy's pinv itself is off by ~1e-6 there)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(n, d))
+    if variant == "dead":
+        x[:, :5] = 0
+    elif variant == "duplicate":
+        x[:, 1] = x[:, 0]
+    elif variant == "near-collinear":
+        x[:, 1] = x[:, 0] + 1e-5 * x[:, 2]
+    elif variant == "scaled":
+        x *= np.logspace(-3, 3, d)
+    x -= x.mean(0)
+    a = TR.gram(x) / n
+    np.testing.assert_allclose(a, x.T @ x / n, rtol=1e-12, atol=1e-12 * np.abs(a).max())
+    assert np.array_equal(a, a.T)
+    b = x[:4]
+    if variant == "scaled":
+        x = x / np.logspace(-3, 3, d)
+    ref = np.trace(np.linalg.pinv(x.T @ x / n, hermitian=True) @ (x[:4].T @ x[:4]))
+    assert math.isclose(TR.pinv_quadratic(a, b), ref, rel_tol=1e-9)
+
+
 @pytest.mark.parametrize("fn, saturated", [(TR.hscore, 2.0), (TR.sfda, 1.0)], ids=["hscore", "sfda"])
 def test_saturating_metrics_say_so_when_n_is_at_most_d(fn, saturated):
     """N ≤ D: any features spanning the samples give H-score exactly C − 1 and SFDA exactly 1

@@ -29,8 +29,10 @@ from .metrics import (
     check_labels,
     check_probs,
     check_targets,
+    class_mean_rows,
     expected_empirical_prediction,
     gmm_posteriors,
+    gram,
     hscore,
     indistinct,
     leep,
@@ -42,6 +44,7 @@ from .metrics import (
     nleep,
     nleep_from_posteriors,
     parc,
+    pinv_quadratic,
     sfda,
 )
 from .rank import (
@@ -85,7 +88,7 @@ __all__ = [
     "published_facts", "source_facts", "source_size", "static_scores",
     "KINDS", "METRICS", "METRIC_TABLE", "Metric", "canonical_rows", "check_features", "check_targets", "coding_rate", "gbc", "hscore_reg", "knn_loo", "nce", "transrate", "check_labels", "check_probs", "correlate",
     "critical_difference", "expected_empirical_prediction", "flip", "friedman", "fu", "gmm_posteriors", "hscore",
-    "leep", "logme", "lp", "lp_fu", "metric", "metric_names", "metrics", "indistinct", "minmax", "ncti", "ncti_components",
+    "leep", "logme", "lp", "lp_fu", "metric", "metric_names", "metrics", "indistinct", "minmax", "gram", "pinv_quadratic", "class_mean_rows", "ncti", "ncti_components",
     "nemenyi", "nleep", "nleep_from_posteriors", "pairs", "parc", "q_alpha", "ranks", "register_metric",
     "self_source_bias", "score", "sfda", "source_probs", "tau_ci", "tau_table", "tau_w", "training_datasets", "triplet_margin_loss",
 ]

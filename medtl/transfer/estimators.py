@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 
-from .metrics import check_features, check_probs, one_hot
+from .metrics import check_features, check_probs, class_mean_rows, gram, pinv_quadratic
 from .registry import register_metric
 
 
@@ -175,10 +175,8 @@ def hscore_reg(features, labels) -> float:
     x, y, c = check_features(features, labels)
     x = x - x.mean(0)
     alpha = float(ledoit_wolf_shrinkage(x, assume_centered=True))
-    cov = x.T @ x / len(x)
+    cov = gram(x) / len(x)
     d = len(cov)
     reg = (1 - alpha) * cov + alpha * np.trace(cov) / d * np.eye(d)
-    means = np.linalg.lstsq(one_hot(y, c), x, rcond=None)[0]  # C×D class means
-    g = means[y]
-    cov_z = (1 - alpha) * g.T @ g / len(x)
-    return float(np.trace(np.linalg.solve(reg, cov_z)))
+    # Σ_z = BᵀB, rows b_k = √(n_k/N)·μ_k (x centred): tr(reg⁻¹ (1 − α) BᵀB) = (1 − α) Σ_k b_k reg⁻¹ b_kᵀ
+    return (1 - alpha) * pinv_quadratic(reg, class_mean_rows(x, y, c))

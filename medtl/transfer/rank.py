@@ -295,6 +295,13 @@ def _summarise(full: pd.DataFrame, reps: list[pd.DataFrame], names: list[str], f
     return full, rec, used, unused
 
 
+def _left_out(unused: dict[str, str]) -> list[dict]:
+    """``Ranking.failed`` rows for the metrics left out as a whole (a metric that failed for
+    some candidates has its rows already)."""
+    return [{"source": ALL_CANDIDATES, "spec": "", "metric": m, "reason": why} for m, why in unused.items()
+            if not why.startswith("not scored")]
+
+
 def _failures(table: pd.DataFrame) -> list[dict]:
     """One row per (source, metric) that failed on the scored images."""
     if "error" not in table:
@@ -420,9 +427,7 @@ def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = 
         ok = [m for m in names if full[(full.metric == m)].value.notna().sum() >= 2]
         reps, actual = _replicates(models, data, ok, tname, feature_cache, n_boot, fraction, seed, progress, full)
     full, rec, used, unused = _summarise(full, reps, ok, actual, alpha)
-    fails += [{"source": ALL_CANDIDATES, "spec": "", "metric": m, "reason": why} for m, why in unused.items()
-              if not why.startswith("not scored")]  # a metric failing for some candidates is there already
-    failed = pd.concat([failed, pd.DataFrame(fails, columns=failed.columns)], ignore_index=True)
+    failed = pd.concat([failed, pd.DataFrame(fails + _left_out(unused), columns=failed.columns)], ignore_index=True)
     if len(rec) < 2 or not used:
         why = "; ".join(dict.fromkeys(f"{r.source}: {r.reason}" for r in failed.itertuples() if r.metric))
         raise ValueError(f"nothing could be ranked on {tname!r}: "
