@@ -143,6 +143,20 @@ def test_gbc_equals_pairwise_loops_and_pca_projection():
 
 
 # --- regularised H-score -------------------------------------------------------------------
+@pytest.mark.parametrize("n, d, variant", [(40, 30, "plain"), (30, 80, "plain"), (500, 20, "plain"),
+                                           (60, 25, "dead"), (60, 25, "isotropic")])
+def test_ledoit_wolf_alpha_equals_sklearn(n, d, variant):
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    rng = np.random.default_rng(n + d)
+    x = rng.normal(size=(n, d)) @ (np.eye(d) if variant == "isotropic" else rng.normal(size=(d, d)))
+    if variant == "dead":
+        x[:, :3] = 0
+    x -= x.mean(0)
+    ref = ledoit_wolf_shrinkage(x, assume_centered=True)
+    assert TR.ledoit_wolf_alpha(x, TR.gram(x) / n) == pytest.approx(ref, rel=1e-10, abs=1e-15)
+
+
 def test_regularised_hscore_equals_loops_with_sklearn_shrinkage():
     from sklearn.covariance import LedoitWolf
 

@@ -3,7 +3,7 @@ sources on a target, and the statistics that judge metrics against fine-tuned gr
 
 from . import estimators as _estimators  # noqa: F401  (registers its metrics)
 from .ensemble import loto_ensemble, rank_average
-from .estimators import coding_rate, gbc, hscore_reg, knn_loo, nce, transrate
+from .estimators import coding_rate, gbc, hscore_reg, knn_loo, ledoit_wolf_alpha, nce, transrate
 from .evaluation import (
     correlate,
     critical_difference,
@@ -88,7 +88,7 @@ __all__ = [
     "published_facts", "source_facts", "source_size", "static_scores",
     "KINDS", "METRICS", "METRIC_TABLE", "Metric", "canonical_rows", "check_features", "check_targets", "coding_rate", "gbc", "hscore_reg", "knn_loo", "nce", "transrate", "check_labels", "check_probs", "correlate",
     "critical_difference", "expected_empirical_prediction", "flip", "friedman", "fu", "gmm_posteriors", "hscore",
-    "leep", "logme", "lp", "lp_fu", "metric", "metric_names", "metrics", "indistinct", "minmax", "gram", "pinv_quadratic", "class_mean_rows", "ncti", "ncti_components",
+    "leep", "logme", "lp", "lp_fu", "metric", "metric_names", "metrics", "indistinct", "minmax", "gram", "pinv_quadratic", "class_mean_rows", "ledoit_wolf_alpha", "ncti", "ncti_components",
     "nemenyi", "nleep", "nleep_from_posteriors", "pairs", "parc", "q_alpha", "ranks", "register_metric",
     "self_source_bias", "score", "sfda", "source_probs", "tau_ci", "tau_table", "tau_w", "training_datasets", "triplet_margin_loss",
 ]

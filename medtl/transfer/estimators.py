@@ -157,6 +157,28 @@ def gbc(features, labels, dim: int | None = 64) -> float:
 
 
 # --- regularised H-score -------------------------------------------------------------------
+def ledoit_wolf_alpha(x: np.ndarray, cov: np.ndarray) -> float:
+    """The Ledoit–Wolf optimal shrinkage α of centred ``x`` (``N×D``) towards μI, given its
+    population covariance ``cov`` = xᵀx/N — sklearn's ``ledoit_wolf_shrinkage(x,
+    assume_centered=True)``, whose D×D product of the squared features is Σ_i ‖x_i‖⁴:
+
+        μ = tr(S)/D,  δ = (‖S‖²_F − 2μ·tr(S) + Dμ²)/D,
+        β = min(δ, (Σ_i ‖x_i‖⁴/N − ‖S‖²_F) / (D·N)),  α = β/δ (0 when β = 0).
+
+    Shapes: ``x`` ``N×D`` (column-centred), ``cov`` ``D×D``."""
+    n, d = x.shape
+    if d == 1:
+        return 0.0
+    trace = float(np.trace(cov))
+    mu = trace / d
+    frob2 = float((cov * cov).sum())
+    fourth = float(((x * x).sum(1) ** 2).sum())
+    beta = (fourth / n - frob2) / (d * n)
+    delta = (frob2 - 2 * mu * trace + d * mu ** 2) / d
+    beta = min(beta, delta)
+    return 0.0 if beta == 0 else beta / delta
+
+
 @register_metric(kind="features", label="H-score (reg.)", citation="Ibrahim, Ponomareva & Mazumder, ICLR 2023",
                  description="H-score with a Ledoit–Wolf-shrunk feature covariance")
 def hscore_reg(features, labels) -> float:
@@ -166,16 +188,15 @@ def hscore_reg(features, labels) -> float:
         H_α = tr( ((1 − α) Σ_f + α σ I)⁻¹ (1 − α) Σ_z ),   σ = tr(Σ_f)/D,
 
     Σ_f the (centred, population) feature covariance, Σ_z the covariance of each sample's
-    class mean, α = sklearn's ``ledoit_wolf_shrinkage`` of the centred features.
+    class mean, α = sklearn's ``ledoit_wolf_shrinkage`` of the centred features
+    (:func:`ledoit_wolf_alpha`, from the covariance already formed).
 
     Shapes: features ``N×D``, labels ``N``.
     """
-    from sklearn.covariance import ledoit_wolf_shrinkage
-
     x, y, c = check_features(features, labels)
     x = x - x.mean(0)
-    alpha = float(ledoit_wolf_shrinkage(x, assume_centered=True))
     cov = gram(x) / len(x)
+    alpha = ledoit_wolf_alpha(x, cov)
     d = len(cov)
     reg = (1 - alpha) * cov + alpha * np.trace(cov) / d * np.eye(d)
     # Σ_z = BᵀB, rows b_k = √(n_k/N)·μ_k (x centred): tr(reg⁻¹ (1 − α) BᵀB) = (1 − α) Σ_k b_k reg⁻¹ b_kᵀ
