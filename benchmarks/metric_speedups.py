@@ -17,11 +17,10 @@ recorded as skipped with the reason. JSON record: benchmarks/out/metric_speedups
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
-from _common import save_record
+from _common import save_record, timed
 from scipy import stats
 
 import medtl.similarity as S
@@ -161,15 +160,6 @@ def pairs(data: dict, n: int) -> dict:
                          f"the N×N Gram form needs {gram_gb:.0f} GB"),
         "mean cca": (lambda: S.mean_cca(x, second), lambda: cca_reference(x, second)),
     }
-
-
-def timed(fn, repeat: int):
-    best, value = np.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        value = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, value
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 import torch
-from _common import save_record
+from _common import save_record, timed
 
 import medtl.data as D
 import medtl.models as M
@@ -42,15 +42,6 @@ def features(n: int, d: int, c: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
     low = rng.normal(size=(c, 64)) @ rng.normal(size=(64, d)) / 60  # weak class structure in a subspace
     x = np.maximum(low[y] + rng.normal(size=(n, d)), 0)  # ReLU-like, as penultimate activations
     return x.astype(np.float32), y
-
-
-def timed(fn, repeat: int) -> tuple[float, float]:
-    best, value = np.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        value = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, value
 
 
 def metric_runs(x, y, probs, model, images) -> dict:

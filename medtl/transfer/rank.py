@@ -227,15 +227,15 @@ def _wide(table: pd.DataFrame) -> pd.DataFrame:
 
 def _informative(wide: pd.DataFrame, metrics: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """(the metrics that score every source and do not give them all the same score up to
-    float noise (:func:`medtl.transfer.metrics.indistinct`), {every other metric: why it is
-    not used})."""
+    float noise (:func:`medtl.transfer.metrics.indistinct`), {each metric left out for that
+    sameness: why}). A metric missing for some source is not used either; its failure rows
+    say why."""
     used, unused = [], {}
     for m in metrics:
         values = wide[m] if m in wide else pd.Series(dtype=float)
-        if values.isna().any() or values.empty:
-            missing = [str(s) for s in values.index[values.isna()]] or list(map(str, wide.index))
-            unused[m] = f"not scored for {', '.join(missing)} (see that metric's failures): left out of the mean rank"
-        elif indistinct(values.to_numpy()):
+        if values.empty or values.isna().any():
+            continue
+        if indistinct(values.to_numpy()):
             unused[m] = (f"the same score ({values.iloc[0]:.6g}, up to float noise) for every candidate: it cannot "
                          "order them, so it is left out of the mean rank")
         else:
@@ -296,10 +296,8 @@ def _summarise(full: pd.DataFrame, reps: list[pd.DataFrame], names: list[str], f
 
 
 def _left_out(unused: dict[str, str]) -> list[dict]:
-    """``Ranking.failed`` rows for the metrics left out as a whole (a metric that failed for
-    some candidates has its rows already)."""
-    return [{"source": ALL_CANDIDATES, "spec": "", "metric": m, "reason": why} for m, why in unused.items()
-            if not why.startswith("not scored")]
+    """``Ranking.failed`` rows for the metrics left out as a whole."""
+    return [{"source": ALL_CANDIDATES, "spec": "", "metric": m, "reason": why} for m, why in unused.items()]
 
 
 def _failures(table: pd.DataFrame) -> list[dict]:
