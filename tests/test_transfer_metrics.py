@@ -119,6 +119,51 @@ def test_parc_equals_pairwise_loops():
     assert math.isclose(TR.parc(x, y), 100 * stats.spearmanr(fd, yd).statistic, rel_tol=1e-9)
 
 
+@pytest.mark.parametrize("case", ["continuous", "ties", "all-tied", "one-low"])
+def test_spearman_two_level_equals_scipy(case):
+    """PARC's one-sort Spearman against scipy's two rankings, ties included."""
+    from medtl.transfer.metrics import spearman_two_level
+
+    rng = np.random.default_rng(7)
+    values = rng.normal(size=400)
+    high = rng.random(400) < 0.7
+    values = values + 0.8 * high  # a real association
+    if case == "ties":
+        values = np.round(values, 1)  # ~30 distinct values, ties across both groups
+    elif case == "all-tied":
+        values = np.full(400, 0.25)
+    elif case == "one-low":
+        high = np.ones(400, dtype=bool)
+        high[17] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)  # scipy says NaN for all-tied
+        expected = stats.spearmanr(values, np.where(high, 4 / 3, 0.0)).statistic
+    got = spearman_two_level(values, high)
+    if case == "all-tied":
+        assert np.isnan(got) and np.isnan(expected)
+    else:
+        assert math.isclose(got, expected, rel_tol=1e-12)
+    # a variable that is one level only has no correlation: NaN, as scipy
+    assert np.isnan(spearman_two_level(values, np.ones(400, dtype=bool)))
+    with pytest.raises(ValueError, match="same length"):
+        spearman_two_level(values, high[:-1])
+
+
+def test_parc_ignores_the_order_of_pairs_and_ties_with_scipy_on_duplicated_rows():
+    """Duplicated samples give exactly tied feature dissimilarities (0 between copies)."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _data(600, 12, 4, seed=9)  # 700 rows: the N×N triangle is built in blocks of 512
+    x, y = np.concatenate([x, x[:100]]), np.concatenate([y, y[:100]])
+    z = StandardScaler().fit_transform(PCA(12, svd_solver="randomized", random_state=1919,
+                                           iterated_power=1).fit_transform(x.astype(np.float64)))
+    iu = np.triu_indices(len(x), 1)
+    rdm_y = np.where(y[:, None] == y[None, :], 0.0, 4 / 3)
+    expected = 100 * stats.spearmanr((1 - np.corrcoef(z))[iu], rdm_y[iu]).statistic
+    assert math.isclose(TR.parc(x, y, dim=12), expected, rel_tol=1e-9)
+
+
 # --- H-score -------------------------------------------------------------------------------
 def test_hscore_equals_loops():
     x, y = _data(40, 4, 3, seed=5)

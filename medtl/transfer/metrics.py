@@ -12,7 +12,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import stats
 
 from ..data.splits import projection_key
 from .registry import register_metric
@@ -374,12 +373,73 @@ def parc(features, labels, dim: int = 32, max_samples: int = 15000, seed: int = 
     k = min(dim, len(x), x.shape[1])
     z = PCA(n_components=k, svd_solver="randomized", random_state=seed, iterated_power=1).fit_transform(x)
     z = StandardScaler().fit_transform(z)
-    rdm_f = 1 - np.corrcoef(z)
-    # 1 − corr of one-hot rows, exactly: 0 within a class, 1 + 1/(C−1) across classes (the
-    # floating-point corrcoef leaves ±1 ulp noise that would break the ties Spearman ranks)
-    rdm_y = np.where(y[:, None] == y[None, :], 0.0, c / (c - 1))
-    iu = np.triu_indices(len(x), 1)
-    return float(100 * stats.spearmanr(rdm_f[iu], rdm_y[iu]).statistic)
+    rdm_f, across = _upper_triangle_rdms(z, y)
+    return 100 * spearman_two_level(rdm_f, across)
+
+
+def _upper_triangle_rdms(z: np.ndarray, y: np.ndarray, block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The strict upper triangles, row by row, of the feature RDM 1 − corr(z) (N×N Pearson
+    correlation between rows) and of ``y_i ≠ y_j`` (1 − corr of one-hot rows is exactly
+    two-valued: 0 within a class, C/(C−1) across), without forming either N×N matrix:
+    ``block`` rows of the covariance at a time, scaled and clipped in the steps of
+    ``np.corrcoef`` (its diagonal from the same products), so that the values equal
+    ``(1 − np.corrcoef(z))[np.triu_indices(N, 1)]``, exact ties between duplicated samples
+    included; a row with zero variance gives NaN as corrcoef does."""
+    n = len(z)
+    zc = z - z.mean(axis=1, keepdims=True)
+
+    def cov_rows(i0):
+        return np.dot(zc[i0:i0 + block], zc.T) * np.true_divide(1, z.shape[1] - 1)
+
+    starts = range(0, n, block)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.sqrt(np.concatenate([cov_rows(i0)[:, i0:i0 + block].diagonal() for i0 in starts]))
+        values, high = np.empty(n * (n - 1) // 2), np.empty(n * (n - 1) // 2, dtype=bool)
+        pos = 0
+        for i0 in starts:
+            corr = cov_rows(i0)
+            corr /= std[i0:i0 + block, None]
+            corr /= std[None, :]
+            np.clip(corr, -1, 1, out=corr)
+            for r, row in enumerate(corr):
+                i, k = i0 + r, n - i0 - r - 1
+                np.subtract(1.0, row[i + 1:], out=values[pos:pos + k])
+                np.not_equal(y[i + 1:], y[i], out=high[pos:pos + k])
+                pos += k
+    return values, high
+
+
+def spearman_two_level(values: np.ndarray, high: np.ndarray) -> float:
+    """Spearman's ρ between ``values`` and a variable that takes two values, the larger
+    where ``high`` is True — equal to ``scipy.stats.spearmanr`` (average ranks for ties),
+    from one sort instead of two rankings. The second variable's average ranks are an
+    increasing affine function of ``high``, so ρ is the Pearson correlation of the ranks r
+    of ``values`` with the indicator b (the point-biserial form of Mann–Whitney's U):
+
+        ρ = ((M + 1)·M₀ − 2·R₀) / (2M) / √(var r · p₀ p₁),
+        var r = (M² − 1)/12 − Σ_ties (t³ − t)/(12M),
+
+    with M values, M₀ of them low (R₀ their rank sum, exact in integers), p₀ = M₀/M,
+    p₁ = 1 − p₀. NaN (as scipy) when either variable is constant.
+
+    Shapes: ``values`` ``M``, ``high`` ``M`` booleans.
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    high = np.asarray(high, dtype=bool).ravel()
+    if values.shape != high.shape:
+        raise ValueError(f"values and high must have the same length, got {values.shape} and {high.shape}")
+    m, m0 = len(values), int(np.count_nonzero(~high))
+    ordered = np.sort(values)
+    low = np.sort(values[~high])
+    # average rank of each low value: (#below + #below-or-equal + 1) / 2, summed as integers
+    twice_r0 = int(np.searchsorted(ordered, low, "left").sum()) + int(np.searchsorted(ordered, low, "right").sum()) + m0
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1], True])
+    t = np.diff(starts).astype(np.float64)
+    var_r = (m * m - 1) / 12 - float((t**3 - t).sum()) / (12 * m)
+    p0 = m0 / m
+    if m0 in (0, m) or var_r <= 0:
+        return float("nan")
+    return float(((m + 1) * m0 - twice_r0) / (2 * m) / np.sqrt(var_r * p0 * (1 - p0)))
 
 
 # --- H-score -------------------------------------------------------------------------------
