@@ -42,6 +42,29 @@ def candidates(tmp_path, monkeypatch):
     return ["resnet18:random", "source:my-source", f"resnet18:{ckpt}", "resnet18", "no-such-arch"]
 
 
+def test_a_candidate_keeps_the_head_its_weights_come_with_and_loads_the_same_twice(tmp_path, candidates):
+    """LEEP, N-LEEP and NCE read the source's own predictions: ImageNet's 1000-class head and
+    a checkpoint's head must arrive bit-exactly, not be replaced by a fresh random head (which
+    made NCE differ from one call to the next); a headless or random candidate is seeded."""
+    import torchvision.models as tvm
+
+    file = M.imagenet_file(M.imagenet_weights("resnet18"))
+    file.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(7)
+    imagenet = tvm.resnet18().state_dict()
+    torch.save(imagenet, file)
+    ckpt_state = torch.load(candidates[2].split(":", 1)[1])["state_dict"]
+    headless = tmp_path / "ckpt" / "headless.pth"
+    torch.save({k: v for k, v in ckpt_state.items() if not k.startswith("fc.")}, headless)
+    for spec, expected in (("resnet18", imagenet), (candidates[2], ckpt_state)):
+        got = TR.load_candidate(spec).state_dict()
+        assert set(got) == set(expected) and all(torch.equal(got[k], expected[k]) for k in expected), spec
+    for spec in ("resnet18:random", f"resnet18:{headless}"):
+        first, second = TR.load_candidate(spec).state_dict(), TR.load_candidate(spec).state_dict()
+        assert all(torch.equal(first[k], second[k]) for k in first), spec
+    assert TR.load_candidate(candidates[2]).fc.out_features == 5
+
+
 def test_rank_cli_on_an_image_folder_with_mixed_candidates(tmp_path, candidates, capsys):
     folder = _folder(tmp_path / "imgs")
     out = tmp_path / "results" / "rank" / "imgs"

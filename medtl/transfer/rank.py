@@ -143,9 +143,15 @@ class Ranking:
         return "\n".join(lines)
 
 
-def load_candidate(spec, num_classes: int = 1000) -> nn.Module:
+def load_candidate(spec) -> nn.Module:
     """Build one candidate from its written form (:data:`SOURCE_GRAMMAR`); a model passes
-    through. Errors say what was not understood or could not be found."""
+    through. Errors say what was not understood or could not be found.
+
+    A candidate keeps the head its weights come with (ImageNet's 1000 classes, a saved
+    source's or a checkpoint's own classes), because LEEP, N-LEEP and NCE read the source's
+    predictions: a fresh random head would turn them into noise. Where the weights have no
+    head (a self-supervised checkpoint) or there are no weights (``ARCH:random``), the
+    builder's head is initialised with seed 0, so every call builds the same candidate."""
     from ..models import ARCHS, create, load_source
 
     if isinstance(spec, nn.Module):
@@ -164,13 +170,13 @@ def load_candidate(spec, num_classes: int = 1000) -> nn.Module:
         raise ValueError(f"{text!r} is not a candidate medtl understands: {arch!r} is no architecture of the table "
                          f"and no existing file. Write candidates as {SOURCE_GRAMMAR}")
     if weights == "random":
-        model = create(arch, num_classes=num_classes, seed=0)
+        model = create(arch, seed=0)
         model.medtl["init"] = "ri"
         return model
     if not weights:
-        return create(arch, num_classes=num_classes, weights="imagenet")
+        return create(arch, weights="imagenet", seed=0)
     wpath = Path(weights).expanduser()
-    return create(arch, num_classes=num_classes, weights=str(wpath) if wpath.exists() else weights)
+    return create(arch, weights=str(wpath) if wpath.exists() else weights, seed=0)
 
 
 def _label(spec, taken: set[str]) -> str:
