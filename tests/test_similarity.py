@@ -118,6 +118,44 @@ def test_cca_svd_equals_qr():
     assert len(rho) == 4 and bool((rho[:-1] >= rho[1:]).all())
 
 
+def _cca_by_svd_bases(x, y):
+    """CCA as the cosines of the principal angles between orthonormal bases of the centred
+    columns (numpy's SVD, independent of medtl's code)."""
+    bases = [np.linalg.svd(np.asarray(a) - np.asarray(a).mean(0), full_matrices=False)[0] for a in (x, y)]
+    return np.linalg.svd(bases[0].T @ bases[1], compute_uv=False)
+
+
+@pytest.mark.parametrize("case", ["independent", "related", "wide"])
+def test_cca_through_the_covariances_equals_principal_angles(case):
+    """The default path whitens Σxy with Cholesky factors where the covariances allow; its
+    correlations equal the principal-angle cosines of SVD bases."""
+    rng = np.random.default_rng(len(case))
+    x = rng.normal(size=(600, 24))
+    y = {"independent": rng.normal(size=(600, 10)),
+         "related": x[:, :8] @ rng.normal(size=(8, 10)) + 0.3 * rng.normal(size=(600, 10)),
+         "wide": np.maximum(x @ rng.normal(size=(24, 40)), 0) + 0.1 * rng.normal(size=(600, 40))}[case]
+    rho = S.cca(x, y).numpy()
+    assert rho.shape == (min(x.shape[1], y.shape[1]),)
+    np.testing.assert_allclose(rho, _cca_by_svd_bases(x, y), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("collinear", [False, True], ids=["cholesky-path", "svd-path"])
+def test_cca_ignores_each_units_scale(collinear):
+    """Units on scales 1e-6 … 1e6 (features in different units) give the same correlations
+    on both paths; a near-duplicate unit (ill-conditioned covariance, the SVD path) is still
+    counted once."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(400, 12)), rng.normal(size=(400, 6))
+    y[:, 0] += x[:, 0]
+    if collinear:
+        x = np.c_[x, x[:, 1] + 1e-11 * rng.normal(size=400)]
+    scaled = x * np.logspace(-6, 6, x.shape[1])
+    rho = S.cca(scaled, y)
+    assert len(rho) == 6
+    np.testing.assert_allclose(rho.numpy(), S.cca(x, y).numpy(), rtol=1e-7, atol=1e-9)
+    assert rho[0] > 0.6 and rho[1] < 0.3
+
+
 def test_spatial_datapoints_share_channels_and_rows():
     a = torch.randn(3, 16, 5, 5)
     pa, pb = S.as_datapoints(a, a * 2, mode="spatial", n_channels=8, max_points=40, seed=1)

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from .._linalg import conditioned_cholesky, gram
 from ..data.splits import projection_key
 from .registry import register_metric
 
@@ -118,15 +119,6 @@ def one_hot(y: np.ndarray, c: int) -> np.ndarray:
     return np.eye(c)[y]
 
 
-def gram(x: np.ndarray) -> np.ndarray:
-    """``xᵀx`` (``D×D``, symmetric) of a float64 ``N×D`` array by BLAS ``dsyrk``: one
-    triangle is computed (half the flops of a general product), then mirrored."""
-    from scipy.linalg.blas import dsyrk
-
-    g = dsyrk(1.0, np.asarray(x, dtype=np.float64).T, trans=0)  # x.T is Fortran-ordered: no copy
-    return np.triu(g) + np.triu(g, 1).T
-
-
 def class_mean_rows(x: np.ndarray, y: np.ndarray, c: int) -> np.ndarray:
     """``B`` (``C×D``) with rows b_k = √(n_k/N)·μ_k, μ_k the mean of class k's rows of ``x``:
     BᵀB = (1/N) Σ_i μ_{y_i} μ_{y_i}ᵀ, the covariance of each sample's class mean when ``x``
@@ -147,25 +139,18 @@ def pinv_quadratic(a: np.ndarray, b: np.ndarray, rcond: float = 1e-15) -> float:
     A⁻¹ there, relative error ≲ cond·ε ≈ 2e-9 — features on very different scales lose no
     accuracy, where an eigendecomposition of A loses digits to the scale spread). Otherwise
     (N ≤ D, collinear features) through the eigendecomposition, exactly as ``pinv`` does."""
-    from scipy.linalg import cho_factor, cho_solve, eigh
-    from scipy.linalg.lapack import dpocon
+    from scipy.linalg import cho_solve, eigh
 
     a = np.asarray(a, dtype=np.float64)
     b = np.atleast_2d(np.asarray(b, dtype=np.float64))
-    diag = np.diag(a)
-    live = diag > 0
+    live = np.diag(a) > 0
     if not live.any():
         return 0.0
-    s = 1 / np.sqrt(diag[live])
-    a_eq = (a if live.all() else a[np.ix_(live, live)]) * s[:, None] * s[None, :]
-    b_eq = (b if live.all() else b[:, live]) * s
-    try:
-        factor = cho_factor(a_eq, lower=False, check_finite=False)
-        rc, info = dpocon(factor[0], np.abs(a_eq).sum(0).max())  # reads the upper factor
-        if info == 0 and rc > 1e-7:
-            return float((b_eq.T * cho_solve(factor, b_eq.T, check_finite=False)).sum())
-    except np.linalg.LinAlgError:
-        pass  # not positive definite: the eigendecomposition below
+    chol = conditioned_cholesky(a if live.all() else a[np.ix_(live, live)])
+    if chol is not None:
+        u, s = chol
+        b_eq = (b if live.all() else b[:, live]) * s
+        return float((b_eq.T * cho_solve((u, False), b_eq.T, check_finite=False)).sum())
     w, v = eigh(a, check_finite=False)
     keep = np.abs(w) > rcond * np.abs(w).max()
     p = v[:, keep].T @ b.T

@@ -1,0 +1,48 @@
+"""Dense linear algebra shared by the transferability metrics and the similarity measures:
+the Gram matrix by ``dsyrk`` and a Cholesky factorisation that is used only where it is
+accurate (equilibrated, with LAPACK's condition estimate), so that callers fall back to an
+eigen/singular-value decomposition exactly where the Gram form would lose digits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: reciprocal condition (1-norm, of the unit-diagonal matrix) above which a Cholesky solve is
+#: trusted: relative errors of quadratic forms and whitened products stay ≲ ε/rcond ≈ 2e-9
+RCOND_MIN = 1e-7
+
+
+def gram(x: np.ndarray) -> np.ndarray:
+    """``xᵀx`` (``D×D``, symmetric) of a float64 ``N×D`` array by BLAS ``dsyrk``: one
+    triangle is computed (half the flops of a general product), then mirrored."""
+    from scipy.linalg.blas import dsyrk
+
+    g = dsyrk(1.0, np.asarray(x, dtype=np.float64).T, trans=0)  # x.T is Fortran-ordered: no copy
+    return np.triu(g) + np.triu(g, 1).T
+
+
+def conditioned_cholesky(a: np.ndarray, rcond_min: float = RCOND_MIN) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(U, s)`` with ``UᵀU = S·A·S``, ``S = diag(s)``, ``s = 1/√diag(A)`` (the symmetric
+    positive definite ``A``, ``D×D``, scaled to unit diagonal, which makes the condition
+    number independent of the features' scales), U upper triangular — or ``None`` where
+    A has a non-positive diagonal entry, is not numerically positive definite, or the
+    scaled matrix's reciprocal condition estimate (LAPACK ``dpocon``, 1-norm) is at most
+    ``rcond_min``: there the caller must use a rank-revealing decomposition instead.
+
+    Then A⁻¹ = S U⁻¹ U⁻ᵀ S and A^{-1/2} equals S U⁻¹ up to an orthogonal factor
+    (whitening by U⁻ᵀS leaves singular values of whitened products unchanged)."""
+    from scipy.linalg.lapack import dpocon, dpotrf
+
+    a = np.asarray(a, dtype=np.float64)
+    diag = np.diag(a)
+    if not (diag > 0).all() or not np.isfinite(diag).all():
+        return None
+    s = 1 / np.sqrt(diag)
+    scaled = a * s[:, None] * s[None, :]
+    u, info = dpotrf(scaled, lower=0, clean=1)
+    if info != 0:
+        return None
+    rc, info = dpocon(u, np.abs(scaled).sum(0).max())  # reads the upper factor
+    if info != 0 or not rc > rcond_min:
+        return None
+    return u, s
