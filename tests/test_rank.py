@@ -63,6 +63,15 @@ def test_a_candidate_keeps_the_head_its_weights_come_with_and_loads_the_same_twi
         first, second = TR.load_candidate(spec).state_dict(), TR.load_candidate(spec).state_dict()
         assert all(torch.equal(first[k], second[k]) for k in first), spec
     assert TR.load_candidate(candidates[2]).fc.out_features == 5
+    # a headless checkpoint's head is untrained: the metrics that read source predictions say
+    # so for it (and only for it), the feature metrics score it
+    data = D.from_folder(_folder(tmp_path / "imgs", n_per_class=6), size=28, progress=False)
+    models = {"headless": TR.load_candidate(f"resnet18:{headless}"), "ckpt": TR.load_candidate(candidates[2])}
+    table = TR.score(models, data, ["leep", "logme"], progress=False, errors="record").set_index(["source", "metric"])
+    assert "no classification head" in table.loc[("headless", "leep"), "error"]
+    assert np.isfinite(table.loc[("headless", "logme"), "value"]) and np.isfinite(table.loc[("ckpt", "leep"), "value"])
+    with pytest.raises(ValueError, match="no classification head"):
+        TR.score({"headless": models["headless"]}, data, ["leep"], progress=False)
 
 
 def test_rank_cli_on_an_image_folder_with_mixed_candidates(tmp_path, candidates, capsys):

@@ -127,17 +127,20 @@ def create(arch: str, num_classes: int | None = None, weights=None, in_chans: in
         model.medtl.update(weights=f"imagenet:{version}", normalize=a.normalize)
     elif isinstance(weights, (dict, str, os.PathLike)):
         state, label = _checkpoint_state(weights)
-        _match_checkpoint_shape(model, a, remap(state, method, model.state_dict().keys())[0], grey_init)
+        has_head = _match_checkpoint_shape(model, a, remap(state, method, model.state_dict().keys())[0], grey_init)
         load_checkpoint(model, state, method, strict, allowed)
         model.medtl.update(weights=zoo_name or label, **({"normalize": a.normalize} if zoo_name else {}))
+        if not has_head:  # e.g. a self-supervised checkpoint: the builder's head is untrained
+            model.medtl["head"] = "untrained"
     else:
         raise TypeError(f"weights must be None, a string, a path or a state dict, got {type(weights).__name__}")
     model.medtl["num_classes"] = _head_out(model, a)
     return _finish(model, a, in_chans, num_classes, dropout, grey_init, seed, head_init)
 
 
-def _match_checkpoint_shape(model: nn.Module, a: ArchSpec, state: dict, grey_init: str) -> None:
-    """Give ``model`` the checkpoint's stem channels and head size, so both load."""
+def _match_checkpoint_shape(model: nn.Module, a: ArchSpec, state: dict, grey_init: str) -> bool:
+    """Give ``model`` the checkpoint's stem channels and head size, so both load; whether
+    the checkpoint has a head."""
     stem_w = state.get(f"{a.stem}.weight")
     if stem_w is not None and stem_w.ndim == 4 and stem_w.shape[1] == 1:
         adapt_in_chans(model, 1, a.name, grey_init)
@@ -146,7 +149,8 @@ def _match_checkpoint_shape(model: nn.Module, a: ArchSpec, state: dict, grey_ini
         if w is not None and w.ndim == 2 and w.shape[1] == a.head_in:
             replace_head(model, w.shape[0], dropout, a.name)
             model.medtl["num_classes"] = w.shape[0]
-            return
+            return True
+    return False
 
 
 def _finish(model: nn.Module, a: ArchSpec, in_chans: int, num_classes: int | None, dropout: float,
@@ -157,6 +161,7 @@ def _finish(model: nn.Module, a: ArchSpec, in_chans: int, num_classes: int | Non
     if num_classes is not None:
         with seeded(None if seed is None else seed + 1):
             replace_head(model, num_classes, dropout, a.name, head_init)
+        model.medtl.pop("head", None)  # a fresh head for the user's task, not a source's predictions
     return model
 
 

@@ -226,13 +226,20 @@ def _one_source(name, model, data, labels, need, feats, variant, seed, options, 
     inputs = {"features": (feats.get(name), labels), "model": (model, data),
               "static": (source_facts(model, name),) if "static" in kinds else None,
               "probs": (source_probs(out["logits"], model, variant), labels) if "logits" in out else None}
+    untrained = getattr(model, "medtl", {}).get("head") == "untrained"
     for m in (metric(n) for n in need if metric(n).kind in inputs):
         t0 = time.perf_counter()
         opts = {**options, m.name: {**({"device": device} if m.kind == "model" else {}), **options.get(m.name, {})}}
-        value, why = _attempt(errors, _call, m, inputs[m.kind], variant, seed, opts)
+        call = _no_head if m.kind == "probs" and untrained else _call
+        value, why = _attempt(errors, call, m, inputs[m.kind], variant, seed, opts)
         rows.append({"source": name, "metric": m.name, "value": np.nan if why else float(value),
                      "seconds": time.perf_counter() - t0, "error": why})
     return rows
+
+
+def _no_head(m, *_) -> float:
+    raise ValueError(f"the candidate's weights carry no classification head (its head is untrained), and {m.name} "
+                     "reads the source's own predictions: undefined for this candidate")
 
 
 def _attempt(errors: str, fn, *args, **kw):
