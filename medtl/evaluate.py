@@ -96,9 +96,16 @@ def _positive(y_score: np.ndarray) -> np.ndarray:
 
 
 def _roc_auc(y, s, what: str) -> float:
-    if len(np.unique(y)) < 2:
+    """ROC AUC of scores ``s`` for 0/1 labels ``y`` (both ``N``) as the Mann–Whitney
+    statistic, AUC = (R₁ − n₁(n₁+1)/2) / (n₁ n₀), R₁ the sum of the positives' average ranks
+    (ties count ½, as the trapezoidal ROC area does): equal to ``roc_auc_score`` without its
+    input validation, which cost milliseconds per call inside every bootstrap resample."""
+    pos = np.asarray(y) == 1
+    n1 = int(np.count_nonzero(pos))
+    n0 = len(pos) - n1
+    if n1 == 0 or n0 == 0:
         raise ValueError(f"AUC is undefined for {what}: y_true has a single value (no positives or no negatives)")
-    return skm.roc_auc_score(y, s)
+    return float((rankdata(s)[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 # --- medmnist's metrics --------------------------------------------------------------------
@@ -138,7 +145,7 @@ def per_class_auc(y_true, y_score, task: str, columns=None) -> np.ndarray:
         if any(not 0 <= c < len(cols) for c in idx):
             raise ValueError(f"columns {idx} out of range for {len(cols)} classes")
         cols = [cols[c] for c in idx]
-    return np.array([skm.roc_auc_score(y, s) if len(np.unique(y)) == 2 else np.nan for y, s in cols])
+    return np.array([_roc_auc(y, s, "") if len(np.unique(y)) == 2 else np.nan for y, s in cols])
 
 
 def acc(y_true, y_score, task: str, threshold: float = 0.5) -> float:

@@ -125,6 +125,33 @@ def test_auc_ovo_equals_sklearn(n, c, seed, ties):
     assert auc_ovo(y, p, "multi-class") == pytest.approx(ref, abs=1e-12)
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(6, 120), c=st.integers(2, 5), seed=st.integers(0, 10_000), ties=st.booleans(),
+       task=st.sampled_from(["binary-class", "multi-class", "multi-label, binary-class"]))
+def test_auc_equals_sklearn_per_column_with_and_without_ties(n, c, seed, ties, task):
+    """medtl's rank-sum AUC equals scikit-learn's trapezoidal ROC area, column by column."""
+    from sklearn.metrics import roc_auc_score
+
+    from medtl.evaluate import per_class_auc
+
+    rng = np.random.default_rng(seed)
+    cols = 1 if task == "binary-class" else c
+    if task == "multi-label, binary-class":
+        y = rng.integers(0, 2, (n, cols))
+        y[:2] = [[0] * cols, [1] * cols]  # every label has both values
+    else:
+        y = np.concatenate([np.arange(max(cols, 2)), rng.integers(0, max(cols, 2), n)])
+    s = rng.random((len(y), max(cols, 2)))
+    if ties:
+        s = np.round(s, 1)
+    onehot = y if y.ndim == 2 else np.eye(s.shape[1])[y]
+    ref = [roc_auc_score(onehot[:, i], s[:, i]) for i in range(s.shape[1])]
+    if task == "binary-class":
+        ref = [ref[-1]]
+    assert per_class_auc(y, s, task) == pytest.approx(ref, abs=1e-12)
+    assert auc(y, s, task) == pytest.approx(np.mean(ref), abs=1e-12)
+
+
 def test_study_metrics_on_known_cases():
     from medtl.evaluate import auc_ovo, balanced_accuracy, kappa
 
