@@ -121,6 +121,65 @@ def parc_reference(x, y, dim=32, seed=1919):
     return float(100 * stats.spearmanr(rdm_f[iu], rdm_y[iu]).statistic)
 
 
+def transrate_reference(x, y, eps=1e-4):
+    """Huang et al. 2022 (the official code's form): centred features, ½ log det of the
+    D×D matrix I + ZᵀZ/(nε) by np.linalg.slogdet for all rows and for each class."""
+    def rate(z):
+        return 0.5 * np.linalg.slogdet(np.eye(z.shape[1]) + z.T @ z / (len(z) * eps))[1]
+
+    z = x - x.mean(0)
+    return float(rate(z) - np.mean([rate(z[y == k]) for k in np.unique(y)]))
+
+
+def nce_reference(probs, y):
+    """Tran et al. 2019: dummy source labels z = argmax, the joint counted sample by sample,
+    −H(Y|Z) as the sum over (y, z) cells."""
+    z = probs.argmax(1)
+    counts: dict = {}
+    for yi, zi in zip(y.tolist(), z.tolist()):
+        counts[(yi, zi)] = counts.get((yi, zi), 0) + 1
+    n = len(y)
+    pz: dict = {}
+    for (_, zi), m in counts.items():
+        pz[zi] = pz.get(zi, 0) + m / n
+    return float(sum(m / n * np.log(m / n / pz[zi]) for (_, zi), m in counts.items()))
+
+
+def gbc_reference(x, y, dim=64):
+    """Pándy et al. 2022: PCA to 64 dimensions, per-class diagonal Gaussians, the
+    Bhattacharyya coefficient of every ordered class pair in a double loop."""
+    xc = x - x.mean(0)
+    z = xc @ np.linalg.svd(xc, full_matrices=False)[2][:dim].T
+    classes = np.unique(y)
+    mu = {k: z[y == k].mean(0) for k in classes}
+    var = {k: z[y == k].var(0) + 1e-9 for k in classes}
+    total = 0.0
+    for i in classes:
+        for j in classes:
+            if i != j:
+                s = (var[i] + var[j]) / 2
+                db = 0.125 * ((mu[i] - mu[j]) ** 2 / s).sum() + 0.5 * (
+                    np.log(s).sum() - 0.5 * (np.log(var[i]).sum() + np.log(var[j]).sum()))
+                total += np.exp(-db)
+    return float(-total)
+
+
+def knn_reference(x, y, k=5):
+    """Leave-one-out k-NN accuracy with cosine distance, one query at a time: distances to
+    every other sample, a stable sort, the majority vote (a tie to the tied class met
+    first in distance order)."""
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    correct = 0
+    for i in range(len(x)):
+        dist = 1.0 - xn @ xn[i]
+        dist[i] = np.inf
+        near = y[np.argsort(dist, kind="stable")[:k]]
+        votes = np.bincount(near, minlength=int(y.max()) + 1)
+        top = set(np.flatnonzero(votes == votes.max()).tolist())
+        correct += int(next(c for c in near if c in top) == y[i])
+    return correct / len(x)
+
+
 def cka_reference(a, b):
     """Kornblith et al. 2019 (their colab): linear Gram matrices, centred with H, HSIC."""
     n = len(a)
@@ -156,6 +215,11 @@ def pairs(data: dict, n: int) -> dict:
         "hscore_reg": (lambda: TR.hscore_reg(x, y), lambda: hscore_reg_reference(x, y)),
         "parc": (lambda: TR.parc(x, y), (lambda: parc_reference(x, y)) if n <= 15_000 else
                  "medtl subsamples 15,000 rows above that size; the reference would score other rows"),
+        "transrate": (lambda: TR.transrate(x, y), lambda: transrate_reference(x, y)),
+        "nce": (lambda: TR.nce(probs, y), lambda: nce_reference(probs, y)),
+        "gbc": (lambda: TR.gbc(x, y), lambda: gbc_reference(x, y)),
+        "knn (cosine)": (lambda: TR.knn_loo(x, y), (lambda: knn_reference(x, y)) if n <= 15_000 else
+                         "one query at a time over 50,000 samples takes hours"),
         "cka (linear)": (lambda: S.cka(x, second), (lambda: cka_reference(x, second)) if gram_gb < 12 else
                          f"the N×N Gram form needs {gram_gb:.0f} GB"),
         "mean cca": (lambda: S.mean_cca(x, second), lambda: cca_reference(x, second)),

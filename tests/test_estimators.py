@@ -95,17 +95,19 @@ def test_nce_equals_conditional_entropy_loops():
 
 
 # --- TransRate -----------------------------------------------------------------------------
-def test_transrate_equals_the_gram_form_of_each_coding_rate():
-    x, y = _data(30, 50, 3, seed=5)  # D > N: the N×N Gram determinant is the cheaper second route
+@pytest.mark.parametrize("n, d", [(30, 50), (120, 50), (600, 40)], ids=["N<D", "classes<D<N", "D<classes"])
+def test_transrate_equals_the_code_form_of_each_coding_rate(n, d):
+    """Against the official code's D×D determinant (np.linalg.slogdet): medtl takes the
+    smaller of the D×D and n×n forms (Sylvester) through a Cholesky factor."""
+    x, y = _data(n, d, 3, seed=5)
 
-    def rate_gram(z, eps=1e-4):
-        n = len(z)
-        return 0.5 * np.linalg.slogdet(np.eye(n) + z @ z.T / (n * eps))[1]  # Sylvester's identity
+    def rate_code(z, eps=1e-4):
+        return 0.5 * np.linalg.slogdet(np.eye(z.shape[1]) + z.T @ z / (len(z) * eps))[1]
 
     z = x - x.mean(0)
-    ref = rate_gram(z) - np.mean([rate_gram(z[y == k]) for k in range(3)])
+    ref = rate_code(z) - np.mean([rate_code(z[y == k]) for k in range(3)])
     assert TR.transrate(x, y) == pytest.approx(ref, rel=1e-9)
-    assert TR.coding_rate(z) == pytest.approx(rate_gram(z), rel=1e-10)
+    assert TR.coding_rate(z) == pytest.approx(rate_code(z), rel=1e-10)
     with pytest.raises(ValueError, match="eps must be positive"):
         TR.transrate(x, y, eps=0)
 
@@ -135,7 +137,10 @@ def test_gbc_equals_pairwise_loops_and_pca_projection():
     assert TR.gbc(x, y) == pytest.approx(_gbc_loops(x, y), rel=1e-10)
     wide, yw = _data(80, 12, 3, seed=7)
     z = PCA(4, svd_solver="full").fit_transform(wide)  # component signs do not change GBC
-    assert TR.gbc(wide, yw, dim=4) == pytest.approx(_gbc_loops(z, yw), rel=1e-8)
+    assert TR.gbc(wide, yw, dim=4) == pytest.approx(_gbc_loops(z, yw), rel=1e-8)  # N > D: top eigenvectors
+    few, yf = _data(30, 40, 3, seed=8)  # N < D: the thin SVD's axes
+    z = PCA(4, svd_solver="full").fit_transform(few)
+    assert TR.gbc(few, yf, dim=4) == pytest.approx(_gbc_loops(z, yf), rel=1e-8)
     far, yf = _data(60, 5, 3, seed=0, sep=50)
     assert TR.gbc(far, yf) > -1e-6 > TR.gbc(*_data(60, 5, 3, seed=0, sep=0.1))
     with pytest.raises(ValueError, match="2 samples per class"):

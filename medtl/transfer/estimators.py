@@ -93,10 +93,24 @@ def nce(probs, labels) -> float:
 
 # --- TransRate -----------------------------------------------------------------------------
 def coding_rate(z: np.ndarray, eps: float = 1e-4) -> float:
-    """R(Z, ε) = ½ log det(I_D + ZᵀZ / (n ε)) for Z ``n×D`` (the TransRate code's form)."""
+    """R(Z, ε) = ½ log det(I_D + ZᵀZ / (n ε)) for Z ``n×D`` (the TransRate code's form).
+
+    Computed in the smaller of the two spaces — det(I_D + ZᵀZ/a) = det(I_n + ZZᵀ/a)
+    (Sylvester's determinant identity), so a class of n < D rows costs an n×n Gram — and
+    through a Cholesky factor (:func:`_rate_of_gram`)."""
     n, d = z.shape
-    sign, logdet = np.linalg.slogdet(np.eye(d) + z.T @ z / (n * eps))
-    return 0.5 * float(logdet)
+    return _rate_of_gram(gram(z.T) if n < d else gram(z), n, eps)  # ZZᵀ (n×n) or ZᵀZ (D×D)
+
+
+def _rate_of_gram(g: np.ndarray, n: int, eps: float) -> float:
+    """½ log det(I + G/(n ε)) of a Gram matrix G (ZᵀZ or ZZᵀ): the matrix is I plus a PSD
+    one (eigenvalues ≥ 1), so log det = 2 Σ log diag L of its Cholesky factor L."""
+    m = g / (n * eps)
+    m[np.diag_indices_from(m)] += 1.0
+    try:
+        return float(np.log(np.diagonal(np.linalg.cholesky(m))).sum())  # ½ · 2 Σ log diag L
+    except np.linalg.LinAlgError:  # non-finite features: slogdet says what it can
+        return 0.5 * float(np.linalg.slogdet(m)[1])
 
 
 @register_metric(kind="features", label="TransRate", citation="Huang et al., ICML 2022",
@@ -116,11 +130,35 @@ def transrate(features, labels, eps: float = 1e-4) -> float:
     x, y, c = check_features(features, labels)
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps}")
-    z = x - x.mean(0)
-    return coding_rate(z, eps) - float(np.mean([coding_rate(z[y == k], eps) for k in range(c)]))
+    order = np.argsort(y, kind="stable")
+    z = x[order] - x.mean(0)  # centred, each class a contiguous block
+    ends = np.searchsorted(y[order], np.arange(c + 1))
+    blocks = [z[ends[k]:ends[k + 1]] for k in range(c)]
+    d = z.shape[1]
+    class_grams = [gram(b.T) if len(b) < d else gram(b) for b in blocks]
+    if len(z) >= d and all(len(b) >= d for b in blocks):
+        whole = sum(class_grams)  # ZᵀZ = Σ_c Z_cᵀZ_c: the classes' D×D Grams give the whole one
+    else:
+        whole = gram(z.T) if len(z) < d else gram(z)
+    rates = [_rate_of_gram(g, len(b), eps) for g, b in zip(class_grams, blocks)]
+    return _rate_of_gram(whole, len(z), eps) - float(np.mean(rates))
 
 
 # --- GBC -----------------------------------------------------------------------------------
+def _pca_scores(xc: np.ndarray, dim: int) -> np.ndarray:
+    """The centred ``xc`` (``N×D``) projected on its top ``dim`` principal axes (each
+    axis's sign is arbitrary). For N > D the axes are the top eigenvectors of the D×D Gram
+    (LAPACK ``syevr`` computes only those: no N×D SVD); otherwise the thin SVD's."""
+    from scipy.linalg import eigh
+
+    n, d = xc.shape
+    k = min(dim, n, d)
+    if n > d:
+        _, v = eigh(gram(xc), subset_by_index=[d - k, d - 1], driver="evr", check_finite=False)
+        return xc @ v[:, ::-1]
+    return xc @ np.linalg.svd(xc, full_matrices=False)[2][:k].T
+
+
 @register_metric(kind="features", needs_seed=False, label="GBC", citation="Pándy et al., CVPR 2022",
                  description="minus the summed Bhattacharyya coefficients between per-class diagonal Gaussians")
 def gbc(features, labels, dim: int | None = 64) -> float:
@@ -141,9 +179,7 @@ def gbc(features, labels, dim: int | None = 64) -> float:
     if counts.min() < 2:
         raise ValueError(f"GBC needs at least 2 samples per class; class {int(counts.argmin())} has {int(counts.min())}")
     if dim is not None and x.shape[1] > dim:
-        xc = x - x.mean(0)
-        _, _, vt = np.linalg.svd(xc, full_matrices=False)
-        x = xc @ vt[: min(dim, len(vt))].T
+        x = _pca_scores(x - x.mean(0), dim)
     mu = np.stack([x[y == k].mean(0) for k in range(c)])
     var = np.stack([x[y == k].var(0) for k in range(c)]) + 1e-9
     total = 0.0
