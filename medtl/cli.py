@@ -3,6 +3,7 @@
     medtl demo [--out DIR] [--quick]            the main job: a small transferability study + report
     medtl run NOTEBOOK [-p KEY VALUE ...]       execute a notebook with papermill into results/
     medtl sweep GRID.yaml [--max-parallel N]    run a notebook over a parameter grid (resumable)
+    medtl sweep GRID.yaml --executor slurm      ... as a Slurm job array; --status lists run states
     medtl report RESULTS_DIR                    analysis notebooks -> HTML + PNG figures
     medtl data info [--root DIR] [--no-md5]     every MedMNIST 2D flag and its files' status
     medtl data verify [FLAG ...] [--size N]     MD5-check files (all present ones by default)
@@ -180,10 +181,19 @@ def _run(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from . import experiments
 
+    if args.status:
+        table = experiments.sweep_status(args.notebook, args.grid, results_dir=args.results)
+        print(table.drop(columns="log").to_string(index=False))
+        for row in table.itertuples():
+            if row.log:
+                print(f"\n{row.run_id} ({row.state}), last lines of its log:")
+                print("\n".join(f"    {ln}" for ln in row.log.splitlines()))
+        return 1 if table.state.isin(["failed", "timeout"]).any() else 0
     table = experiments.sweep(args.notebook, args.grid, results_dir=args.results, executor=args.executor,
-                              max_parallel=args.max_parallel, retry_failed=args.retry_failed)
+                              max_parallel=args.max_parallel, retry_failed=args.retry_failed,
+                              wait=not args.no_wait, kernel_name=args.kernel)
     print(table.to_string(index=False))
-    return 1 if (table.status == "failed").any() else 0
+    return 1 if table.status.isin(["failed", "timeout"]).any() else 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -257,7 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_sweep.add_argument("--results", default=None, help="results root (default $MEDTL_RESULTS, else <checkout>/results)")
     p_sweep.add_argument("--executor", default="local", choices=("local", "slurm"))
     p_sweep.add_argument("--max-parallel", type=int, default=1)
-    p_sweep.add_argument("--retry-failed", action="store_true")
+    p_sweep.add_argument("--retry-failed", action="store_true", help="run failed and timed-out runs again")
+    p_sweep.add_argument("--no-wait", action="store_true", help="slurm: return once the jobs are submitted")
+    p_sweep.add_argument("--status", action="store_true",
+                         help="list each run's state (pending, running, done, failed + log tail) and run nothing")
+    p_sweep.add_argument("--kernel", default=None, help="Jupyter kernel of the runs (default python3)")
     p_sweep.set_defaults(func=_sweep)
 
     p_report = sub.add_parser("report", help="analysis notebooks on a results folder -> HTML + PNG figures")

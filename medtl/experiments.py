@@ -24,6 +24,8 @@ import pandas as pd
 from . import paths
 from . import results as rs
 from .runtime import config_id, expand_grid
+from .slurm import ACTIVE, available, job_states, log_tail
+from .slurm import parameters as slurm_parameters
 
 LOCK_FILE = ".lock"
 
@@ -121,10 +123,50 @@ def _execute(nb: Path, run_dir: Path, params: dict, kernel_name, timeout, progre
             os.environ.pop("PYTHONPATH", None)
 
 
+#: how many times :func:`run` starts a kernel again after it failed to start.
+KERNEL_RETRIES = 2
+#: what jupyter_client / zmq say when a kernel fails to start (papermill's port race
+#: between concurrent runs on one node, a kernel that dies or never answers at start).
+KERNEL_START_ERRORS = ("Kernel didn't respond", "Kernel died before replying to kernel_info",
+                       "Address already in use", "kernel failed to start")
+
+
+def kernel_start_failure(err: BaseException) -> bool:
+    """Whether ``err`` means the notebook's kernel failed to start (no cell ran): a
+    ``RuntimeError``/``TimeoutError``/ZMQ error saying so; never a cell's own error."""
+    import papermill as pm
+
+    if isinstance(err, pm.PapermillExecutionError):
+        return False
+    text = f"{type(err).__name__}: {err}"
+    return any(s in text for s in KERNEL_START_ERRORS)
+
+
+def _execute_retrying(nb: Path, run_dir: Path, params: dict, kernel_name, timeout, progress, stream,
+                      retries: int) -> None:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"kernel_retries must be a whole number >= 0, got {retries!r}")
+    reasons: list[dict] = []
+    for attempt in range(retries + 1):
+        try:
+            _execute(nb, run_dir, params, kernel_name, timeout, progress, stream)
+            return
+        except Exception as err:
+            if not kernel_start_failure(err) or attempt == retries:
+                if reasons:
+                    err.add_note(f"the kernel had failed to start {len(reasons)} time(s) before: "
+                                 + "; ".join(r["reason"] for r in reasons))
+                raise
+            reasons.append({"attempt": attempt + 1, "reason": _last_line(rs.format_exception(err)) or repr(err)})
+            info = rs.read_run(run_dir) or {}
+            rs.start_run(run_dir, kernel_retries=info.get("kernel_retries", []) + [reasons[-1]])
+            time.sleep(min(1.0 + 2 * attempt, 10.0))
+
+
 def run(notebook: str | os.PathLike, parameters: Mapping | None = None, out_dir: str | os.PathLike | None = None,
         results_dir: str | os.PathLike | None = None, kernel_name: str | None = None, timeout: int | None = None,
         skip_finished: bool = False, raise_on_error: bool = True, progress: bool = False,
-        stream: bool = False) -> RunResult:
+        stream: bool = False, kernel_retries: int = KERNEL_RETRIES) -> RunResult:
     """Execute a notebook with papermill.
 
     The parameters (plus ``run_dir``, the run's folder) are injected after the notebook's
@@ -141,6 +183,9 @@ def run(notebook: str | os.PathLike, parameters: Mapping | None = None, out_dir:
         skip_finished: return at once when the folder holds a finished run.
         raise_on_error: re-raise a failure (after recording it).
         stream: print the notebook's own output (its progress lines) as it runs.
+        kernel_retries: how many times a kernel that fails to start (see
+            :func:`kernel_start_failure`) is started again; each failure's reason is kept in
+            ``run.json`` under ``kernel_retries``. A failure inside a cell is never retried.
     """
     nb = find_notebook(notebook)
     params = dict(parameters or {})
@@ -152,10 +197,10 @@ def run(notebook: str | os.PathLike, parameters: Mapping | None = None, out_dir:
         return RunResult(rid, run_dir, "skipped")
     t0 = time.perf_counter()
     with run_lock(run_dir):
-        rs.start_run(run_dir, params, run_id=rid, notebook=str(nb))
+        rs.start_run(run_dir, params, run_id=rid, notebook=str(nb), kernel_retries=[])
         try:
             _check_parameters(nb, params)
-            _execute(nb, run_dir, params, kernel_name, timeout, progress, stream)
+            _execute_retrying(nb, run_dir, params, kernel_name, timeout, progress, stream, kernel_retries)
         except (KeyboardInterrupt, SystemExit) as err:
             rs.finish_run(run_dir, "interrupted", error=f"interrupted ({type(err).__name__})",
                           seconds=time.perf_counter() - t0)
@@ -193,11 +238,11 @@ def load_grid(path: str | os.PathLike) -> tuple[str | None, dict, dict]:
     return spec.get("notebook"), dict(spec["grid"]), dict(executor)
 
 
-def _run_one(notebook: str, params: dict, run_dir: str) -> dict:
+def _run_one(notebook: str, params: dict, run_dir: str, kernel_name: str | None = None) -> dict:
     """Worker entry (a subprocess or a Slurm job): run one configuration, never raise; an
     error before the notebook starts is recorded in ``run.json`` too."""
     try:
-        r = run(notebook, params, out_dir=run_dir, raise_on_error=False)
+        r = run(notebook, params, out_dir=run_dir, raise_on_error=False, kernel_name=kernel_name)
     except RunLocked as err:
         return {"run_id": Path(run_dir).name, "status": "locked", "error": str(err)}
     except Exception as err:
@@ -211,7 +256,7 @@ _WORKER = ("import json, signal, sys\n"
            "signal.signal(signal.SIGTERM, _stop)\n"
            "from medtl.experiments import _run_one\n"
            "a = json.loads(sys.argv[1])\n"
-           "print(json.dumps(_run_one(a['notebook'], a['params'], a['run_dir'])))\n")
+           "print(json.dumps(_run_one(a['notebook'], a['params'], a['run_dir'], a.get('kernel'))))\n")
 
 
 def _die_with_parent() -> None:
@@ -224,12 +269,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def _local(todo: list, nb: Path, max_parallel: int, progress: bool) -> list[dict]:
+def _local(todo: list, nb: Path, max_parallel: int, progress: bool, kernel_name: str | None = None) -> list[dict]:
     rows, running, queue = [], [], list(todo)
     while queue or running:
         while queue and len(running) < max(1, max_parallel):
             rid, params, run_dir = queue.pop(0)
-            arg = json.dumps({"notebook": str(nb), "params": params, "run_dir": str(run_dir)}, default=str)
+            arg = json.dumps({"notebook": str(nb), "params": params, "run_dir": str(run_dir), "kernel": kernel_name},
+                             default=str)
             proc = subprocess.Popen([sys.executable, "-c", _WORKER, arg], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
             running.append((proc, rid, params, run_dir))
@@ -268,21 +314,15 @@ def _last_line(error: str | None) -> str | None:
     return lines[-1][:300] if lines else None
 
 
-def _submitit(todo: list, nb: Path, executor, results_dir: Path, max_parallel: int, slurm) -> list[dict]:
-    ex = executor
-    if executor == "slurm":
-        import submitit
-
-        ex = submitit.AutoExecutor(folder=str(results_dir / "_submitit"))
-        ex.update_parameters(slurm_array_parallelism=max_parallel, **(slurm or {}))
-    elif isinstance(executor, str):
-        raise ValueError(f"executor must be 'local', 'slurm' or a submitit executor, got {executor!r}")
-    jobs = ex.map_array(_run_one, [str(nb)] * len(todo), [p for _, p, _ in todo], [str(d) for _, _, d in todo])
+def _submitit(todo: list, nb: Path, executor, kernel_name: str | None) -> list[dict]:
+    """Run ``todo`` through a submitit executor object (e.g. ``submitit.LocalExecutor``)."""
+    jobs = executor.map_array(_run_one, [str(nb)] * len(todo), [p for _, p, _ in todo], [str(d) for _, _, d in todo],
+                              [kernel_name] * len(todo))
     rows = []
     for job, (rid, params, run_dir) in zip(jobs, todo):
         try:
             job.result()
-        except Exception as err:  # the job itself died (node failure, timeout)
+        except Exception as err:  # the job itself died
             if (rs.read_run(run_dir) or {}).get("status") != "failed":
                 rs.finish_run(run_dir, "failed", error=rs.format_exception(err))
         info = rs.read_run(run_dir) or {}
@@ -291,26 +331,161 @@ def _submitit(todo: list, nb: Path, executor, results_dir: Path, max_parallel: i
     return rows
 
 
-def sweep(notebook: str | os.PathLike | None, grid: Mapping | str | os.PathLike,
-          results_dir: str | os.PathLike | None = None, executor: str | object = "local", max_parallel: int = 1,
-          retry_failed: bool = False, slurm: Mapping | None = None, progress: bool = True) -> pd.DataFrame:
-    """Run ``notebook`` for every configuration of ``grid`` (a dict, or a YAML file).
+# --- the Slurm executor ------------------------------------------------------------------
+JOB_FILE = "slurm.json"
 
-    Each run's folder is ``<results_dir>/<notebook>/<run id>`` (the id derives from the
-    notebook and parameters). Finished runs are skipped; failed runs keep
-    their executed notebook and traceback and are skipped too unless ``retry_failed``; a run
-    another live process is executing (an earlier sweep's worker) is skipped as ``locked``;
-    interrupted runs are run again; a failure does not stop the sweep, and a killed sweep,
-    run again, does only what is missing. Workers of the local executor die with the sweep process.
 
-    Executors: ``"local"`` (one process per run, ``max_parallel`` at a time), ``"slurm"``
-    (submitit on a Slurm cluster; ``slurm`` = submitit parameters such as
-    ``slurm_partition``, ``gpus_per_node``, ``timeout_min``; the array runs ``max_parallel``
-    at a time), or a submitit executor object (e.g. ``submitit.LocalExecutor``).
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
-    Returns one row per configuration: run_id, status, run_dir, skipped, error (the last
-    line of the failure), and the parameters.
-    """
+
+def _slurm_job(notebook: str, params: dict, run_dir: str, kernel_name: str | None = None) -> dict:
+    """A Slurm array task: one run. SIGTERM (``scancel``, the time limit) records the run as
+    interrupted; submitit's own requeue on its warning signal is switched off, because the
+    next ``sweep`` call resubmits what did not finish (and :func:`medtl.train.fit` resumes
+    from its checkpoint)."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    return _run_one(notebook, params, run_dir, kernel_name)
+
+
+def job_record(run_dir: str | os.PathLike) -> dict:
+    """The Slurm job last submitted for a run (``<run_dir>/slurm.json``: job_id, submitted,
+    stdout, stderr, submission script, time limit) or {} when none was."""
+    try:
+        record = json.loads((Path(run_dir) / JOB_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _ended_job(run_dir: Path, job: dict, state: str, record: bool) -> tuple[str, str]:
+    """Status and reason of a run whose job ended without closing it (cancelled, killed,
+    timed out); recorded in ``run.json`` (with the job's log tail) when ``record``."""
+    jid = job["job_id"]
+    if state == "TIMEOUT":
+        status, why = "timeout", (f"Slurm job {jid} exceeded its time limit ({job.get('time')} min) and was "
+                                  "stopped; raise 'time' in the sweep file's executor: and run the sweep "
+                                  "with --retry-failed")
+    elif state == "OUT_OF_MEMORY":
+        status, why = "failed", f"Slurm job {jid} ran out of memory; raise 'mem_gb' in the sweep file's executor:"
+    elif state in ("FAILED", "COMPLETED"):
+        status, why = "failed", f"Slurm job {jid} ended {state} without closing its run"
+    else:
+        status, why = "interrupted", (f"Slurm job {jid} ended {state} before the run finished; the next sweep "
+                                      "call submits it again")
+    if record:
+        tail = log_tail(job.get("stderr")) or log_tail(job.get("stdout"))
+        info = rs.read_run(run_dir) or {}
+        seen = info.get("slurm_jobs", []) + [{"job_id": jid, "state": state, "seen": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+        rs.finish_run(run_dir, status, error=why + (f"\n--- last lines of the job's log ---\n{tail}" if tail else ""),
+                      slurm_jobs=seen)
+    return status, why
+
+
+def slurm_state(run_dir: str | os.PathLike, states: Mapping[str, str], record: bool = True) -> tuple[str, str | None]:
+    """A run's state from its ``run.json`` and the controller's word on its last job
+    (``states``: :func:`medtl.slurm.job_states`): ``pending``/``running`` while its job is
+    queued, else ``finished``, ``failed``, ``timeout``, ``interrupted`` or ``new`` (never
+    run). A job that ended without closing its run is recorded once (``record``)."""
+    run_dir = Path(run_dir)
+    info, job = rs.read_run(run_dir) or {}, job_record(run_dir)
+    status, error = info.get("status") or "new", info.get("error")
+    jid = job.get("job_id")
+    state = states.get(jid, "UNKNOWN") if jid else None
+    if state is not None and state in ACTIVE:
+        return ("pending" if state == "PENDING" else "running"), None
+    if jid is None and status == "running":
+        return "interrupted", error  # a run left open by a process that is gone
+    if jid is None or status in ("finished", "failed", "timeout"):
+        return status, error
+    if any(j.get("job_id") == jid for j in info.get("slurm_jobs", [])):
+        return status, error  # this job's end is already recorded
+    return _ended_job(run_dir, job, state, record)
+
+
+def _slurm_submit(todo: list, nb: Path, root: Path, params: dict, kernel_name: str | None) -> None:
+    """Submit ``todo`` as one Slurm job array (a task per run) and write each run's job record."""
+    import submitit
+
+    from ._io import atomic_write
+
+    folder = root / nb.stem / "_slurm"
+    ex = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=0)
+    ex.update_parameters(**params)
+    jobs = ex.map_array(_slurm_job, [str(nb)] * len(todo), [p for _, p, _ in todo], [str(d) for _, _, d in todo],
+                        [kernel_name] * len(todo))
+    for job, (_rid, _p, run_dir) in zip(jobs, todo):
+        record = {"job_id": str(job.job_id), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
+                  "submission": str(job.paths.submission_file), "time": params.get("time", 5),
+                  "mem": params.get("mem"), "partition": params.get("partition")}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir / JOB_FILE, lambda tmp, r=record: Path(tmp).write_text(json.dumps(r, indent=2)))
+
+
+def _slurm_wait(run_dirs: list[Path], poll_s: float, progress: bool) -> None:
+    """Poll the controller until none of the runs' jobs is queued or running."""
+    from tqdm.auto import tqdm
+
+    ids = [j for j in (job_record(d).get("job_id") for d in run_dirs) if j]
+    bar = tqdm(total=len(ids), desc="slurm", disable=not progress, unit="run")
+    shown = None
+    while True:
+        states = job_states(ids)
+        active = [s for s in states.values() if s in ACTIVE]
+        counts = (len(ids) - len(active), sum(s == "PENDING" for s in active))
+        if counts != shown:  # redraw on change only (a log file is not a terminal)
+            shown = counts
+            bar.n = counts[0]
+            bar.set_postfix(pending=counts[1], running=len(active) - counts[1], refresh=False)
+            bar.refresh()
+        if not active:
+            bar.close()
+            return
+        time.sleep(poll_s)
+
+
+@contextlib.contextmanager
+def _sweep_lock(folder: Path) -> Iterator[None]:
+    """One sweep submits for a notebook's results folder at a time (waits for the other)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".sweep.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _slurm_sweep(plan: list, nb: Path, root: Path, settings: Mapping | None, max_parallel: int,
+                 retry_failed: bool, wait: bool, poll_s: float, progress: bool, kernel_name: str | None) -> list[dict]:
+    params = slurm_parameters(settings, array_parallelism=max_parallel)
+    if not available():
+        raise RuntimeError("executor 'slurm' needs Slurm's sbatch and srun on the PATH (run the sweep on a "
+                           "cluster's login node), or use executor 'local'")
+    skip = {"finished", "pending", "running"} | (set() if retry_failed else {"failed", "timeout"})
+    with _sweep_lock(root / nb.stem):
+        states = job_states(j for j in (job_record(d).get("job_id") for _, _, d in plan) if j)
+        now = {rid: slurm_state(d, states) for rid, _, d in plan}
+        todo = [(rid, p, d) for rid, p, d in plan if now[rid][0] not in skip]
+        if progress:
+            queued = sum(now[r][0] in ("pending", "running") for r, _, _ in plan)
+            print(f"sweep {nb.name} on Slurm: {len(plan)} configurations, "
+                  f"{sum(now[r][0] == 'finished' for r, _, _ in plan)} done, {queued} already queued or running, "
+                  f"{len(todo)} to submit", flush=True)
+        if todo:
+            _slurm_submit(todo, nb, root, params, kernel_name)
+    if wait:
+        _slurm_wait([d for _, _, d in plan], poll_s, progress)
+    states = job_states(j for j in (job_record(d).get("job_id") for _, _, d in plan) if j)
+    submitted = {rid for rid, _, _ in todo}
+    rows = []
+    for rid, p, d in plan:
+        status, error = slurm_state(d, states)
+        rows.append({"run_id": rid, "status": status, "run_dir": str(d), "skipped": rid not in submitted,
+                     "error": _last_line(error), "job_id": job_record(d).get("job_id"), **p})
+    return rows
+
+
+def _plan(notebook, grid, results_dir, slurm) -> tuple[Path, Path, list, dict | None]:
     if isinstance(grid, (str, os.PathLike)):
         nb_from_file, grid, settings = load_grid(grid)
         notebook = notebook or nb_from_file
@@ -319,21 +494,93 @@ def sweep(notebook: str | os.PathLike | None, grid: Mapping | str | os.PathLike,
         raise ValueError("sweep needs a notebook (the sweep file's 'notebook:' or the notebook argument)")
     nb = find_notebook(notebook)
     root = paths.results_dir(results_dir)
-    configs = expand_grid(grid)
-    todo, rows = [], []
-    for params in configs:
+    plan = []
+    for params in expand_grid(grid):
         rid = run_id(nb, params)
-        run_dir = (root / nb.stem / rid).resolve()
-        status = (rs.read_run(run_dir) or {}).get("status")
-        if status == "finished" or (status == "failed" and not retry_failed):
+        plan.append((rid, params, (root / nb.stem / rid).resolve()))
+    return nb, root, plan, slurm
+
+
+def sweep(notebook: str | os.PathLike | None, grid: Mapping | str | os.PathLike,
+          results_dir: str | os.PathLike | None = None, executor: str | object = "local", max_parallel: int = 1,
+          retry_failed: bool = False, slurm: Mapping | None = None, progress: bool = True, wait: bool = True,
+          poll_s: float = 5.0, kernel_name: str | None = None) -> pd.DataFrame:
+    """Run ``notebook`` for every configuration of ``grid`` (a dict, or a YAML file).
+
+    Each run's folder is ``<results_dir>/<notebook>/<run id>`` (the id derives from the
+    notebook and parameters). Finished runs are skipped; failed (and timed-out) runs keep
+    their executed notebook and traceback and are skipped too unless ``retry_failed``; a run
+    another live process is executing (an earlier sweep's worker) is skipped as ``locked``;
+    interrupted runs are run again; a failure does not stop the sweep, and a killed sweep,
+    run again, does only what is missing. Workers of the local executor die with the sweep process.
+
+    Executors:
+
+    - ``"local"``: one process per run, ``max_parallel`` at a time.
+    - ``"slurm"``: one Slurm array task per run, submitted through submitit with the
+      resources of ``slurm`` (the sweep file's ``executor:`` mapping; keys in
+      :func:`medtl.slurm.parameters`: partition, account, time, mem_gb, cpus_per_run,
+      gpus_per_run, array_parallelism (default ``max_parallel``), ...). The results folder
+      is the only channel back. Before submitting, the controller is asked about every
+      run's last job: a queued or running one is never submitted again; one that ended
+      without closing its run (``scancel``, a killed node) is recorded ``interrupted`` and
+      submitted again; one stopped at its time limit is recorded ``timeout`` (resubmitted
+      with ``retry_failed``). ``wait=False`` returns after submitting (rows ``pending`` /
+      ``running``); otherwise the controller is polled every ``poll_s`` seconds until every
+      job has left the queue. See :func:`sweep_status`.
+      ``kernel_name`` picks the Jupyter kernel the runs use (default ``python3``).
+    - a submitit executor object (e.g. ``submitit.LocalExecutor``).
+
+    Returns one row per configuration: run_id, status, run_dir, skipped, error (the last
+    line of the failure), (Slurm:) job_id, and the parameters.
+    """
+    nb, root, plan, slurm = _plan(notebook, grid, results_dir, slurm)
+    if executor == "slurm":
+        return pd.DataFrame(_slurm_sweep(plan, nb, root, slurm, max_parallel, retry_failed, wait, poll_s, progress,
+                                         kernel_name))
+    if isinstance(executor, str) and executor != "local":
+        raise ValueError(f"executor must be 'local', 'slurm' or a submitit executor, got {executor!r}")
+    todo, rows = [], []
+    for rid, params, run_dir in plan:
+        info = rs.read_run(run_dir) or {}
+        status = info.get("status")
+        if status == "finished" or (status in ("failed", "timeout") and not retry_failed):
             rows.append({"run_id": rid, "status": status, "run_dir": str(run_dir), "skipped": True,
-                         "error": _last_line((rs.read_run(run_dir) or {}).get("error")), **params})
+                         "error": _last_line(info.get("error")), **params})
         else:
             todo.append((rid, params, run_dir))
     if progress:
-        print(f"sweep {nb.name}: {len(configs)} configurations, {len(configs) - len(todo)} already done, "
+        print(f"sweep {nb.name}: {len(plan)} configurations, {len(plan) - len(todo)} already done, "
               f"{len(todo)} to run ({executor if isinstance(executor, str) else type(executor).__name__})", flush=True)
     if todo:
-        rows += (_local(todo, nb, max_parallel, progress) if executor == "local"
-                 else _submitit(todo, nb, executor, root, max_parallel, slurm))
+        rows += (_local(todo, nb, max_parallel, progress, kernel_name) if executor == "local"
+                 else _submitit(todo, nb, executor, kernel_name))
+    return pd.DataFrame(rows)
+
+
+#: what :func:`sweep_status` calls each run state.
+STATE_NAMES = {"finished": "done", "new": "not started"}
+
+
+def sweep_status(notebook: str | os.PathLike | None, grid: Mapping | str | os.PathLike,
+                 results_dir: str | os.PathLike | None = None, log_lines: int = 5) -> pd.DataFrame:
+    """Each configuration's state without running anything: ``pending`` / ``running`` (its
+    Slurm job is queued, asked of the controller), ``done``, ``failed``, ``timeout``,
+    ``interrupted`` or ``not started``; for a run that did not finish, the last
+    ``log_lines`` lines of its job's log (or of its recorded error). Read-only: an ended job
+    is described, not recorded (the next :func:`sweep` records it)."""
+    _nb, _root, plan, _settings = _plan(notebook, grid, results_dir, None)
+    ids = [j for j in (job_record(d).get("job_id") for _, _, d in plan) if j]
+    states = job_states(ids) if ids and available() else {}
+    rows = []
+    for rid, params, run_dir in plan:
+        job = job_record(run_dir)
+        status, error = slurm_state(run_dir, states, record=False) if states else \
+            ((rs.read_run(run_dir) or {}).get("status") or "new", (rs.read_run(run_dir) or {}).get("error"))
+        log = ""
+        if status not in ("finished", "pending", "running", "new"):
+            log = log_tail(job.get("stderr"), log_lines) or "\n".join(
+                [ln for ln in (error or "").splitlines() if ln.strip()][-log_lines:])
+        rows.append({"run_id": rid, "state": STATE_NAMES.get(status, status), "job_id": job.get("job_id"),
+                     "slurm_state": states.get(job.get("job_id")) if job else None, "log": log, **params})
     return pd.DataFrame(rows)

@@ -19,7 +19,7 @@ from . import paths
 from ._io import atomic_write
 
 RUN_FILE = "run.json"
-STATUSES = ("running", "finished", "failed", "interrupted")
+STATUSES = ("running", "finished", "failed", "interrupted", "timeout")
 
 
 def _now() -> str:
@@ -86,7 +86,7 @@ def start_run(run_dir: str | os.PathLike, parameters: dict | None = None, **meta
 
 def finish_run(run_dir: str | os.PathLike, status: str = "finished", error: str | None = None, **meta) -> dict:
     """Close a run: status ``finished``, ``failed`` (with the error/traceback) or
-    ``interrupted``, and the end time."""
+    ``interrupted`` or ``timeout`` (a cluster stopped it at its time limit), and the end time."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
     run_dir = Path(run_dir)
