@@ -345,3 +345,105 @@ def test_explore_notebook_executes(tmp_path):
     nb = json.loads((r.run_dir / "notebook.ipynb").read_text())
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
                for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+
+
+# --- Slurm settings, run states from the controller's word, kernel-start retries --------------
+def test_slurm_settings_of_a_sweep_file_become_sbatch_parameters():
+    from medtl import slurm as S
+
+    got = S.parameters({"partition": "gpu", "account": "lab", "time": 90, "mem_gb": 7.5, "cpus_per_run": 4,
+                        "gpus_per_run": 1, "setup": ["module load cuda"], "sbatch": {"mail-type": "END"}},
+                       array_parallelism=3)
+    assert got == {"job_name": "medtl", "partition": "gpu", "account": "lab", "time": 90, "mem": "7680MB",
+                   "cpus_per_task": 4, "gpus_per_node": 1, "setup": ["module load cuda"],
+                   "additional_parameters": {"mail-type": "END"}, "array_parallelism": 3}
+    assert S.parameters({"array_parallelism": 8}, array_parallelism=2)["array_parallelism"] == 8  # the file wins
+    assert S.parameters({"slurm_partition": "a", "timeout_min": 5, "gpus_per_run": 0}) == \
+        {"job_name": "medtl", "partition": "a", "time": 5}  # submitit's AutoExecutor names, no zero-GPU flag
+    for bad, match in [({"partiton": "a"}, "unknown Slurm setting 'partiton'"),
+                       ({"time": "1h"}, "'time' must be a positive whole number, got '1h'"),
+                       ({"cpus_per_run": 0}, "'cpus_per_run' must be a positive whole number"),
+                       ({"mem_gb": -1}, "'mem_gb' must be a non-negative number"),
+                       ({"setup": "module load x"}, "'setup' must be a list of shell lines")]:
+        with pytest.raises(ValueError, match=match):
+            S.parameters(bad)
+
+
+def test_a_runs_state_follows_the_controllers_word_on_its_job(tmp_path):
+    def job(run_dir, jid, tail="Traceback\nMemoryError: boom"):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "job.err").write_text(tail + "\n")
+        (run_dir / E.JOB_FILE).write_text(json.dumps({"job_id": jid, "stderr": str(run_dir / "job.err"), "time": 30}))
+
+    a = tmp_path / "a"
+    job(a, "7_2")
+    assert E.slurm_state(a, {"7_2": "PENDING"}) == ("pending", None)  # never run yet, queued
+    rs.start_run(a, {"x": 1})
+    assert E.slurm_state(a, {"7_2": "RUNNING"})[0] == "running"
+    status, why = E.slurm_state(a, {"7_2": "TIMEOUT"}, record=False)  # read-only: described, not recorded
+    assert status == "timeout" and rs.read_run(a)["status"] == "running"
+    status, why = E.slurm_state(a, {"7_2": "TIMEOUT"})
+    info = rs.read_run(a)
+    assert status == info["status"] == "timeout" and "exceeded its time limit (30 min)" in why
+    assert info["error"].endswith("MemoryError: boom") and [j["job_id"] for j in info["slurm_jobs"]] == ["7_2"]
+    assert E.slurm_state(a, {"7_2": "TIMEOUT"})[0] == "timeout" and len(rs.read_run(a)["slurm_jobs"]) == 1
+
+    b = tmp_path / "b"
+    job(b, "8")
+    rs.start_run(b, {"x": 2})
+    assert E.slurm_state(b, {"8": "NODE_FAIL"})[0] == "interrupted"  # killed with its node: run again
+    job(b, "9")  # resubmitted; it starts, and its node dies again
+    rs.start_run(b, {"x": 2})
+    assert E.slurm_state(b, {"9": "UNKNOWN"})[0] == "interrupted"
+    assert [j["state"] for j in rs.read_run(b)["slurm_jobs"]] == ["NODE_FAIL", "UNKNOWN"]
+    job(b, "10")
+    rs.start_run(b, {"x": 2})
+    rs.finish_run(b, "finished")
+    assert E.slurm_state(b, {"10": "COMPLETED"}) == ("finished", None)
+    c = tmp_path / "c"
+    job(c, "11")
+    rs.start_run(c, {})
+    assert E.slurm_state(c, {"11": "OUT_OF_MEMORY"})[1].endswith("raise 'mem_gb' in the sweep file's executor:")
+
+
+def test_executor_slurm_without_slurm_says_so(tmp_path, monkeypatch):
+    nb = _toy_notebook(tmp_path / "toy.ipynb")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match="executor 'slurm' needs Slurm's sbatch and srun on the PATH"):
+        E.sweep(nb, {"x": [1]}, results_dir=tmp_path / "res", executor="slurm", progress=False)
+    with pytest.raises(ValueError, match="unknown Slurm setting 'gpu'"):
+        E.sweep(nb, {"x": [1]}, results_dir=tmp_path / "res", executor="slurm", slurm={"gpu": 1}, progress=False)
+
+
+def _flaky_kernel(folder, failures):
+    kernel = folder / "kernels" / "flaky"
+    kernel.mkdir(parents=True)
+    launcher = folder / "flaky.py"
+    launcher.write_text(f"import os, sys\ncount = {str(folder / 'starts')!r}\n"
+                        "n = int(open(count).read()) if os.path.exists(count) else 0\n"
+                        "open(count, 'w').write(str(n + 1))\n"
+                        f"if n < {failures}:\n    sys.exit(3)\n"
+                        "os.execv(sys.executable, [sys.executable, '-m', 'ipykernel_launcher', '-f', sys.argv[1]])\n")
+    (kernel / "kernel.json").write_text(json.dumps({"argv": [sys.executable, str(launcher), "{connection_file}"],
+                                                   "display_name": "flaky", "language": "python"}))
+    return folder
+
+
+def test_a_kernel_failing_to_start_is_retried_a_bounded_number_of_times(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_PATH", str(_flaky_kernel(tmp_path / "jupyter", failures=3)))
+    nb = _toy_notebook(tmp_path / "toy.ipynb")
+    r = E.run(nb, {"x": 2}, results_dir=tmp_path / "res", kernel_name="flaky", kernel_retries=2, raise_on_error=False)
+    assert r.status == "failed" and (tmp_path / "jupyter" / "starts").read_text() == "3"  # 1 + 2 retries, no more
+    info = rs.read_run(r.run_dir)
+    assert [k["attempt"] for k in info["kernel_retries"]] == [1, 2]
+    assert "Kernel died before replying to kernel_info" in info["error"]
+    assert "had failed to start 2 time(s) before" in info["error"]
+    # the fourth start succeeds: a new run of the same folder starts its retry record afresh
+    r = E.run(nb, {"x": 2}, results_dir=tmp_path / "res", kernel_name="flaky", kernel_retries=0)
+    assert r.status == "finished" and rs.read_run(r.run_dir)["kernel_retries"] == []
+    # a cell's own error that reads like one is not a kernel start failure: never retried
+    bad = write_toy_notebook(tmp_path / "bad.ipynb", "raise OSError('Address already in use')")
+    r = E.run(bad, {}, results_dir=tmp_path / "res", raise_on_error=False)
+    assert r.status == "failed" and rs.read_run(r.run_dir)["kernel_retries"] == []
+    with pytest.raises(ValueError, match="kernel_retries must be a whole number >= 0, got -1"):
+        E.run(nb, {"x": 5}, results_dir=tmp_path / "res", kernel_retries=-1)

@@ -69,6 +69,7 @@ JobCompType=jobcomp/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=2048
 MpiDefault=none
 SwitchType=switch/none
 ReturnToService=2
