@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -377,7 +378,8 @@ def _ended_job(run_dir: Path, job: dict, state: str, record: bool) -> tuple[str,
     if record:
         tail = log_tail(job.get("stderr")) or log_tail(job.get("stdout"))
         info = rs.read_run(run_dir) or {}
-        seen = info.get("slurm_jobs", []) + [{"job_id": jid, "state": state, "seen": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+        seen = info.get("slurm_jobs", []) + [{"job_id": jid, "state": state,
+                                              "seen": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
         rs.finish_run(run_dir, status, error=why + (f"\n--- last lines of the job's log ---\n{tail}" if tail else ""),
                       slurm_jobs=seen)
     return status, why
@@ -416,7 +418,7 @@ def _slurm_submit(todo: list, nb: Path, root: Path, params: dict, kernel_name: s
     jobs = ex.map_array(_slurm_job, [str(nb)] * len(todo), [p for _, p, _ in todo], [str(d) for _, _, d in todo],
                         [kernel_name] * len(todo))
     for job, (_rid, _p, run_dir) in zip(jobs, todo):
-        record = {"job_id": str(job.job_id), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        record = {"job_id": str(job.job_id), "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
                   "submission": str(job.paths.submission_file), "time": params.get("time", 5),
                   "mem": params.get("mem"), "partition": params.get("partition")}
@@ -492,6 +494,7 @@ def _plan(notebook, grid, results_dir, slurm) -> tuple[Path, Path, list, dict | 
         slurm = {**settings, **(slurm or {})}
     if notebook is None:
         raise ValueError("sweep needs a notebook (the sweep file's 'notebook:' or the notebook argument)")
+    slurm_parameters(slurm)  # a typo in the sweep file's executor: is an error with any executor
     nb = find_notebook(notebook)
     root = paths.results_dir(results_dir)
     plan = []

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, write_toy_notebook
 
+from medtl import cli
 from medtl import experiments as E
 from medtl import results as rs
 from medtl import slurm as S
@@ -71,6 +72,7 @@ def overrunning(cluster, tmp_path_factory):
     grid, res = {"seed": [0], "pause": [600.0]}, folder / "res"
     table = E.sweep(nb, grid, results_dir=res, executor="slurm", slurm={"time": 1}, wait=False, progress=False)
     assert table.status.tolist() in (["pending"], ["running"])
+    (folder / "sweep.yaml").write_text(f"notebook: {nb}\ngrid:\n  seed: [0]\n  pause: [600.0]\nexecutor:\n  time: 1\n")
     return nb, grid, res
 
 
@@ -205,7 +207,7 @@ def test_a_kernel_that_fails_to_start_is_retried_and_recorded(cluster, tmp_path,
     assert (tmp_path / "jupyter" / "starts").read_text() == "2"
 
 
-def test_a_run_over_its_time_limit_is_reported_as_timed_out(overrunning):
+def test_a_run_over_its_time_limit_is_reported_as_timed_out(overrunning, capsys):
     nb, grid, res = overrunning
     table = E.sweep(nb, grid, results_dir=res, executor="slurm", poll_s=2, progress=False)
     assert table.status.tolist() == ["timeout"] and table.skipped.all()  # never submitted again
@@ -216,4 +218,7 @@ def test_a_run_over_its_time_limit_is_reported_as_timed_out(overrunning):
     assert info["slurm_jobs"][0]["state"] == "TIMEOUT" and info["started"]  # it had started, then was stopped
     status = E.sweep_status(nb, grid, results_dir=res)
     assert status.state.tolist() == ["timeout"] and status.slurm_state.tolist() == ["TIMEOUT"]
+    assert cli.main(["sweep", str(res.parent / "sweep.yaml"), "--results", str(res), "--status"]) == 1
+    out = capsys.readouterr().out
+    assert "timeout" in out and "TIMEOUT" in out and "last lines of its log" in out
     assert E.sweep(nb, grid, results_dir=res, executor="slurm", wait=False, progress=False).skipped.all()
