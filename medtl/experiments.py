@@ -515,7 +515,9 @@ def sweep(notebook: str | os.PathLike | None, grid: Mapping | str | os.PathLike,
     their executed notebook and traceback and are skipped too unless ``retry_failed``; a run
     another live process is executing (an earlier sweep's worker) is skipped as ``locked``;
     interrupted runs are run again; a failure does not stop the sweep, and a killed sweep,
-    run again, does only what is missing. Workers of the local executor die with the sweep process.
+    run again, does only what is missing. Workers of the local executor die with the sweep process;
+    the local executor, too, skips a run whose Slurm job (an earlier ``"slurm"`` sweep's) is
+    still queued or running.
 
     Executors:
 
@@ -544,10 +546,15 @@ def sweep(notebook: str | os.PathLike | None, grid: Mapping | str | os.PathLike,
     if isinstance(executor, str) and executor != "local":
         raise ValueError(f"executor must be 'local', 'slurm' or a submitit executor, got {executor!r}")
     todo, rows = [], []
+    jobs = {rid: job_record(d).get("job_id") for rid, _, d in plan}
+    queued = job_states(j for j in jobs.values() if j) if any(jobs.values()) and available() else {}
     for rid, params, run_dir in plan:
         info = rs.read_run(run_dir) or {}
         status = info.get("status")
-        if status == "finished" or (status in ("failed", "timeout") and not retry_failed):
+        if queued.get(jobs[rid]) in ACTIVE:  # an earlier Slurm sweep's job has it
+            rows.append({"run_id": rid, "status": "pending" if queued[jobs[rid]] == "PENDING" else "running",
+                         "run_dir": str(run_dir), "skipped": True, "error": None, **params})
+        elif status == "finished" or (status in ("failed", "timeout") and not retry_failed):
             rows.append({"run_id": rid, "status": status, "run_dir": str(run_dir), "skipped": True,
                          "error": _last_line(info.get("error")), **params})
         else:

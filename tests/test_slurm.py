@@ -7,6 +7,7 @@ again, ``scancel`` mid-training → interrupted → resubmitted → resumed from
 bit-exactly, a time limit reported as such, a kernel that fails to start retried and
 recorded, and the sbatch script medtl submits (golden file)."""
 
+import getpass
 import json
 import os
 import subprocess
@@ -46,7 +47,7 @@ def cluster(tmp_path_factory):
     try:
         yield folder
     finally:
-        subprocess.run(["scancel", "-u", "root"], capture_output=True)
+        subprocess.run(["scancel", "-u", getpass.getuser()], capture_output=True)
         subprocess.run(["bash", str(SCRIPT), "stop", str(folder)], capture_output=True)
         if old is None:
             os.environ.pop("SLURM_CONF", None)
@@ -156,6 +157,8 @@ def test_scancel_mid_training_then_a_rerun_resumes_bit_exactly_and_runs_each_run
     second = E.sweep(nb, grid, results_dir=res, executor="slurm", wait=False, progress=False)
     assert second.skipped.all() and second.job_id.iloc[0] == job
     assert second.status.iloc[0] in ("pending", "running") and sum(q.split("|")[0] == job for q in _queue()) == 1
+    local = E.sweep(nb, grid, results_dir=res, progress=False)  # nor does the local executor run it
+    assert local.skipped.all() and local.status.iloc[0] in ("pending", "running")
 
     run_dir = Path(first.run_dir.iloc[0])
     _wait_until(lambda: ((run_dir / "ckpt").is_dir() and any((run_dir / "ckpt").iterdir()))
