@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,23 @@ def write_toy_notebook(path: Path, body: str, parameters: str = "x = 1\nfail = F
     nb.cells = [cell, nbformat.v4.new_code_cell(body)]
     nbformat.write(nb, path)
     return path
+
+
+def write_flaky_kernel(folder: Path, failures: int) -> Path:
+    """A Jupyter kernel ``flaky`` under ``folder`` (put it on ``JUPYTER_PATH``) whose first
+    ``failures`` starts exit at once, as a kernel that fails to start does; later starts are
+    a real ipykernel. ``folder/starts`` counts the starts."""
+    kernel = folder / "kernels" / "flaky"
+    kernel.mkdir(parents=True)
+    launcher = folder / "flaky.py"
+    launcher.write_text(f"import os, sys\ncount = {str(folder / 'starts')!r}\n"
+                        "n = int(open(count).read()) if os.path.exists(count) else 0\n"
+                        "open(count, 'w').write(str(n + 1))\n"
+                        f"if n < {failures}:\n    sys.exit(3)\n"
+                        "os.execv(sys.executable, [sys.executable, '-m', 'ipykernel_launcher', '-f', sys.argv[1]])\n")
+    (kernel / "kernel.json").write_text(json.dumps({"argv": [sys.executable, str(launcher), "{connection_file}"],
+                                                   "display_name": "flaky", "language": "python"}))
+    return folder
 
 
 @pytest.fixture(scope="session")

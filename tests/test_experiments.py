@@ -12,7 +12,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, write_toy_notebook
+from conftest import REPO, write_flaky_kernel, write_toy_notebook
 
 from medtl import analysis
 from medtl import experiments as E
@@ -415,22 +415,8 @@ def test_executor_slurm_without_slurm_says_so(tmp_path, monkeypatch):
         E.sweep(nb, {"x": [1]}, results_dir=tmp_path / "res", executor="slurm", slurm={"gpu": 1}, progress=False)
 
 
-def _flaky_kernel(folder, failures):
-    kernel = folder / "kernels" / "flaky"
-    kernel.mkdir(parents=True)
-    launcher = folder / "flaky.py"
-    launcher.write_text(f"import os, sys\ncount = {str(folder / 'starts')!r}\n"
-                        "n = int(open(count).read()) if os.path.exists(count) else 0\n"
-                        "open(count, 'w').write(str(n + 1))\n"
-                        f"if n < {failures}:\n    sys.exit(3)\n"
-                        "os.execv(sys.executable, [sys.executable, '-m', 'ipykernel_launcher', '-f', sys.argv[1]])\n")
-    (kernel / "kernel.json").write_text(json.dumps({"argv": [sys.executable, str(launcher), "{connection_file}"],
-                                                   "display_name": "flaky", "language": "python"}))
-    return folder
-
-
 def test_a_kernel_failing_to_start_is_retried_a_bounded_number_of_times(tmp_path, monkeypatch):
-    monkeypatch.setenv("JUPYTER_PATH", str(_flaky_kernel(tmp_path / "jupyter", failures=3)))
+    monkeypatch.setenv("JUPYTER_PATH", str(write_flaky_kernel(tmp_path / "jupyter", failures=3)))
     nb = _toy_notebook(tmp_path / "toy.ipynb")
     r = E.run(nb, {"x": 2}, results_dir=tmp_path / "res", kernel_name="flaky", kernel_retries=2, raise_on_error=False)
     assert r.status == "failed" and (tmp_path / "jupyter" / "starts").read_text() == "3"  # 1 + 2 retries, no more

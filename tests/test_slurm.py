@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, write_toy_notebook
+from conftest import REPO, write_flaky_kernel, write_toy_notebook
 
 from medtl import cli
 from medtl import experiments as E
@@ -183,23 +183,8 @@ def test_scancel_mid_training_then_a_rerun_resumes_bit_exactly_and_runs_each_run
     assert E.sweep(nb, grid, results_dir=res, executor="slurm", progress=False).skipped.all()
 
 
-def _flaky_kernel(folder: Path, failures: int) -> Path:
-    """A Jupyter kernel whose first ``failures`` starts die at once (then a real ipykernel)."""
-    kernel = folder / "kernels" / "flaky"
-    kernel.mkdir(parents=True)
-    launcher = folder / "flaky.py"
-    launcher.write_text(f"import os, sys\ncount = {str(folder / 'starts')!r}\n"
-                        "n = int(open(count).read()) if os.path.exists(count) else 0\n"
-                        "open(count, 'w').write(str(n + 1))\n"
-                        f"if n < {failures}:\n    sys.exit(3)\n"
-                        "os.execv(sys.executable, [sys.executable, '-m', 'ipykernel_launcher', '-f', sys.argv[1]])\n")
-    (kernel / "kernel.json").write_text(json.dumps({"argv": [sys.executable, str(launcher), "{connection_file}"],
-                                                   "display_name": "flaky", "language": "python"}))
-    return folder
-
-
 def test_a_kernel_that_fails_to_start_is_retried_and_recorded(cluster, tmp_path, monkeypatch):
-    monkeypatch.setenv("JUPYTER_PATH", str(_flaky_kernel(tmp_path / "jupyter", failures=1)))
+    monkeypatch.setenv("JUPYTER_PATH", str(write_flaky_kernel(tmp_path / "jupyter", failures=1)))
     nb = _seeded_notebook(tmp_path / "nb.ipynb")
     table = E.sweep(nb, {"seed": [4]}, results_dir=tmp_path / "res", executor="slurm", kernel_name="flaky",
                     poll_s=0.5, progress=False)
