@@ -109,24 +109,60 @@ def _roc_auc(y, s, what: str) -> float:
 
 
 # --- medmnist's metrics --------------------------------------------------------------------
-def auc(y_true, y_score, task: str) -> float:
-    """Area under the ROC curve as MedMNIST defines it.
+#: how :func:`auc` averages over classes.
+AUC_AVERAGES = ("macro", "micro", "weighted")
+
+
+def auc(y_true, y_score, task: str, average: str = "macro") -> float:
+    """Area under the ROC curve, exact (every threshold), averaged over classes.
+
+    ``average="macro"`` (MedMNIST's definition, the default):
 
     * multi-class / ordinal: mean over classes of one-vs-rest ROC-AUC on column c of
       ``y_score`` (``N×C``, e.g. softmax probabilities);
     * binary: ROC-AUC of ``y_score[:, -1]`` (or of ``y_score`` when 1-D);
     * multi-label: mean per-label ROC-AUC (``N×L`` scores, e.g. sigmoid outputs).
 
-    Raises a ValueError naming the class when a class has no positive or no negative.
+    ``average="micro"``: one ROC-AUC of the one-hot labels against the scores, both
+    flattened (``N·C`` pairs; multi-label: the label matrix). This is the
+    hidden-representations study's v2 test AUC (Keras ``AUC()`` on one-hot labels vs softmax
+    outputs, spec §B.1) computed exactly rather than with Keras' 200 thresholds; for a binary
+    task with two softmax columns both columns are pooled, as there (a 1-D binary score is
+    read as the columns ``[1 − s, s]``).
+
+    ``average="weighted"``: the one-vs-rest AUCs weighted by class prevalence
+    (scikit-learn's ``multi_class="ovr", average="weighted"``, the study's v1 AUC); binary:
+    the binary AUC.
+
+    Raises a ValueError naming the class when a class has no positive or no negative, and
+    for an unknown ``average``.
     """
+    if average not in AUC_AVERAGES:
+        raise ValueError(f"average must be one of {AUC_AVERAGES}, got {average!r}")
     y_true, y_score = _arrays(y_true, y_score, task)
+    if average == "micro":
+        return _roc_auc(*_one_hot_flat(y_true, y_score, task), "the pooled one-hot labels")
     if task == MULTI_LABEL:
-        return sum(_roc_auc(y_true[:, i], y_score[:, i], f"label {i}") for i in range(y_score.shape[1])) / y_score.shape[1]
+        per = np.array([_roc_auc(y_true[:, i], y_score[:, i], f"label {i}") for i in range(y_score.shape[1])])
+        weights = y_true.sum(0) if average == "weighted" else np.ones(len(per))
+        return float(per @ weights / weights.sum())
     if task == BINARY:
         return _roc_auc(y_true, _positive(y_score), "the binary task")
-    return sum(
-        _roc_auc((y_true == i).astype(float), y_score[:, i], f"class {i}") for i in range(y_score.shape[1])
-    ) / y_score.shape[1]
+    per = np.array([_roc_auc((y_true == i).astype(float), y_score[:, i], f"class {i}")
+                    for i in range(y_score.shape[1])])
+    if average == "weighted":
+        return float(per @ np.bincount(y_true.astype(int), minlength=len(per)) / len(y_true))
+    return float(per.mean())
+
+
+def _one_hot_flat(y_true: np.ndarray, y_score: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and scores as the flattened one-hot / score matrices of a micro average."""
+    if task == MULTI_LABEL:
+        return y_true.ravel(), y_score.ravel()
+    scores = y_score if y_score.ndim == 2 else np.stack([1 - y_score, y_score], 1)
+    onehot = np.zeros(scores.shape)
+    onehot[np.arange(len(y_true)), y_true.astype(int)] = 1.0
+    return onehot.ravel(), scores.ravel()
 
 
 def per_class_auc(y_true, y_score, task: str, columns=None) -> np.ndarray:

@@ -168,3 +168,41 @@ def test_study_metrics_on_known_cases():
     assert kappa(y, far, "multi-class") < kappa(y, near, "multi-class")
     with pytest.raises(ValueError, match="weights must be 'quadratic', 'linear' or None"):
         kappa(y, perfect, "multi-class", weights="cubic")
+
+
+@pytest.mark.parametrize("task,c", [("multi-class", 4), ("binary-class", 2), ("multi-label, binary-class", 3),
+                                    ("ordinal-regression", 5)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_micro_and_weighted_auc_equal_sklearn(task, c, seed):
+    """micro = one ROC over the flattened one-hot labels vs scores (the hidden-representations
+    study's v2 AUC, exact); weighted = prevalence-weighted one-vs-rest (its v1 AUC)."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    n = 300
+    if task.startswith("multi-label"):
+        y = (rng.random((n, c)) < [0.2, 0.5, 0.7]).astype(int)
+        s = np.round(np.clip(y * 0.3 + rng.random((n, c)), 0, 1), 2)  # rounded: ties included
+        onehot = y
+    else:
+        y = rng.choice(c, size=n, p=np.linspace(1, 3, c) / np.linspace(1, 3, c).sum())
+        logits = rng.normal(size=(n, c)) + np.eye(c)[y]
+        s = np.round(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 2)
+        onehot = np.eye(c)[y]
+    assert auc(y, s, task, average="micro") == pytest.approx(roc_auc_score(onehot.ravel(), s.ravel()), abs=1e-12)
+    if task == "binary-class":
+        assert auc(y, s, task, average="weighted") == pytest.approx(roc_auc_score(y, s[:, 1]), abs=1e-12)
+        # a 1-D positive-class score is read as the two columns [1 − s, s]
+        assert auc(y, s[:, 1], task, average="micro") == pytest.approx(
+            roc_auc_score(onehot.ravel(), np.stack([1 - s[:, 1], s[:, 1]], 1).ravel()), abs=1e-12)
+    elif task.startswith("multi-label"):
+        assert auc(y, s, task, average="weighted") == pytest.approx(roc_auc_score(y, s, average="weighted"), abs=1e-12)
+    else:
+        p = s / s.sum(1, keepdims=True)  # sklearn's ovr needs rows summing to 1; AUC is per column
+        ref = roc_auc_score(y, p, multi_class="ovr", average="weighted")
+        per = [roc_auc_score(y == k, p[:, k]) for k in range(c)]
+        assert ref == pytest.approx(np.average(per, weights=np.bincount(y, minlength=c)), abs=1e-12)
+        assert auc(y, p, task, average="weighted") == pytest.approx(ref, abs=1e-12)
+    assert auc(y, s, task) == auc(y, s, task, average="macro")
+    with pytest.raises(ValueError, match=r"average must be one of \('macro', 'micro', 'weighted'\), got 'mean'"):
+        auc(y, s, task, average="mean")

@@ -245,6 +245,8 @@ def test_experiment_notebooks_leave_records(synthetic_study):
     assert pairs.groupby(["model1", "model2"]).ngroups == 14 and set(pairs.measure) == {"cca_study"}
     assert len(pairs) == 14 * 5 * 5 and (pairs.n_channels == 64).all()
     assert set(sva.source) == {"texture-a-resnet18", "shape-a-resnet18"} and sva.auc_gain.notna().all()
+    rep = rs.load(out / "results", "rep_aucs")
+    assert set(rep.fold) == {1} and set(rep.auc_average) == {"micro"}  # the study's CV fold and test AUC
     ranked = analysis.rank_results(results["rank"].run_dir)
     assert set(ranked["recommendation"].source) == {"texture-a-resnet18", "shape-a-resnet18", "resnet18:random"}
     failed = ranked["rank_failed"]

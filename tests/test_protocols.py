@@ -11,6 +11,7 @@ import torch
 import medtl.data as D
 import medtl.models as M
 import medtl.similarity as S
+from medtl import experiments as E
 
 
 # --- study CCA -----------------------------------------------------------------------------
@@ -238,3 +239,53 @@ def test_relu_layer_means_conv1_and_bn1_for_weight_analyses():
     assert table.set_index("layer").loc["relu", "tensors"] == 1  # conv1.weight; bn1 is a norm
     assert M.spec("resnet50").params_of("relu") == ("conv1", "bn1")
     assert M.spec("resnet50").params_of("layer1") == ("layer1",)
+
+
+# --- the hidden-representations study (spec hidden-representations.md) ----------------------
+def test_representation_study_defaults_are_the_studys():
+    """§B.1: Adam at 1e-5 (README command: --l 1e-5), EarlyStopping(val_loss, patience=30)
+    (v2), 5-fold CV (--k 1..5), test AUC = Keras AUC() on one-hot vs softmax = micro."""
+    import inspect
+
+    from medtl import study
+
+    p = inspect.signature(study.representation_study).parameters
+    assert p["lr"].default == 1e-5 and p["patience"].default == 30
+    assert p["fold"].default == 1 and p["auc"].default == "micro"
+    assert study.representations.STUDY_FOLDS == 5
+    nb = E.notebook_parameters("experiments/similarity")
+    assert float(nb["lr"]) == 1e-5 and nb["fold"] == "1" and nb["auc"].strip("\"'") == "micro"  # source text
+
+
+def _digests(data):
+    import hashlib
+
+    return {hashlib.sha256(x.numpy().tobytes()).hexdigest() for x in data.images}
+
+
+def test_study_folds_are_the_studys_five_fold_cross_validation():
+    """Folds 1..5 hold out disjoint test parts covering 80 % of the pooled set (val 4 %, test
+    16 %, §B.2 v2), never overlapping their own train part; subsets are stratified and drawn
+    from the fold's own parts."""
+    from medtl import study
+
+    pooled = D.concat([D.get("texture-b", part) for part in ("train", "val", "test")])
+    assert len(_digests(pooled)) == len(pooled) == 1000  # every image distinct: digests identify them
+    held = []
+    for fold in range(1, 6):
+        train, val, test = study.study_folds("texture-b", fold=fold)
+        assert (len(train), len(val), len(test)) == (800, 40, 160)
+        t, v, h = _digests(train), _digests(val), _digests(test)
+        assert not (t & h) and not (t & v) and not (v & h)
+        assert np.bincount(test.labels.numpy()).tolist() == [40] * 4  # stratified
+        held.append(v | h)
+    assert len(set().union(*held)) == 1000 and sum(map(len, held)) == 1000  # the 5 held-out folds partition the set
+    train, val, test = study.study_folds("texture-b", fold=3, n_train=80, n_stimulus=40, seed=1)
+    full = study.study_folds("texture-b", fold=3)
+    assert _digests(train) <= _digests(full[0]) and _digests(test) <= _digests(full[2])
+    assert np.bincount(train.labels.numpy()).tolist() == [20] * 4 and len(test) == 40
+    official = study.study_folds("texture-b", fold=None, n_train=80)
+    assert _digests(official[2]) == _digests(D.get("texture-b", "test"))
+    for bad in (0, 6, True, "1"):
+        with pytest.raises(ValueError, match="fold must be 1..5"):
+            study.study_folds("texture-b", fold=bad)

@@ -88,69 +88,113 @@ def compare_pairs(models: Mapping[str, nn.Module], pairs: Sequence[tuple[str, st
     return pd.concat(frames, ignore_index=True)
 
 
-def _finetune(source: str, freeze: bool, train, val, models_dir, epochs, freeze_epochs, lr, seed, progress):
+#: the hidden-representations study's protocol (spec §B.1–B.2; the README command of its
+#: code): Adam at 1e-5 after a 1e-3 head-only stage for the frozen variant, early stopping on
+#: the validation loss with patience 30 (v2), 5-fold cross-validation, test AUC = micro AUC.
+STUDY_LR, STUDY_PATIENCE, STUDY_FOLDS, STUDY_AUC = 1e-5, 30, 5, "micro"
+
+
+def _finetune(source: str, freeze: bool, train, val, models_dir, epochs, freeze_epochs, lr, patience, seed, progress):
     model = M.load_source(source, root=models_dir, num_classes=train.n_classes, dropout=0.5)
     kwargs = fit_progress(progress, ft_key(source, freeze), epochs)
     probe = freeze_epochs if freeze else 0  # the frozen stage comes on top of the fine-tuning epochs, as the study
     T.fit(model, train, val, epochs=epochs + probe, optimizer="adam", lr=lr, schedule=None, monitor="val_loss",
-          patience=3, linear_probe_epochs=probe, probe_lr=1e-3, seed=seed, **kwargs)
+          patience=patience, linear_probe_epochs=probe, probe_lr=1e-3, seed=seed, **kwargs)
     return model
+
+
+def study_folds(target: str, size: int = 28, root: str | os.PathLike | None = None, fold: int | None = 1,
+                n_train: int | None = None, n_stimulus: int | None = None, seed: int = 0
+                ) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """(train, val, test) of one fold of the hidden-representations study's 5-fold
+    cross-validation (its v2 protocol, spec §B.2): the target's images pooled (every split),
+    ``StratifiedKFold(5, shuffle, random_state=2)``; the held-out fold split again and its
+    last inner split taken, val ≈ 4 % and test ≈ 16 % of the set (:func:`medtl.data.cv_folds`).
+    Folds 1–5 hold out disjoint images. ``n_train`` / ``n_stimulus`` then draw ``seed``-ed
+    stratified subsets of the fold's train / test parts (the study used them whole; CPU runs
+    need fewer). ``fold=None`` is a named deviation: the dataset's official splits instead.
+    MedMNIST carries no patient ids, so the folds are stratified, not grouped."""
+    from .. import data as D
+
+    if fold is None:
+        train = split(target, "train", size, root, n_train, seed)
+        return (train, split(target, "val", size, root, max(len(train) // 4, 40), seed),
+                split(target, "test", size, root, n_stimulus, seed))
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 1 <= fold <= STUDY_FOLDS:
+        raise ValueError(f"fold must be 1..{STUDY_FOLDS} (the study's 5-fold CV) or None (official splits), got {fold!r}")
+    pooled = D.concat([split(target, part, size, root) for part in ("train", "val", "test")], name=f"{target}/all")
+    cv = D.cv_folds(pooled, k=STUDY_FOLDS, seed=2, test=True)[fold - 1]
+    train = D.subset(cv.train, n_train, stratified=True, seed=seed) if n_train is not None and n_train < len(cv.train) else cv.train
+    test = D.subset(cv.test, n_stimulus, stratified=True, seed=seed) if n_stimulus is not None and n_stimulus < len(cv.test) else cv.test
+    return train, cv.val, test
 
 
 def representation_study(target: str, sources: Sequence[str], size: int = 28, root: str | os.PathLike | None = None,
                          models_dir: str | os.PathLike | None = None, n_train: int | None = 600,
-                         n_stimulus: int | None = 500, epochs: int = 5, freeze_epochs: int = 2, lr: float = 1e-4,
+                         n_stimulus: int | None = 500, epochs: int = 5, freeze_epochs: int = 2, lr: float = STUDY_LR,
                          measure: str = "cca_study", granularity: str = "stage", seed: int = 0,
-                         progress: bool | str = False, **measure_options) -> dict[str, pd.DataFrame]:
-    """The hidden-representations study on one target and fold (``seed`` draws the fold's
-    subsets; a sweep over seeds gives the study's folds):
+                         progress: bool | str = False, *, fold: int | None = 1, patience: int = STUDY_PATIENCE,
+                         auc: str = STUDY_AUC, **measure_options) -> dict[str, pd.DataFrame]:
+    """The hidden-representations study on one target and one fold of its 5-fold
+    cross-validation (:func:`study_folds`; a sweep over ``fold`` = 1..5 gives the study's
+    folds, ``seed`` only draws the CPU-sized subsets and seeds training):
 
     1. each of the two saved ``sources`` is fine-tuned on ``target`` twice with the study's
-       recipe (Adam at ``lr``, dropout 0.5 before a fresh head, early stopping on the
-       validation loss with patience 3, best checkpoint): end to end (F) and after
-       ``freeze_epochs`` of head-only training at 1e-3 (T); a model of the same
-       architecture is trained from random initialisation as the AUC baseline;
+       recipe (Adam at ``lr``, 1e-5 as the study's README command; dropout 0.5 before a
+       fresh head; early stopping on the validation loss with ``patience`` 30, v2; best
+       checkpoint): end to end (F) and after ``freeze_epochs`` of head-only training at
+       1e-3 (T); a model of the same architecture is trained from random initialisation as
+       the AUC baseline. ``epochs`` (5) is a CPU-sized deviation: the study ran up to 200;
     2. the 14 pairs of :func:`model_pairs` are compared layer by layer on ``n_stimulus``
-       held-out images with ``measure`` (default the study's CCA);
+       images of the fold's test part with ``measure`` (default the study's CCA);
     3. prediction similarity of FT(S1) vs FT(S2) per freeze setting; first-layer filter
        similarity of each fine-tuned model to its source;
     4. similarity vs gain: per source and layer, the similarity of FT(S,F) to S and
        ΔAUC_rel = (AUC_FT − AUC_random) / AUC_random.
 
-    Returns ``{"pairs", "aucs", "predictions", "filters", "sim_vs_auc"}`` tidy tables and
-    ``"models"`` (name → model: the sources, fine-tuned models and random networks, for
-    figures such as :func:`first_filters`)."""
+    The test AUC is ``auc`` (:func:`medtl.evaluate.auc`): ``"micro"`` by default, the
+    study's v2 definition (one-hot labels vs softmax, flattened) computed exactly instead of
+    with Keras' 200 thresholds; ``"weighted"`` is its v1 AUC, ``"macro"`` MedMNIST's.
+
+    Returns ``{"pairs", "aucs", "predictions", "filters", "sim_vs_auc"}`` tidy tables
+    (``aucs`` names its fold and AUC average) and ``"models"`` (name → model: the sources,
+    fine-tuned models and random networks, for figures such as :func:`first_filters`)."""
+    from .. import evaluate as ev
+
     if len(sources) != 2:
         raise ValueError(f"representation_study compares two sources, got {list(sources)!r}")
-    train = split(target, "train", size, root, n_train, seed)
-    val = split(target, "val", size, root, max(len(train) // 4, 40), seed)
-    stimulus = split(target, "test", size, root, n_stimulus, seed)
+    if auc not in ev.AUC_AVERAGES:
+        raise ValueError(f"auc must be one of {ev.AUC_AVERAGES}, got {auc!r}")
+    train, val, stimulus = study_folds(target, size, root, fold, n_train, n_stimulus, seed)
     models = {s: M.load_source(s, root=models_dir, num_classes=train.n_classes) for s in sources}
     arch = models[sources[0]].medtl["arch"]
     info = models[sources[0]].medtl
     for i, key in enumerate((RANDOM, f"{RANDOM}#2")):
         models[key] = M.create(arch, num_classes=train.n_classes, in_chans=info.get("in_chans", 3),
                                stem=info.get("stem", "imagenet"), image_size=info.get("image_size"), seed=seed + 1 + i)
+
+    def test_auc(model) -> float:
+        out = T.evaluate(model, stimulus)
+        return ev.auc(out["y_true"], out["y_score"], stimulus.task, average=auc)
+
     aucs = []
     for s in sources:
         for freeze in (False, True):
-            model = _finetune(s, freeze, train, val, models_dir, epochs, freeze_epochs, lr, seed, progress)
+            model = _finetune(s, freeze, train, val, models_dir, epochs, freeze_epochs, lr, patience, seed, progress)
             models[ft_key(s, freeze)] = model
-            aucs.append({"model": ft_key(s, freeze), "source": s, "freeze": freeze,
-                         "auc": T.evaluate(model, stimulus)["auc"]})
+            aucs.append({"model": ft_key(s, freeze), "source": s, "freeze": freeze, "auc": test_auc(model)})
     baseline = M.create(arch, num_classes=train.n_classes, in_chans=info.get("in_chans", 3),
                         stem=info.get("stem", "imagenet"), image_size=info.get("image_size"), seed=seed, dropout=0.5)
     T.fit(baseline, train, val, epochs=epochs, optimizer="adam", lr=lr, schedule=None, monitor="val_loss",
-          patience=3, seed=seed, **fit_progress(progress, "random init", epochs))
-    aucs.append({"model": "ft:random:F", "source": RANDOM, "freeze": False,
-                 "auc": T.evaluate(baseline, stimulus)["auc"]})
-    aucs = pd.DataFrame(aucs).assign(target=target, seed=seed)
+          patience=patience, seed=seed, **fit_progress(progress, "random init", epochs))
+    aucs.append({"model": "ft:random:F", "source": RANDOM, "freeze": False, "auc": test_auc(baseline)})
+    aucs = pd.DataFrame(aucs).assign(target=target, seed=seed, fold=fold, auc_average=auc)
     pairs = compare_pairs(models, model_pairs(sources), stimulus, measure, granularity, seed, **measure_options)
-    return {"pairs": pairs.assign(target=target),
+    return {"pairs": pairs.assign(target=target, fold=fold),
             "aucs": aucs,
-            "predictions": _predictions(models, sources, stimulus).assign(target=target, seed=seed),
-            "filters": _filters(models, sources).assign(target=target, seed=seed),
-            "sim_vs_auc": _sim_vs_auc(pairs, aucs, sources).assign(target=target, seed=seed),
+            "predictions": _predictions(models, sources, stimulus).assign(target=target, seed=seed, fold=fold),
+            "filters": _filters(models, sources).assign(target=target, seed=seed, fold=fold),
+            "sim_vs_auc": _sim_vs_auc(pairs, aucs, sources).assign(target=target, seed=seed, fold=fold),
             "models": models}
 
 
