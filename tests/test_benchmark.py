@@ -416,6 +416,8 @@ def test_zoo_table_has_the_studys_21_initialisations():
     for row in M.INITS.values():
         assert row.method is None or row.method in M.SSL_PREFIXES
         assert row.url.startswith("https://")
+    # the BYOL checkpoint the BYOL paper's code and the study download (DeepMind's bucket)
+    assert M.get_init("byol").url == "https://storage.googleapis.com/deepmind-byol/checkpoints/pretrain_res50x1.pkl"
 
 
 @pytest.fixture

@@ -186,7 +186,7 @@ def _rows() -> None:
              _PYCONTRAST, "infomin.pth",
              "infomin", "manual"),
         Init("byol", "self-supervised", "ImageNet-1k", "bootstrap your own latent",
-             "https://storage.googleapis.com/byol_checkpoints/pretrain_res50x1.pkl", "byol.pth", "byol", "haiku"),
+             "https://storage.googleapis.com/deepmind-byol/checkpoints/pretrain_res50x1.pkl", "byol.pth", "byol", "haiku"),
         Init("deepcluster-v2", "self-supervised", "ImageNet-1k", "deep clustering v2",
              f"{_FB}/deepcluster/deepclusterv2_800ep_pretrain.pth.tar", "deepclusterv2_800ep_pretrain.pth.tar",
              "deepcluster-v2"),
