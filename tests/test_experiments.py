@@ -239,8 +239,18 @@ def test_experiment_notebooks_leave_records(synthetic_study):
     # feature reuse: RI/WT/ST and the hybrid at two data fractions, every analysis, CKA WT↔ST
     assert sorted(aucs.init.unique()) == ["ri", "st", "wt", "wt-st:1"] and sorted(aucs.fraction.unique()) == [0.5, 1]
     assert {"kappa", "balanced_accuracy", "auc_ovo"} <= set(aucs.columns)
-    assert set(layers.analysis) == {"knn_auc", "importance_auc_drop", "l2", "cka_init_final", "cka_wt_st"}
-    assert layers[layers.analysis == "knn_auc"].layer.nunique() == 10  # ResNet-18 block: relu, 8 blocks, fc
+    # texture-b is multi-class: the study's target metric is balanced accuracy (ISIC's macro recall)
+    assert set(layers.analysis) == {"knn_balanced_accuracy", "importance_auc_drop", "l2", "cka_init_final",
+                                    "cka_wt_st"}
+    assert layers[layers.analysis == "knn_balanced_accuracy"].layer.nunique() == 10  # relu, 8 blocks, fc
+    assert set(aucs.target_metric) == {"balanced_accuracy"}
+    ratios = rs.load(out / "results", "gain_ratios")
+    assert set(ratios.metric) == {"balanced_accuracy"}
+    for fraction, g in aucs.groupby("fraction"):  # G = WT/RI and R = (WT − ST)/WT on that metric
+        by = g.set_index("init").balanced_accuracy
+        row = ratios[ratios.fraction == fraction].iloc[0]
+        assert row.gain == pytest.approx(by["wt"] / by["ri"]) and row.reuse_share == pytest.approx(
+            (by["wt"] - by["st"]) / by["wt"])
     # hidden representations: the 14 pairs × 5 layers × 5 repeats of the study CCA
     assert pairs.groupby(["model1", "model2"]).ngroups == 14 and set(pairs.measure) == {"cca_study"}
     assert len(pairs) == 14 * 5 * 5 and (pairs.n_channels == 64).all()

@@ -289,3 +289,27 @@ def test_study_folds_are_the_studys_five_fold_cross_validation():
     for bad in (0, 6, True, "1"):
         with pytest.raises(ValueError, match="fold must be 1..5"):
             study.study_folds("texture-b", fold=bad)
+
+
+def test_feature_reuse_judges_on_each_targets_metric():
+    """§C.4: APTOS (ordinal DR grade) quadratic κ, ISIC (multi-class) balanced accuracy,
+    DDSM / PCam (binary) ROC-AUC, CheXpert (multi-label) mean ROC-AUC; the k-NN probe
+    reports each of them, equal to medtl.evaluate's on the probe's own scores."""
+    from medtl import evaluate as ev
+    from medtl import study
+
+    assert study.feature_reuse_target_metric("ordinal-regression") == "kappa"
+    assert study.feature_reuse_target_metric("multi-class") == "balanced_accuracy"
+    assert study.feature_reuse_target_metric("binary-class") == "auc"
+    assert study.feature_reuse_target_metric("multi-label, binary-class") == "auc"
+    with pytest.raises(ValueError, match="no target metric for task 'segmentation'"):
+        study.feature_reuse_target_metric("segmentation")
+    with pytest.raises(ValueError, match="metric must be one of"):
+        study.feature_reuse("a", "texture-b", metric="f1")
+    rng = np.random.default_rng(0)
+    ytr, yte = rng.integers(0, 4, 200), rng.integers(0, 4, 80)
+    ftr = rng.normal(size=(200, 16)) + np.eye(4)[ytr] @ rng.normal(size=(4, 16))
+    fte = rng.normal(size=(80, 16)) + np.eye(4)[yte] @ rng.normal(size=(4, 16))
+    r = S.knn_eval(torch.tensor(ftr), torch.tensor(ytr), torch.tensor(fte), yte, "ordinal-regression", k=20)
+    for name in ("kappa", "balanced_accuracy", "auc_ovo", "auc"):
+        assert r[name] == pytest.approx(getattr(ev, name)(yte, r["scores"], "ordinal-regression"))

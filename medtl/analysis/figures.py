@@ -50,6 +50,13 @@ CAPTIONS: dict[str, str] = {
                          "source (random: two untrained networks).",
     "knn_auc": "k-NN probe test AUC of each layer (k = 200, τ = 0.1) per initialisation: where useful features "
                "appear.",
+    "knn_kappa": "k-NN probe test quadratic κ (the study's target metric for ordinal grades) of each layer "
+                 "(k = 200, τ = 0.1) per initialisation: where useful features appear.",
+    "knn_balanced_accuracy": "k-NN probe test balanced accuracy (the study's target metric for multi-class "
+                             "targets) of each layer (k = 200, τ = 0.1) per initialisation: where useful features "
+                             "appear.",
+    "knn_auc_ovo": "k-NN probe test one-vs-one AUC of each layer (k = 200, τ = 0.1) per initialisation.",
+    "knn_acc": "k-NN probe test accuracy of each layer (k = 200, τ = 0.1) per initialisation.",
     "cka_init_final": "CKA (unbiased, un-pooled, batches of 64) of each layer before vs after fine-tuning: how much "
                       "fine-tuning changed it.",
     "cka_wt_st": "CKA of each layer between the fine-tuned WT and the fine-tuned ST model: where weight transfer "
@@ -62,7 +69,8 @@ CAPTIONS: dict[str, str] = {
                   "the dataset-transferability study on its own targets (LP×FU 0.523 in scenario A, LEEP 0.280 "
                   "in scenario B), a reference from other data.",
     "gain_bubbles": "Gain from transfer G = WT/RI (dot size) and the share of it due to feature reuse "
-                    "R = (WT − ST)/WT (colour) per architecture and data size.",
+                    "R = (WT − ST)/WT (colour) per architecture and data size, on each target's metric (κ, "
+                    "balanced accuracy or ROC-AUC, as the study).",
 }
 
 

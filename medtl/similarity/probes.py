@@ -65,18 +65,23 @@ def knn_scores(train_features, train_labels, test_features, n_classes: int | Non
 
 def knn_eval(train_features, train_labels, test_features, test_labels, task: str, k: int = 200, tau: float = 0.1,
              n_classes: int | None = None) -> dict:
-    """k-NN probe: :func:`knn_scores` then medtl's task-aware AUC and ACC on the test
-    labels. Returns ``{"auc", "acc", "scores"}``."""
+    """k-NN probe: :func:`knn_scores` then medtl's task-aware metrics of the test labels:
+    AUC, ACC and, for single-label tasks, quadratic κ, balanced accuracy and one-vs-one AUC
+    (the feature-reuse study's target metrics; NaN where undefined, e.g. a class absent).
+    Returns ``{"auc", "acc", "kappa", "balanced_accuracy", "auc_ovo", "scores"}``."""
     scores = knn_scores(train_features, train_labels, test_features, n_classes, k, tau, task == MULTI_LABEL)
     y = np.asarray(test_labels)
 
     def safe(fn):
+        if task == MULTI_LABEL and fn not in (ev.auc, ev.acc):
+            return float("nan")
         try:
             return float(fn(y, scores, task))
         except ValueError:
             return float("nan")
 
-    return {"auc": safe(ev.auc), "acc": safe(ev.acc), "scores": scores}
+    return {"auc": safe(ev.auc), "acc": safe(ev.acc), "kappa": safe(ev.kappa),
+            "balanced_accuracy": safe(ev.balanced_accuracy), "auc_ovo": safe(ev.auc_ovo), "scores": scores}
 
 
 def layer_names(model: nn.Module, layers: Sequence[str] | None, granularity: str = "stage") -> list[str]:
@@ -107,7 +112,7 @@ def layerwise_knn(model: nn.Module, train: ImageSet, test: ImageSet, layers: Seq
     transformer token sequences by ``pool`` = ``"cls"``/``"patches"``/``"all"`` or
     ``"avg"``; the patch embedding averaged), L2-normalised, the training set as the bank,
     k = 200 and τ = 0.1 as the feature-reuse study. Returns a table: layer, depth
-    (0 = first), pool, auc, acc."""
+    (0 = first), pool, auc, acc, kappa, balanced_accuracy, auc_ovo (:func:`knn_eval`)."""
     names = layer_names(model, layers, granularity)
     if layers is None and "penultimate" not in names and names[-1] != arch_of(model).head:
         names.append("penultimate")
@@ -121,7 +126,8 @@ def layerwise_knn(model: nn.Module, train: ImageSet, test: ImageSet, layers: Seq
     for depth, layer in enumerate(names):
         r = knn_eval(ftr[layer].flatten(1), train.labels, fte[layer].flatten(1), test.labels, test.task, k, tau,
                      test.n_classes)
-        rows.append({"layer": layer, "depth": depth, "pool": pools[layer], "auc": r["auc"], "acc": r["acc"]})
+        rows.append({"layer": layer, "depth": depth, "pool": pools[layer],
+                     **{m: r[m] for m in ("auc", "acc", "kappa", "balanced_accuracy", "auc_ovo")}})
     return pd.DataFrame(rows)
 
 

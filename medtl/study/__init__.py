@@ -25,6 +25,7 @@ from .benchmark import (
     significance,
 )
 from .feature_reuse import STUDY_C_FIT, feature_reuse, init_label
+from .feature_reuse import target_metric as feature_reuse_target_metric
 from .representations import (
     compare_models,
     compare_pairs,
@@ -57,7 +58,7 @@ __all__ = [
     "segment_trials", "significance", "benchmark", "seg_splits",
     "SIGN_PRESETS", "apply_signs", "evaluate_architectures", "finetune_architectures", "score_architectures",
     "RANDOM", "STUDY_C_FIT", "compare_models", "compare_pairs", "first_filters", "ft_key", "init_label",
-    "model_pairs", "representation_study", "study_folds", "epoch_lines", "fit_progress", "data_kind", "feature_reuse", "finetune_sources", "ground_truth", "load_sources",
+    "model_pairs", "representation_study", "study_folds", "epoch_lines", "fit_progress", "data_kind", "feature_reuse", "feature_reuse_target_metric", "finetune_sources", "ground_truth", "load_sources",
     "pretrain_sources", "score_sources", "set_threads", "source_name", "split", "target_fold", "truncation_sweep",
     "BOUNDARIES", "TTL_RECIPE", "cut_search", "lwft_sweep", "svcca_per_layer", "truncation_study",
 ]

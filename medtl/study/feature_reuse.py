@@ -28,6 +28,23 @@ STUDY_C_FIT = {"optimizer": "adam", "weight_decay": 1e-5, "no_decay_1d": True, "
                "monitor": "val_auc", "batch_size": 64, "patience": None}
 
 
+#: the feature-reuse study's target metric by task (spec §C.4): APTOS (DR grade, ordinal)
+#: quadratic Cohen κ; ISIC (multi-class) macro recall = balanced accuracy; DDSM and PCam
+#: (binary) ROC-AUC; CheXpert (multi-label) mean per-class ROC-AUC. It selects the
+#: checkpoint in the study and is the value of its gain ratios and k-NN curves.
+TARGET_METRICS = {"ordinal-regression": "kappa", "multi-class": "balanced_accuracy", "binary-class": "auc",
+                  "multi-label, binary-class": "auc"}
+#: the metrics a feature-reuse run may be judged on (:func:`feature_reuse`'s ``metric``).
+METRICS = ("auc", "auc_ovo", "kappa", "balanced_accuracy", "acc")
+
+
+def target_metric(task: str) -> str:
+    """The feature-reuse study's target metric for a task (:data:`TARGET_METRICS`)."""
+    if task not in TARGET_METRICS:
+        raise ValueError(f"no target metric for task {task!r}; tasks: {', '.join(TARGET_METRICS)}")
+    return TARGET_METRICS[task]
+
+
 def init_label(init: str | int) -> str:
     """``"ri"``/``"wt"``/``"st"``, or ``"wt-st:L"`` for the hybrid keeping groups ≤ L."""
     return f"wt-st:{int(init)}" if isinstance(init, int) and not isinstance(init, bool) else str(init).lower()
@@ -43,20 +60,21 @@ def _initialised(source: str, init: str | int, models_dir, n_classes: int, seed:
 def _scores(model: nn.Module, test: ImageSet) -> dict:
     r = T.evaluate(model, test)
     out = {"auc": r["auc"], "acc": r["acc"]}
-    if test.task != "multi-label, binary-class":
-        for name in ("kappa", "balanced_accuracy", "auc_ovo"):
-            try:
-                out[name] = float(getattr(ev, name)(r["y_true"], r["y_score"], test.task))
-            except ValueError:  # a class absent from a tiny test subset
-                out[name] = float("nan")
+    for name in ("kappa", "balanced_accuracy", "auc_ovo"):  # single-label metrics: NaN for multi-label
+        try:
+            out[name] = float(getattr(ev, name)(r["y_true"], r["y_score"], test.task)) \
+                if test.task != "multi-label, binary-class" else float("nan")
+        except ValueError:  # a class absent from a tiny test subset
+            out[name] = float("nan")
     return out
 
 
-def _curves(model, start, before, train, test, granularity, knn_k, tau, token_mode, cka_seed) -> list[pd.DataFrame]:
+def _curves(model, start, before, train, test, granularity, knn_k, tau, token_mode, cka_seed,
+            metric: str) -> list[pd.DataFrame]:
     a = M.arch_of(model)
     layers = list(a.layer_list(granularity))
     knn = S.layerwise_knn(model, train, test, layers, k=knn_k, tau=tau, pool=token_mode)
-    out = [knn.rename(columns={"auc": "value"})[["layer", "depth", "value"]].assign(analysis="knn_auc")]
+    out = [knn.assign(value=knn[metric])[["layer", "depth", "value"]].assign(analysis=f"knn_{metric}")]
     if model.medtl.get("init") != "ri":  # the study refuses importance for RI (no pre-trained start)
         imp = S.layer_importance(model, start, test, layers)
         imp = imp[imp.layer != "(none)"].reset_index(drop=True)
@@ -76,15 +94,16 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
                   fractions: Sequence[float] = (1.0,), granularity: str = "block", n_train: int | None = 600,
                   n_test: int | None = 400, epochs: int = 3, lr: float = 1e-4, warmup_fraction: float = 0.1,
                   knn_k: int = 200, tau: float = 0.1, token_mode: str = "cls", seed: int = 0,
-                  progress: bool = False) -> dict[str, pd.DataFrame]:
+                  progress: bool = False, metric: str | None = None) -> dict[str, pd.DataFrame]:
     """RI / WT / ST (and WT–ST hybrids: an integer L in ``inits`` keeps groups ≤ L, see
     :func:`medtl.models.reinit`) from the saved source ``source`` fine-tuned on ``target``
     with the study's recipe (:data:`STUDY_C_FIT`), for every training-data ``fraction``
     (a seeded stratified subset of ``n_train`` images); then, per layer of the table at
     ``granularity`` (``"block"``: the study's target modules):
 
-    * ``knn_auc`` — weighted k-NN probe (k = 200, τ = 0.1 as the study; transformers'
-      token sequences pooled by ``token_mode``: ``"cls"``, ``"patches"`` or ``"all"``);
+    * ``knn_<metric>`` — weighted k-NN probe (k = 200, τ = 0.1 as the study; transformers'
+      token sequences pooled by ``token_mode``: ``"cls"``, ``"patches"`` or ``"all"``),
+      judged on the target metric;
     * ``importance_auc_drop`` — test-AUC drop when the layer is put back to its start
       state (not for RI, as the study);
     * ``l2`` — weight distance start → final per layer;
@@ -92,12 +111,23 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
       after fine-tuning;
     * ``cka_wt_st`` — the study CKA between the fine-tuned WT and ST models (when both ran).
 
+    ``metric`` is the target metric the gain ratios and the k-NN curves are computed on:
+    by default the study's for the target's task (:func:`target_metric`: κ for ordinal
+    grades, balanced accuracy for multi-class, ROC-AUC for binary and multi-label targets),
+    or any of :data:`METRICS`. Remaining deviations from the study: the checkpoint is chosen
+    on the validation AUC, validated once per epoch (the study: its target metric, every
+    half epoch).
+
     Returns ``{"aucs": one row per (fraction, init) with test AUC, ACC, κ, balanced accuracy
-    and one-vs-one AUC, "layers": tidy curves (fraction, init, analysis, layer, depth,
-    value), "ratios": WT/RI and (WT−ST)/WT per fraction}``."""
+    and one-vs-one AUC and the target metric's name, "layers": tidy curves (fraction, init,
+    analysis, layer, depth, value), "ratios": WT/RI and (WT−ST)/WT of the target metric per
+    fraction}``."""
     if not fractions or any(not 0 < float(f) <= 1 for f in fractions):
         raise ValueError(f"fractions must be in (0, 1], got {list(fractions)!r}")
+    if metric is not None and metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS} (or None: the study's for the task), got {metric!r}")
     test = split(target, "test", size, root, n_test, seed)
+    metric = metric or target_metric(test.task)
     rows, curves = [], []
     for fraction in fractions:
         n = None if n_train is None and fraction == 1 else max(8, round((n_train or 10**9) * float(fraction)))
@@ -113,10 +143,11 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
             T.fit(model, train, val, epochs=epochs, lr=lr, warmup_steps=steps, seed=seed, progress=progress,
                   **STUDY_C_FIT)
             rows.append({"fraction": float(fraction), "n_train": len(train), "init": label,
-                         "arch": model.medtl["arch"], "dataset": target, **_scores(model, test)})
+                         "arch": model.medtl["arch"], "dataset": target, "target_metric": metric,
+                         **_scores(model, test)})
             curves += [c.assign(init=label, fraction=float(fraction)) for c in
                        _curves(model, start, before, train, test, granularity, min(knn_k, len(train)), tau,
-                               token_mode, seed)]
+                               token_mode, seed, metric)]
             tuned[label] = model
         if "wt" in tuned and "st" in tuned:
             a = M.arch_of(tuned["wt"])
@@ -125,6 +156,6 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
             curves.append(cross.rename(columns={"layer_a": "layer", "depth_a": "depth"})[["layer", "depth", "value"]]
                           .assign(analysis="cka_wt_st", init="wt↔st", fraction=float(fraction)))
     aucs = pd.DataFrame(rows)
-    ratios = S.gain_ratios(aucs, value="auc", by=("arch", "dataset", "fraction")) \
+    ratios = S.gain_ratios(aucs, value=metric, by=("arch", "dataset", "fraction")).assign(metric=metric) \
         if {"ri", "wt", "st"} <= set(aucs.init) else pd.DataFrame()
     return {"aucs": aucs, "layers": pd.concat(curves, ignore_index=True), "ratios": ratios}
