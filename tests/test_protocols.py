@@ -298,6 +298,7 @@ def test_feature_reuse_judges_on_each_targets_metric():
     from medtl import evaluate as ev
     from medtl import study
 
+    assert study.STUDY_C_FIT["val_every"] == 0.5  # §C.3: validation every 0.5 epoch
     assert study.feature_reuse_target_metric("ordinal-regression") == "kappa"
     assert study.feature_reuse_target_metric("multi-class") == "balanced_accuracy"
     assert study.feature_reuse_target_metric("binary-class") == "auc"

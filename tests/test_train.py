@@ -65,6 +65,45 @@ def test_early_stopping_restores_the_best_epoch():
     assert abs(T.evaluate(model, val)["loss"] - h.val_loss.min()) < 1e-5
 
 
+def test_half_epoch_validation_selects_within_epochs_and_never_changes_training():
+    """val_every=0.5 (the feature-reuse study): a validation half-way through every epoch,
+    the best checkpoint possibly from one, restored exactly; training itself is untouched
+    (the same weights as validating once per epoch)."""
+    train, val = _toy(n=96), _toy("val", n=60)
+    kw = dict(epochs=3, lr=0.3, momentum=0.0, batch_size=16, monitor="val_loss", schedule=None, progress=False,
+              restore_best=False)
+    once = M.create("resnet18", num_classes=4, seed=0)
+    r1 = T.fit(once, train, val, **kw)
+    twice = M.create("resnet18", num_classes=4, seed=0)
+    r2 = T.fit(twice, train, val, val_every=0.5, **kw)
+    assert r2.history.epoch.tolist() == [0.5, 1, 1.5, 2, 2.5, 3]
+    assert all(torch.equal(a, b) for a, b in zip(once.state_dict().values(), twice.state_dict().values()))
+    ends = r2.history[r2.history.epoch == r2.history.epoch.round()].reset_index(drop=True)
+    assert np.allclose(ends.val_loss, r1.history.val_loss, rtol=0, atol=1e-6)
+    best = r2.history.loc[r2.history.val_loss.idxmin()]
+    assert r2.best_epoch == best.epoch and r2.best_value == best.val_loss
+    chosen = M.create("resnet18", num_classes=4, seed=0)  # restore_best brings back that (maybe mid-epoch) state
+    r3 = T.fit(chosen, train, val, val_every=0.5, **{**kw, "restore_best": True})
+    assert r3.best_epoch == r2.best_epoch and abs(T.evaluate(chosen, val)["loss"] - r3.best_value) < 1e-6
+
+
+def test_single_label_target_metrics_as_monitors():
+    from medtl import evaluate as ev
+
+    model, val = M.create("resnet18", num_classes=4, seed=0), _toy("val", n=60)
+    r = T.fit(model, _toy(n=64), val, epochs=2, batch_size=32, lr=0.05, monitor="val_kappa", progress=False)
+    assert "val_kappa" in r.history and r.monitor == "val_kappa"
+    out = T.evaluate(model, val)
+    assert r.best_value == pytest.approx(ev.kappa(out["y_true"], out["y_score"], val.task), abs=1e-12)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="val_every must be a fraction of an epoch in"):
+            T.fit(M.create("resnet18", num_classes=4), _toy(n=8), epochs=1, val_every=bad, progress=False)
+    multi = D.ImageSet(torch.zeros(8, 1, 8, 8, dtype=torch.uint8), torch.tensor([[0, 1], [1, 0]] * 4),
+                       "multi-label, binary-class", ["a", "b"], "ml")
+    with pytest.raises(ValueError, match="monitor='val_kappa' is a single-label metric"):
+        T.fit(M.create("resnet18", num_classes=2), multi, monitor="val_kappa", progress=False)
+
+
 def test_resume_after_kill_is_bit_exact(tmp_path):
     """A fit killed (SIGKILL) after epoch 2 and started again reaches the same weights as an
     uninterrupted run: shuffling, augmentation, dropout, optimiser and schedule state all

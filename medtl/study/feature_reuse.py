@@ -20,12 +20,13 @@ from ._data import split
 #: The study's fine-tuning recipe (spec §C.3), scaled to medtl's small runs: Adam, weight
 #: decay 1e-5 on weights only (biases and norms in a no-decay group), linear warm-up,
 #: ReduceLROnPlateau on the validation target metric (×0.1, patience 3), gradient clipping
-#: at 1.0, the best-validation-metric checkpoint, no early stopping. The study warms up over
-#: 1,000 iterations of 64-image batches; ``warmup_fraction`` keeps that a fixed share of
-#: the run instead (a 3-epoch CPU run has fewer than 1,000 iterations).
+#: at 1.0, validation every half epoch, the best checkpoint on the target metric (the
+#: monitor is set per target by :func:`feature_reuse`), no early stopping. The study warms
+#: up over 1,000 iterations of 64-image batches; ``warmup_fraction`` keeps that a fixed
+#: share of the run instead (a 3-epoch CPU run has fewer than 1,000 iterations).
 STUDY_C_FIT = {"optimizer": "adam", "weight_decay": 1e-5, "no_decay_1d": True, "schedule": "plateau",
                "plateau_on": "monitor", "plateau_patience": 3, "gamma": 0.1, "grad_clip": 1.0,
-               "monitor": "val_auc", "batch_size": 64, "patience": None}
+               "monitor": "val_auc", "batch_size": 64, "patience": None, "val_every": 0.5}
 
 
 #: the feature-reuse study's target metric by task (spec §C.4): APTOS (DR grade, ordinal)
@@ -114,9 +115,8 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
     ``metric`` is the target metric the gain ratios and the k-NN curves are computed on:
     by default the study's for the target's task (:func:`target_metric`: κ for ordinal
     grades, balanced accuracy for multi-class, ROC-AUC for binary and multi-label targets),
-    or any of :data:`METRICS`. Remaining deviations from the study: the checkpoint is chosen
-    on the validation AUC, validated once per epoch (the study: its target metric, every
-    half epoch).
+    or any of :data:`METRICS`; the checkpoint is chosen on it too, validating every half
+    epoch, as the study.
 
     Returns ``{"aucs": one row per (fraction, init) with test AUC, ACC, κ, balanced accuracy
     and one-vs-one AUC and the target metric's name, "layers": tidy curves (fraction, init,
@@ -141,7 +141,7 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
             before = _initialised(source, init, models_dir, train.n_classes, seed)
             steps = max(1, round(warmup_fraction * epochs * -(-len(train) // STUDY_C_FIT["batch_size"])))
             T.fit(model, train, val, epochs=epochs, lr=lr, warmup_steps=steps, seed=seed, progress=progress,
-                  **STUDY_C_FIT)
+                  **{**STUDY_C_FIT, "monitor": f"val_{metric}"})
             rows.append({"fraction": float(fraction), "n_train": len(train), "init": label,
                          "arch": model.medtl["arch"], "dataset": target, "target_metric": metric,
                          **_scores(model, test)})

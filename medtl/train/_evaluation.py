@@ -11,7 +11,10 @@ from ..data.imageset import MULTI_LABEL
 from ..data.segset import SEGMENTATION
 from ..features import predict
 
-MONITORS = ("val_auc", "val_acc", "val_loss", "val_dice")
+MONITORS = ("val_auc", "val_acc", "val_loss", "val_dice", "val_kappa", "val_balanced_accuracy", "val_auc_ovo")
+#: monitors computed from the validation predictions by :mod:`medtl.evaluate` (single-label
+#: tasks: quadratic κ, balanced accuracy, one-vs-one AUC — the feature-reuse study's target metrics).
+EXTRA_MONITORS = {"val_kappa": "kappa", "val_balanced_accuracy": "balanced_accuracy", "val_auc_ovo": "auc_ovo"}
 #: What a task's validation can be monitored by.
 SEG_MONITORS = ("val_loss", "val_dice")
 

@@ -18,14 +18,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import evaluate as ev
 from .. import runtime
 from .._io import atomic_write
 from ..data import ImageSet, loader
+from ..data.imageset import MULTI_LABEL
 from ..data.segset import SEGMENTATION
 from ..evaluate import loss_fn, loss_target
 from ..features import fingerprint as weights_fingerprint
 from ..models import NORM_TYPES
 from ._evaluation import (
+    EXTRA_MONITORS,
     MONITORS,
     SEG_MONITORS,
     balanced_class_weights,
@@ -67,6 +70,12 @@ def _check_args(a: dict, train: ImageSet) -> None:
         raise ValueError("monitor='val_dice' needs a segmentation set (medtl.data.SegSet)")
     if a["monitor"] not in MONITORS:
         raise ValueError(f"monitor must be one of {MONITORS}, got {a['monitor']!r}")
+    if a["monitor"] in EXTRA_MONITORS and (seg or (a["task"] or train.task) == MULTI_LABEL):
+        raise ValueError(f"monitor={a['monitor']!r} is a single-label metric; monitor a multi-label task by "
+                         "val_auc, val_acc or val_loss")
+    v = a["val_every"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+        raise ValueError(f"val_every must be a fraction of an epoch in (0, 1], got {v!r}")
     for key in ("epochs", "batch_size"):
         v = a[key]
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -157,11 +166,16 @@ class _Run:
 
     # --- one epoch ------------------------------------------------------------------------
     def run_epoch(self, epoch: int, batches) -> dict:
+        """Train one epoch; with ``val_every < 1`` validate (and record a history row) at
+        each ``val_every`` fraction of it before the end-of-epoch validation."""
         t0 = time.perf_counter()
         self.train_mode()
         batches.set_epoch(epoch - 1)
         total, count = 0.0, 0
-        for x, y in batches:
+        n, every = len(batches), self.a["val_every"]
+        points = ({round(k * every * n) for k in range(1, math.ceil(1 / every)) if 0 < round(k * every * n) < n}
+                  if self.val is not None and every < 1 else set())
+        for i, (x, y) in enumerate(batches, 1):
             self.step += 1
             warmup(self.opt, self.step, self.a["warmup_steps"])
             if self.channels_last:
@@ -179,6 +193,13 @@ class _Run:
             self.opt.step()
             total += float(loss.detach()) * len(x)
             count += len(x)
+            if i in points:  # a validation inside the epoch (the feature-reuse study: every half epoch)
+                row = {"epoch": epoch - 1 + i / n, "phase": self.phase, "lr": self.opt.param_groups[0]["lr"],
+                       "train_loss": total / count}
+                self.validate(row)
+                row["seconds"] = time.perf_counter() - t0
+                self.history.append(row)
+                self.train_mode()
         return {"epoch": epoch, "phase": self.phase, "lr": self.opt.param_groups[0]["lr"],
                 "train_loss": total / max(count, 1), "_t0": t0}
 
@@ -186,6 +207,12 @@ class _Run:
         r = evaluate(self.model, self.val, self.task, self.a["eval_batch_size"], self.dev, self.loss, amp=False,
                      class_weights=self.class_weights, **self.settings)
         row.update({f"val_{k}": r[k] for k in ("loss", "auc", "acc", "dice") if k in r})
+        if self.monitor in EXTRA_MONITORS:
+            try:
+                row[self.monitor] = float(getattr(ev, EXTRA_MONITORS[self.monitor])(r["y_true"], r["y_score"],
+                                                                                 self.task))
+            except ValueError:  # a class absent from the validation set: NaN, handled below
+                row[self.monitor] = math.nan
         value = row[self.monitor]
         if math.isnan(value) and self.monitor != "val_loss":
             note = (f"the monitored {self.monitor} is NaN at epoch {row['epoch']} (is a class absent from the "
@@ -308,7 +335,7 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet | None = None, *, task:
         warmup_steps: int = 0, no_decay_1d: bool = False, stop_lr: float | None = None, loss: str | None = None,
         class_weights=None, grad_clip: float | None = None, augment=None, sample_weights=None, normalize=None,
         image_size: int | None = None, channels: int | None = None, device=None, amp: bool | None = None,
-        channels_last: bool | None = None, deterministic: bool = False,
+        channels_last: bool | None = None, deterministic: bool = False, val_every: float = 1.0,
         checkpoint_dir: str | os.PathLike | None = None, keep_checkpoint: bool = True, seed: int = 0,
         progress: bool = True, eval_batch_size: int = 512,
         callbacks: Sequence[Callable[[int, dict], None]] = ()) -> FitResult:
@@ -329,11 +356,15 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet | None = None, *, task:
     the same loop trains on image/mask batches (paired augmentation), with ``loss`` ``"dice"``
     (default), ``"bce"`` or ``"dice+bce"``, validating Dice and the loss every epoch.
 
-    Selection: ``monitor`` (``val_auc``/``val_acc``/``val_dice`` higher, ``val_loss`` lower;
-    default ``val_auc``, ``val_loss`` for segmentation) improves only
+    Selection: ``monitor`` (``val_auc``/``val_acc``/``val_dice``, and for single-label tasks
+    ``val_kappa`` (quadratic), ``val_balanced_accuracy``, ``val_auc_ovo``, higher;
+    ``val_loss`` lower; default ``val_auc``, ``val_loss`` for segmentation) improves only
     when better by more than ``min_delta``; the validation loss is float32. A NaN AUC/ACC (a
     class absent from ``val``) warns and switches selection to ``val_loss`` from that epoch
     on. ``patience`` (≥ 1 or None) and ``stop_lr`` stop early (``FitResult.stop_reason``).
+    ``val_every=0.5`` also validates half-way through each epoch (a history row with a
+    fractional ``epoch``; the best checkpoint may come from it; ``patience`` then counts
+    validations); the schedule still steps once per epoch, on the end-of-epoch values.
 
     Args (beyond the obvious): ``loss`` ``"ce"`` or ``"bce"`` (sigmoid heads; one-hot
     targets for single-label tasks; recorded in ``model.medtl["loss"]``); ``class_weights``
