@@ -231,7 +231,10 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
             if key not in seen:
                 seen.add(key)
                 figs.append(_img(p))
-        sections.append(f"<h2>{name.replace('_', ' ')}</h2>{''.join(figs)}")
+        extra = ""
+        if name == "architecture_transferability":  # the study's scenario-B rank table: checked, not trusted
+            extra = f"<p>{html.escape(analysis.released_ranks_check('model')['note'])}</p>"
+        sections.append(f"<h2>{name.replace('_', ' ')}</h2>{extra}{''.join(figs)}")
     rank_html = ""
     if {"rank_scores", "recommendation"} <= have:
         if progress:

@@ -288,6 +288,8 @@ def test_analysis_notebooks_on_published_tables(tmp_path, name):
         assert tau.loc["MEAN"].round(3)[["lp_fu", "leep", "sfda"]].tolist() == [0.261, 0.28, 0.187]
         realism = pd.read_csv(r.run_dir / "figures" / "arch_realism.csv", index_col=0)
         assert {"model_size", "imagenet_top1", "LOTO ensemble (max 2)"} <= set(realism.index)
+        executed = (r.run_dir / "notebook.ipynb").read_text()  # the study's rank file: checked, both p-values shown
+        assert "disagrees with the ranks recomputed" in executed and "0.143 recomputed vs 0.113" in executed
         assert realism.loc["leep", "tau_w"].round(3) == 0.28
 
 
@@ -329,7 +331,7 @@ def test_analysis_notebooks_on_medtl_results(synthetic_study, tmp_path, name):
 
 
 @pytest.mark.slow
-def test_scenario_b_on_medtl_runs_records_its_sign_preset(synthetic_study):
+def test_scenario_b_on_medtl_runs_records_its_sign_preset(synthetic_study, tmp_path):
     """Three small architectures scored on a synthetic target and fine-tuned: the reversed
     LP×FU and τ_w come out, and the run's metadata records the sign preset it used."""
     out, results = synthetic_study
@@ -348,6 +350,11 @@ def test_scenario_b_on_medtl_runs_records_its_sign_preset(synthetic_study):
 
     assert np.allclose(lpfu.sort_index(), TR.lp_fu(lp, fu, reverse=True).sort_index())  # the cross-domain direction
     assert set(corr.signs) == {"study-b"} and "tau_w" in corr and set(corr.metric) >= {"lp_fu", "leep"}
+    from medtl.report import build_report
+
+    index = build_report(run.run_dir, tmp_path / "report", progress=False).read_text()
+    assert "architecture transferability" in index  # with the study's scenario-B rank file checked, not trusted
+    assert "rank file disagrees with the ranks recomputed" in index and "0.143 recomputed vs 0.113" in index
 
 
 @pytest.mark.slow

@@ -110,6 +110,19 @@ def test_scenario_b_ranks_and_friedman(scenario_b):
     assert published.mean().round(2).tolist() == [4.91, 3.91, 2.91, 4.09, 4.64, 4.73, 2.82]
 
 
+def test_released_rank_files_checked_against_the_released_scores():
+    b = analysis.released_ranks_check("model")
+    assert sorted(zip(b["differences"].target, b["differences"].method)) == [
+        ("dermamnist", "logme"), ("dermamnist", "ncti"), ("tissuemnist", "logme"), ("tissuemnist", "ncti"),
+        ("tissuemnist", "nleep"), ("tissuemnist", "sfda")]
+    assert round(b["friedman_recomputed"]["pvalue"], 3) == 0.143 and round(b["friedman_released"]["pvalue"], 3) == 0.113
+    assert b["published_p"] == 0.113 and "disagrees" in b["note"] and "0.143" in b["note"]
+    assert (b["released"].to_numpy() == _rank_file("ktau_model_rank.csv").to_numpy()).all()
+    a = analysis.released_ranks_check("dataset")
+    assert a["differences"].empty and "agrees" in a["note"]
+    assert round(a["friedman_released"]["pvalue"], 4) == a["published_p"] == 0.0020
+
+
 def test_self_source_bias_of_feature_metrics(scenario_a):
     scores, _ = scenario_a
     bias = TR.self_source_bias({m: scores[m] for m in ["leep", "nleep", "logme"]}).set_index("metric")

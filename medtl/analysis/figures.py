@@ -116,6 +116,46 @@ def evaluate_metrics(scores: dict, auc: pd.DataFrame, methods=None) -> dict:
     return out
 
 
+#: the Friedman p-value the dataset-transferability study published per scenario (spec §5).
+PUBLISHED_FRIEDMAN_P = {"dataset": 0.0020, "model": 0.113}
+
+
+def released_ranks_check(scenario: str = "model", folder=None) -> dict:
+    """The study's released per-target rank file (``ktau_<scenario>_rank.csv``) against the
+    ranks recomputed from its released scores and AUCs (τ_w per target, 1 = best, the
+    study's scenario-B sign choices applied): which cells disagree, and the Friedman test of
+    both. In scenario B the file disagrees in 6 cells (dermamnist and tissuemnist rows, under
+    any sign choice), and its Friedman p (0.113, the published one) is not the recomputed
+    0.143 — neither is significant. medtl reports both instead of claiming reproduction.
+
+    Returns ``{"recomputed", "released"}`` (targets × methods rank tables),
+    ``"differences"`` (target, method, recomputed, released), ``"friedman_recomputed"``,
+    ``"friedman_released"``, ``"published_p"`` and ``"note"`` (a sentence for a report)."""
+    from .sources import published_file, published_transferability
+
+    scores, auc = published_transferability(scenario, folder)
+    recomputed = TR.ranks(TR.correlate({m: scores[m] for m in STUDY_METHODS}, auc), metrics=list(STUDY_METHODS))
+    raw = pd.read_csv(published_file("dataset-transferability", f"results/ktau_{scenario}_rank.csv", folder),
+                      sep=";", index_col=0).set_index("target")
+    released = raw.rename(columns={"our": "lp_fu"})[list(STUDY_METHODS)].loc[recomputed.index]
+    diff = (recomputed != released).stack()
+    cells = [(t, m) for (t, m), d in diff.items() if d]
+    differences = pd.DataFrame([{"target": t, "method": m, "recomputed": recomputed.loc[t, m],
+                                 "released": released.loc[t, m]} for t, m in cells],
+                               columns=["target", "method", "recomputed", "released"])
+    f_re, f_rel = TR.friedman(recomputed), TR.friedman(released)
+    targets = sorted({t for t, _ in cells})
+    note = (f"The released scenario-{'B' if scenario == 'model' else 'A'} rank file agrees with the ranks "
+            "recomputed from the released scores in every cell." if not cells else
+            f"The released scenario-{'B' if scenario == 'model' else 'A'} rank file disagrees with the ranks "
+            f"recomputed from the released scores and AUCs in {len(cells)} cells ({', '.join(targets)}): "
+            f"Friedman p = {f_re['pvalue']:.3f} recomputed vs {f_rel['pvalue']:.3f} from the released file "
+            f"(published {PUBLISHED_FRIEDMAN_P[scenario]}). medtl's tables use the recomputed ranks.")
+    return {"recomputed": recomputed, "released": released, "differences": differences,
+            "friedman_recomputed": f_re, "friedman_released": f_rel, "published_p": PUBLISHED_FRIEDMAN_P[scenario],
+            "note": note}
+
+
 #: The best published mean τ_w per scenario (dataset-transferability study): LP×FU in A, LEEP in B.
 PUBLISHED_BEST = {"dataset": ("lp_fu", 0.523), "model": ("leep", 0.280)}
 #: The legend of that reference line: whose number it is, on which data.
