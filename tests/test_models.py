@@ -283,6 +283,15 @@ def test_grey_stem_sum_equals_channel_replication():
     assert torch.allclose(rgb(x.expand(-1, 3, -1, -1)), grey(x), atol=1e-5)
     first = M.adapt_in_chans(M.create("resnet18", num_classes=3, seed=0), 1, mode="first")
     assert torch.equal(first.conv1.weight, rgb.conv1.weight[:, :1])
+    # the identity needs the channels normalised alike: under ImageNet's per-channel mean/std a
+    # replicated grey image is not what the sum kernel sees (the docstring says so)
+    raw = torch.rand(2, 1, 64, 64)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    per_channel = rgb((raw.expand(-1, 3, -1, -1) - mean) / std)
+    one_stat = grey((raw - mean.mean()) / std.mean())
+    assert not torch.allclose(per_channel, one_stat, atol=1e-3)
+    alike = rgb((raw.expand(-1, 3, -1, -1) - mean.mean()) / std.mean())
+    assert torch.allclose(alike, one_stat, atol=1e-5)
 
 
 # --- RI / WT / ST --------------------------------------------------------------------------

@@ -36,6 +36,39 @@ def test_lwft_keeps_frozen_layers_bit_identical_and_uses_two_learning_rates():
         M.lwft_freeze(r50, 6)
 
 
+def test_lwft_sweep_intended_and_published_settings(tmp_path, monkeypatch):
+    """intended: head lr / backbone lr ÷ ptl_decay, frozen BN frozen; published (spec §A.4.4
+    bug, §A.1.4 quirk): one lr for all and frozen BN statistics drifting. Block-wise heads are
+    Kaiming-normal, layer-wise heads PyTorch's default (§A.1.4)."""
+    M.save_source(M.create("resnet18", num_classes=4, seed=0), "lwft-src", root=tmp_path)
+    seen, real_fit = [], T.fit
+
+    def recording_fit(model, *args, **kwargs):  # the real fit, its arguments and result kept
+        bn = model.bn1.running_mean.clone()
+        head = model.fc.weight.detach().clone()
+        out = real_fit(model, *args, **kwargs)
+        seen.append({"kwargs": kwargs, "bn_moved": not torch.equal(bn, model.bn1.running_mean), "head": head})
+        return out
+
+    monkeypatch.setattr(T, "fit", recording_fit)
+    common = dict(freeze_froms=[2], n_train=32, n_test=40, epochs=1, models_dir=tmp_path, lr=1e-3)
+    a = study.lwft_sweep("lwft-src", "shape-a", setting="intended", **common)
+    b = study.lwft_sweep("lwft-src", "shape-a", setting="published", **common)
+    assert a.setting.tolist() == ["intended"] and b.setting.tolist() == ["published"]
+    assert seen[0]["kwargs"]["lr_groups"] == {"head": 1e-3, "body": 1e-4} and "frozen_bn" not in seen[0]["kwargs"]
+    assert "lr_groups" not in seen[1]["kwargs"] and seen[1]["kwargs"]["frozen_bn"] == "train"
+    assert not seen[0]["bn_moved"] and seen[1]["bn_moved"]  # bn1 is frozen at f=2: it drifts only when published
+    assert torch.equal(seen[0]["head"], seen[1]["head"])  # same seeded Kaiming head in both settings
+    study.lwft_sweep("lwft-src", "shape-a", mode="layer", **{**common, "freeze_froms": [1]})
+    default = M.load_source("lwft-src", root=tmp_path, num_classes=4, head_init="default", seed=0).fc.weight
+    kaiming = M.load_source("lwft-src", root=tmp_path, num_classes=4, head_init="kaiming", seed=0).fc.weight
+    assert torch.equal(seen[2]["head"], default) and not torch.equal(default, kaiming)  # layer-wise: default init
+    assert torch.equal(kaiming, M.load_source("lwft-src", root=tmp_path, num_classes=4, head_init="kaiming",
+                                              seed=0).fc.weight)  # a fresh head is a function of its seed
+    with pytest.raises(ValueError, match=r"setting must be one of \('intended', 'published'\)"):
+        study.lwft_sweep("lwft-src", "shape-a", setting="buggy", **common)
+
+
 def test_densenet201_cuts_follow_the_spec():
     dense = M.create("densenet201", num_classes=2, seed=0)
     children = dict(tvm.densenet201().features.named_children())

@@ -87,7 +87,9 @@ def create(arch: str, num_classes: int | None = None, weights=None, in_chans: in
             checkpoint path; ``"source:NAME"`` (a source saved by :func:`save_source`); or a
             state dict.
         in_chans: 1 builds a grey stem from the (pretrained) kernel (``grey_init``: ``"sum"``
-            equals channel replication, ``"first"`` the feature-reuse study's R slice).
+            equals channel replication when the channels are normalised alike, and
+            approximates it under per-channel normalisation (see :func:`adapt_in_chans`);
+            ``"first"`` the feature-reuse study's R slice).
         stem: ``"imagenet"`` (standard) or ``"cifar"`` (the row's small-input recipe for
             native 28–32 px inputs).
         image_size: input side the model will see (needed by ViT; checked against the
@@ -172,10 +174,11 @@ def _head_out(model: nn.Module, a: ArchSpec) -> int:
 
 
 def load_source(name: str, num_classes: int | None = None, root: str | os.PathLike | None = None,
-                dropout: float = 0.0, head_init: str = "default") -> nn.Module:
+                dropout: float = 0.0, head_init: str = "default", seed: int | None = None) -> nn.Module:
     """A source saved by :func:`save_source` (by name or ``.pt`` path), rebuilt from its
-    metadata; ``num_classes`` replaces its head with a fresh one. Names are looked up in the
-    models folder and in the results root's ``models`` folders (see :func:`source_info`)."""
+    metadata; ``num_classes`` replaces its head with a fresh one drawn under ``seed`` (the
+    same head for the same seed; ``None``: from torch's global RNG). Names are looked up in
+    the models folder and in the results root's ``models`` folders (see :func:`source_info`)."""
     file, meta = source_info(name, root)
     model = create(meta["arch"], num_classes=None, weights=None, stem=meta.get("stem", "imagenet"),
                    image_size=meta.get("image_size"))
@@ -187,5 +190,6 @@ def load_source(name: str, num_classes: int | None = None, root: str | os.PathLi
     model.medtl.update({k: meta[k] for k in ("normalize", "in_chans", "num_classes") if k in meta})
     model.medtl.update(weights=f"source:{meta['name']}", source=meta)
     if num_classes is not None:
-        replace_head(model, num_classes, dropout, init=head_init)
+        with seeded(seed):
+            replace_head(model, num_classes, dropout, init=head_init)
     return model

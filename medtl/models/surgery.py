@@ -64,8 +64,12 @@ def replace_head(model: nn.Module, num_classes: int, dropout: float = 0.0, arch:
 def adapt_in_chans(model: nn.Module, in_chans: int, arch: str | None = None, mode: str = "sum") -> nn.Module:
     """Rebuild the stem convolution for ``in_chans`` input channels, keeping its kernel.
 
-    ``mode="sum"`` (default) sums the RGB kernel over input channels, so a grey image gives
-    exactly the activations its 3-channel replication would; ``"first"`` takes the R slice
+    ``mode="sum"`` (default) sums the RGB kernel over input channels, so a grey input gives
+    exactly the activations its 3-channel replication would **when the three channels are
+    normalised alike** (the same mean and std as the grey channel). Under per-channel
+    normalisation (ImageNet's mean/std differ by channel) the replicated image's normalised
+    channels differ from each other, and the sum kernel only approximates the replication
+    (exact up to Σ_c w_c·((x − m_c)/s_c − (x − m)/s)); ``"first"`` takes the R slice
     (the feature-reuse study's choice); ``"mean"`` averages. From 1 to 3 channels the kernel
     is replicated and divided by 3.
     """

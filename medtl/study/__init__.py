@@ -45,6 +45,7 @@ from .transferability import (
 )
 from .truncation import (
     BOUNDARIES,
+    LWFT_SETTINGS,
     TTL_RECIPE,
     cut_search,
     lwft_sweep,
@@ -60,5 +61,5 @@ __all__ = [
     "RANDOM", "STUDY_C_FIT", "compare_models", "compare_pairs", "first_filters", "ft_key", "init_label",
     "model_pairs", "representation_study", "study_folds", "epoch_lines", "fit_progress", "data_kind", "feature_reuse", "feature_reuse_target_metric", "finetune_sources", "ground_truth", "load_sources",
     "pretrain_sources", "score_sources", "set_threads", "source_name", "split", "target_fold", "truncation_sweep",
-    "BOUNDARIES", "TTL_RECIPE", "cut_search", "lwft_sweep", "svcca_per_layer", "truncation_study",
+    "BOUNDARIES", "LWFT_SETTINGS", "TTL_RECIPE", "cut_search", "lwft_sweep", "svcca_per_layer", "truncation_study",
 ]

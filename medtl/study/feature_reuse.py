@@ -52,7 +52,7 @@ def init_label(init: str | int) -> str:
 
 
 def _initialised(source: str, init: str | int, models_dir, n_classes: int, seed: int) -> nn.Module:
-    model = M.load_source(source, root=models_dir, num_classes=n_classes)
+    model = M.load_source(source, root=models_dir, num_classes=n_classes, seed=seed)
     if isinstance(init, int) and not isinstance(init, bool):
         return M.reinit(model, "st", up_to=init, seed=seed)
     return M.reinit(model, init, seed=seed)

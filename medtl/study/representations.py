@@ -95,7 +95,7 @@ STUDY_LR, STUDY_PATIENCE, STUDY_FOLDS, STUDY_AUC = 1e-5, 30, 5, "micro"
 
 
 def _finetune(source: str, freeze: bool, train, val, models_dir, epochs, freeze_epochs, lr, patience, seed, progress):
-    model = M.load_source(source, root=models_dir, num_classes=train.n_classes, dropout=0.5)
+    model = M.load_source(source, root=models_dir, num_classes=train.n_classes, dropout=0.5, seed=seed)
     kwargs = fit_progress(progress, ft_key(source, freeze), epochs)
     probe = freeze_epochs if freeze else 0  # the frozen stage comes on top of the fine-tuning epochs, as the study
     T.fit(model, train, val, epochs=epochs + probe, optimizer="adam", lr=lr, schedule=None, monitor="val_loss",
@@ -166,7 +166,7 @@ def representation_study(target: str, sources: Sequence[str], size: int = 28, ro
     if auc not in ev.AUC_AVERAGES:
         raise ValueError(f"auc must be one of {ev.AUC_AVERAGES}, got {auc!r}")
     train, val, stimulus = study_folds(target, size, root, fold, n_train, n_stimulus, seed)
-    models = {s: M.load_source(s, root=models_dir, num_classes=train.n_classes) for s in sources}
+    models = {s: M.load_source(s, root=models_dir, num_classes=train.n_classes, seed=seed) for s in sources}
     arch = models[sources[0]].medtl["arch"]
     info = models[sources[0]].medtl
     for i, key in enumerate((RANDOM, f"{RANDOM}#2")):

@@ -68,23 +68,43 @@ def truncation_sweep(source: str, target: str, cuts: Sequence[int] = (1, 2, 3, -
     return (table, models) if return_models else table
 
 
+#: how :func:`lwft_sweep` trains: ``"intended"`` (the study's code as written, and the correct
+#: method: head at ``lr``, backbone at ``lr / ptl_decay``, frozen norm layers frozen) or
+#: ``"published"`` (what every published run did, spec §A.1.4 / §A.4.4: one lr for all
+#: parameters because DataParallel hid the parameter groups, and frozen BN layers' running
+#: statistics drifting because the model stays in train mode).
+LWFT_SETTINGS = ("intended", "published")
+
+
 def lwft_sweep(source: str, target: str, freeze_froms: Sequence[int] = (1, 2, 3, 4, 5), mode: str = "block",
                ptl_decay: float = 10.0, size: int = 28, root: str | os.PathLike | None = None,
                models_dir: str | os.PathLike | None = None, n_train: int | None = 600, n_test: int | None = 400,
-               epochs: int = 3, lr: float = 1e-3, seed: int = 0, progress=False, **fit_kwargs) -> pd.DataFrame:
+               epochs: int = 3, lr: float = 1e-3, seed: int = 0, progress=False, setting: str = "intended",
+               **fit_kwargs) -> pd.DataFrame:
     """The LWFT baseline: freeze the bottom of the saved source (:func:`medtl.models.lwft_freeze`)
-    and fine-tune the rest with two parameter groups as the study intended — the head at
-    ``lr``, the backbone at ``lr / ptl_decay`` (the original's DataParallel wrapping dropped
-    the groups; medtl builds them from the model). One row per freeze point."""
+    and fine-tune the rest. ``setting="intended"`` (default, the correct method): two
+    parameter groups as the study's code intended — the head at ``lr``, the backbone at
+    ``lr / ptl_decay`` (the original's DataParallel wrapping dropped the groups; medtl builds
+    them from the model) — and frozen norm layers kept in eval mode (bit-identical).
+    ``setting="published"`` reproduces the published runs: one ``lr`` for every parameter and
+    the frozen BN layers' running statistics updating. The head is Kaiming-normal for
+    block-wise LWFT (as the study's block-wise heads) and PyTorch's default for layer-wise
+    (``Flatten → Linear`` with default init, spec §A.1.4). One row per freeze point."""
+    if setting not in LWFT_SETTINGS:
+        raise ValueError(f"setting must be one of {LWFT_SETTINGS}, got {setting!r}")
     train, val, test = _splits(target, size, root, n_train, n_test, seed)
     rows = []
     for f in freeze_froms:
-        model = M.load_source(source, root=models_dir, num_classes=train.n_classes, head_init="kaiming")
+        model = M.load_source(source, root=models_dir, num_classes=train.n_classes,
+                              head_init="kaiming" if mode == "block" else "default", seed=seed)
         frozen = M.lwft_freeze(model, f, mode)
-        settings = {"epochs": epochs, "optimizer": "adam", "batch_size": 64, **fit_kwargs, "lr": lr,
-                    "lr_groups": {"head": lr, "body": lr / ptl_decay}}
+        settings = {"epochs": epochs, "optimizer": "adam", "batch_size": 64, **fit_kwargs, "lr": lr}
+        if setting == "intended":
+            settings["lr_groups"] = {"head": lr, "body": lr / ptl_decay}
+        else:
+            settings["frozen_bn"] = "train"
         T.fit(model, train, val, seed=seed, **settings, **fit_progress(progress, f"LWFT {f}", settings["epochs"]))
-        rows.append({"method": "LWFT", "cut": f, "mode": mode, "frozen": ",".join(frozen),
+        rows.append({"method": "LWFT", "cut": f, "mode": mode, "setting": setting, "frozen": ",".join(frozen),
                      **_evaluate_cut(model, test, size, False)})
     return pd.DataFrame(rows)
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .. import evaluate as ev
 from .._io import atomic_write_bytes
 from ..data import ImageSet
-from ..runtime import config_id, expand_grid
+from ..runtime import config_id, expand_grid, seeded
 from ._evaluation import evaluate
 from ._loop import FitResult, fit
 
@@ -166,8 +166,9 @@ def _run_config(build, train, val, test, config, out, cid, seed, keep, fit_kwarg
     row.setdefault("epochs", fit_kwargs.get("epochs", 10))
     ckpt_dir = (out / cid) if out is not None else None
     try:
-        r = fit(build(), train, val, progress=False, checkpoint_dir=ckpt_dir,
-                      **{**fit_kwargs, **config, "seed": seed})
+        with seeded(seed):  # a fresh head drawn by build() depends on the seed, not on what ran before
+            model = build()
+        r = fit(model, train, val, progress=False, checkpoint_dir=ckpt_dir, **{**fit_kwargs, **config, "seed": seed})
         v = evaluate(r.model, val)
         row.update(status="finished", best_epoch=r.best_epoch, stopped_at=r.stopped_epoch, stop_reason=r.stop_reason,
                    monitor=r.monitor, val_loss=v["loss"], val_auc=v["auc"], val_acc=v["acc"])
