@@ -356,15 +356,14 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet | None = None, *, task:
     the same loop trains on image/mask batches (paired augmentation), with ``loss`` ``"dice"``
     (default), ``"bce"`` or ``"dice+bce"``, validating Dice and the loss every epoch.
 
-    Selection: ``monitor`` (``val_auc``/``val_acc``/``val_dice``, and for single-label tasks
-    ``val_kappa`` (quadratic), ``val_balanced_accuracy``, ``val_auc_ovo``, higher;
-    ``val_loss`` lower; default ``val_auc``, ``val_loss`` for segmentation) improves only
+    Selection: ``monitor`` (``val_auc``/``val_acc``/``val_dice``, single-label ``val_kappa``/
+    ``val_balanced_accuracy``/``val_auc_ovo`` higher, ``val_loss`` lower; default
+    ``val_auc``, ``val_loss`` for segmentation) improves only
     when better by more than ``min_delta``; the validation loss is float32. A NaN AUC/ACC (a
     class absent from ``val``) warns and switches selection to ``val_loss`` from that epoch
     on. ``patience`` (≥ 1 or None) and ``stop_lr`` stop early (``FitResult.stop_reason``).
-    ``val_every=0.5`` also validates half-way through each epoch (a history row with a
-    fractional ``epoch``; the best checkpoint may come from it; ``patience`` then counts
-    validations); the schedule still steps once per epoch, on the end-of-epoch values.
+    ``val_every=0.5`` also validates mid-epoch (rows with a fractional ``epoch``, which the
+    best checkpoint and ``patience`` count); the schedule steps once per epoch.
 
     Args (beyond the obvious): ``loss`` ``"ce"`` or ``"bce"`` (sigmoid heads; one-hot
     targets for single-label tasks; recorded in ``model.medtl["loss"]``); ``class_weights``
@@ -378,8 +377,7 @@ def fit(model: nn.Module, train: ImageSet, val: ImageSet | None = None, *, task:
     resuming is refused naming what differs (``keep_checkpoint=False`` deletes it when done);
     ``seed`` seeds shuffling, augmentation and dropout; ``callbacks`` ``fn(epoch, row)``.
 
-    Returns :class:`FitResult`. A resumed run reaches the same weights, bit for bit on the
-    CPU, as an uninterrupted one.
+    Returns :class:`FitResult`. A resumed run ends bit-identical (CPU) to an uninterrupted one.
     """
     args = {k: v for k, v in locals().items() if k not in ("model", "train", "val")}
     _check_args(args, train)
