@@ -37,6 +37,7 @@ start() {
   host="$(hostname -s)"
   cpus="$(nproc)"
   mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
+  [ "$mem" -lt 512 ] && mem=512
   p1="$(free_port)"; p2="$(free_port)"
   while [ "$p2" = "$p1" ]; do p2="$(free_port)"; done
 
@@ -47,7 +48,7 @@ start() {
 
   cat > "$dir/slurm.conf" <<CONF
 ClusterName=medtl-test
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort=$p1
@@ -78,7 +79,7 @@ KillWait=5
 InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=30
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
   export SLURM_CONF="$dir/slurm.conf"
