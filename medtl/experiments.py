@@ -426,15 +426,35 @@ def _slurm_submit(todo: list, nb: Path, root: Path, params: dict, kernel_name: s
         atomic_write(run_dir / JOB_FILE, lambda tmp, r=record: Path(tmp).write_text(json.dumps(r, indent=2)))
 
 
+#: consecutive failed controller queries a waiting sweep tolerates (a slurmctld restart).
+CONTROLLER_RETRIES = 12
+
+
 def _slurm_wait(run_dirs: list[Path], poll_s: float, progress: bool) -> None:
-    """Poll the controller until none of the runs' jobs is queued or running."""
+    """Poll the controller until none of the runs' jobs is queued or running; a controller
+    that does not answer is asked again (up to :data:`CONTROLLER_RETRIES` times in a row,
+    with a warning) before the wait gives up — the jobs go on, and the next sweep call or
+    ``--status`` picks them up."""
+    import warnings
+
     from tqdm.auto import tqdm
 
     ids = [j for j in (job_record(d).get("job_id") for d in run_dirs) if j]
     bar = tqdm(total=len(ids), desc="slurm", disable=not progress, unit="run")
-    shown = None
+    shown, failures = None, 0
     while True:
-        states = job_states(ids)
+        try:
+            states = job_states(ids)
+            failures = 0
+        except RuntimeError as err:
+            failures += 1
+            if failures > CONTROLLER_RETRIES:
+                bar.close()
+                raise RuntimeError(f"{err}; the jobs were submitted and go on: run the sweep again (or "
+                                   "`medtl sweep FILE --status`) once the controller answers") from err
+            warnings.warn(f"{err} (attempt {failures} of {CONTROLLER_RETRIES}); asking again", stacklevel=2)
+            time.sleep(poll_s)
+            continue
         active = [s for s in states.values() if s in ACTIVE]
         counts = (len(ids) - len(active), sum(s == "PENDING" for s in active))
         if counts != shown:  # redraw on change only (a log file is not a terminal)

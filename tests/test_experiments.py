@@ -452,3 +452,21 @@ def test_a_kernel_failing_to_start_is_retried_a_bounded_number_of_times(tmp_path
     assert r.status == "failed" and rs.read_run(r.run_dir)["kernel_retries"] == []
     with pytest.raises(ValueError, match="kernel_retries must be a whole number >= 0, got -1"):
         E.run(nb, {"x": 5}, results_dir=tmp_path / "res", kernel_retries=-1)
+
+
+def test_a_silent_controller_is_asked_again_then_the_wait_gives_up_saying_the_jobs_go_on(tmp_path, monkeypatch):
+    import shutil
+
+    if shutil.which("squeue") is None:
+        pytest.skip("squeue is not installed (Debian's slurm-client): no controller to fail to reach")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / E.JOB_FILE).write_text(json.dumps({"job_id": "41_0"}))
+    conf = tmp_path / "slurm.conf"  # a cluster whose controller is down (nothing listens on its port)
+    conf.write_text("ClusterName=down\nSlurmctldHost=localhost(127.0.0.1)\nSlurmctldPort=1\nMessageTimeout=1\n"
+                    "AuthType=auth/none\nNodeName=localhost\nPartitionName=debug Nodes=ALL\n")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    monkeypatch.setattr(E, "CONTROLLER_RETRIES", 2)
+    with pytest.warns(UserWarning, match=r"squeue failed .*attempt 1 of 2"), \
+            pytest.raises(RuntimeError, match="the jobs were submitted and go on: run the sweep again"):
+        E._slurm_wait([run_dir], poll_s=0.01, progress=False)
