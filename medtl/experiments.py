@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -360,6 +359,13 @@ def job_record(run_dir: str | os.PathLike) -> dict:
     return record if isinstance(record, dict) else {}
 
 
+def _controller_states(run_dirs, ask: bool = True) -> dict[str, str]:
+    """The controller's state of the last job of each run that has one ({} when none has,
+    or when ``ask`` is False)."""
+    ids = [j for j in (job_record(d).get("job_id") for d in run_dirs) if j]
+    return job_states(ids) if ids and ask else {}
+
+
 def _ended_job(run_dir: Path, job: dict, state: str, record: bool) -> tuple[str, str]:
     """Status and reason of a run whose job ended without closing it (cancelled, killed,
     timed out); recorded in ``run.json`` (with the job's log tail) when ``record``."""
@@ -379,7 +385,7 @@ def _ended_job(run_dir: Path, job: dict, state: str, record: bool) -> tuple[str,
         tail = log_tail(job.get("stderr")) or log_tail(job.get("stdout"))
         info = rs.read_run(run_dir) or {}
         seen = info.get("slurm_jobs", []) + [{"job_id": jid, "state": state,
-                                              "seen": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
+                                              "seen": rs.timestamp()}]
         rs.finish_run(run_dir, status, error=why + (f"\n--- last lines of the job's log ---\n{tail}" if tail else ""),
                       slurm_jobs=seen)
     return status, why
@@ -418,7 +424,7 @@ def _slurm_submit(todo: list, nb: Path, root: Path, params: dict, kernel_name: s
     jobs = ex.map_array(_slurm_job, [str(nb)] * len(todo), [p for _, p, _ in todo], [str(d) for _, _, d in todo],
                         [kernel_name] * len(todo))
     for job, (_rid, _p, run_dir) in zip(jobs, todo):
-        record = {"job_id": str(job.job_id), "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        record = {"job_id": str(job.job_id), "submitted": rs.timestamp(),
                   "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
                   "submission": str(job.paths.submission_file), "time": params.get("time", 5),
                   "mem": params.get("mem"), "partition": params.get("partition")}
@@ -485,7 +491,7 @@ def _slurm_sweep(plan: list, nb: Path, root: Path, settings: Mapping | None, max
                            "cluster's login node), or use executor 'local'")
     skip = {"finished", "pending", "running"} | (set() if retry_failed else {"failed", "timeout"})
     with _sweep_lock(root / nb.stem):
-        states = job_states(j for j in (job_record(d).get("job_id") for _, _, d in plan) if j)
+        states = _controller_states(d for _, _, d in plan)
         now = {rid: slurm_state(d, states) for rid, _, d in plan}
         todo = [(rid, p, d) for rid, p, d in plan if now[rid][0] not in skip]
         if progress:
@@ -497,7 +503,7 @@ def _slurm_sweep(plan: list, nb: Path, root: Path, settings: Mapping | None, max
             _slurm_submit(todo, nb, root, params, kernel_name)
     if wait:
         _slurm_wait([d for _, _, d in plan], poll_s, progress)
-    states = job_states(j for j in (job_record(d).get("job_id") for _, _, d in plan) if j)
+    states = _controller_states(d for _, _, d in plan)
     submitted = {rid for rid, _, _ in todo}
     rows = []
     for rid, p, d in plan:
@@ -567,7 +573,7 @@ def sweep(notebook: str | os.PathLike | None, grid: Mapping | str | os.PathLike,
         raise ValueError(f"executor must be 'local', 'slurm' or a submitit executor, got {executor!r}")
     todo, rows = [], []
     jobs = {rid: job_record(d).get("job_id") for rid, _, d in plan}
-    queued = job_states(j for j in jobs.values() if j) if any(jobs.values()) and available() else {}
+    queued = _controller_states((d for _, _, d in plan), ask=available())
     for rid, params, run_dir in plan:
         info = rs.read_run(run_dir) or {}
         status = info.get("status")
@@ -600,13 +606,15 @@ def sweep_status(notebook: str | os.PathLike | None, grid: Mapping | str | os.Pa
     ``log_lines`` lines of its job's log (or of its recorded error). Read-only: an ended job
     is described, not recorded (the next :func:`sweep` records it)."""
     _nb, _root, plan, _settings = _plan(notebook, grid, results_dir, None)
-    ids = [j for j in (job_record(d).get("job_id") for _, _, d in plan) if j]
-    states = job_states(ids) if ids and available() else {}
+    states = _controller_states((d for _, _, d in plan), ask=available())
     rows = []
     for rid, params, run_dir in plan:
         job = job_record(run_dir)
-        status, error = slurm_state(run_dir, states, record=False) if states else \
-            ((rs.read_run(run_dir) or {}).get("status") or "new", (rs.read_run(run_dir) or {}).get("error"))
+        if states:
+            status, error = slurm_state(run_dir, states, record=False)
+        else:  # no Slurm jobs (or no controller to ask): the runs' own records
+            info = rs.read_run(run_dir) or {}
+            status, error = info.get("status") or "new", info.get("error")
         log = ""
         if status not in ("finished", "pending", "running", "new"):
             log = log_tail(job.get("stderr"), log_lines) or "\n".join(

@@ -22,8 +22,12 @@ RUN_FILE = "run.json"
 STATUSES = ("running", "finished", "failed", "interrupted", "timeout")
 
 
-def _now() -> str:
+def timestamp() -> str:
+    """Now, in UTC, as ISO 8601 to the second (the times of ``run.json`` and job records)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+
 
 
 @functools.lru_cache(maxsize=1)
@@ -77,7 +81,7 @@ def start_run(run_dir: str | os.PathLike, parameters: dict | None = None, **meta
     info = read_run(run_dir) or {}
     info.update({"run_id": info.get("run_id", run_dir.name), "status": "running",
                  "parameters": parameters if parameters is not None else info.get("parameters", {}),
-                 "started": info.get("started") or _now(), **environment(), **meta})
+                 "started": info.get("started") or timestamp(), **environment(), **meta})
     info.pop("finished", None)
     info.pop("error", None)
     _write_json(run_dir / RUN_FILE, info)
@@ -91,7 +95,7 @@ def finish_run(run_dir: str | os.PathLike, status: str = "finished", error: str 
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
     run_dir = Path(run_dir)
     info = read_run(run_dir) or {"run_id": run_dir.name, "parameters": {}, "started": None, **environment()}
-    info.update(status=status, finished=_now(), **meta)
+    info.update(status=status, finished=timestamp(), **meta)
     if error is not None:
         info["error"] = error
     _write_json(run_dir / RUN_FILE, info)

@@ -62,11 +62,13 @@ def _scores(model: nn.Module, test: ImageSet) -> dict:
     r = T.evaluate(model, test)
     out = {"auc": r["auc"], "acc": r["acc"]}
     for name in ("kappa", "balanced_accuracy", "auc_ovo"):  # single-label metrics: NaN for multi-label
+        out[name] = float("nan")
+        if test.task == "multi-label, binary-class":
+            continue
         try:
-            out[name] = float(getattr(ev, name)(r["y_true"], r["y_score"], test.task)) \
-                if test.task != "multi-label, binary-class" else float("nan")
-        except ValueError:  # a class absent from a tiny test subset
-            out[name] = float("nan")
+            out[name] = float(getattr(ev, name)(r["y_true"], r["y_score"], test.task))
+        except ValueError:  # a class absent from a tiny test subset: stays NaN
+            pass
     return out
 
 
