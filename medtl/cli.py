@@ -109,6 +109,13 @@ def _models_list(args: argparse.Namespace) -> int:
 
     from . import models
 
+    if args.kind == "foundation":
+        table = models.foundation_table().drop(columns="repo")
+        with pd.option_context("display.max_colwidth", 40, "display.width", 250):
+            print(table.to_string(index=False))
+        print(f"local copies: {models.foundation_dir()}/<name> (else the hub); cpu: yes < 10 GMACs/image, "
+              "slow < 60, no above; gated rows need HF_TOKEN with access granted")
+        return 0
     table = models.inits_table()[["name", "category", "data", "method", "fmt", "cached", "file"]]
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
         print(table.to_string(index=False))
@@ -204,14 +211,18 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _add_models(sub) -> None:
-    p_models = sub.add_parser("models", help="the benchmark study's initialisation zoo: list, fetch")
+    p_models = sub.add_parser("models", help="the initialisation zoo and foundation models: list, fetch")
     models_sub = p_models.add_subparsers(dest="action", required=True)
     p_fetch = models_sub.add_parser("fetch", help="download initialisations into the weights cache ($TORCH_HOME)")
     p_fetch.add_argument("names", nargs="+", help="zoo names (see `medtl models list`)")
     p_fetch.add_argument("--url", default=None, help="a mirror URL replacing the row's (e.g. file:///...)")
     p_fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     p_fetch.set_defaults(func=_models_fetch)
-    p_mlist = models_sub.add_parser("list", help="the zoo's 21 initialisations and whether each is cached")
+    p_mlist = models_sub.add_parser("list", help="the zoo's 21 initialisations and whether each is cached, or "
+                                                 "(--kind foundation) the foundation / medical-zoo models")
+    p_mlist.add_argument("--kind", choices=("init", "foundation"), default="init",
+                         help="init: the benchmark study's ResNet-50 initialisations (default); foundation: "
+                              "foundation models and per-dataset medical zoos with licence, gating and CPU feasibility")
     p_mlist.set_defaults(func=_models_list)
 
 

@@ -47,12 +47,81 @@ def _feature_node(model: nn.Module) -> str:
     return "head" if "truncated" in info else spec(info["arch"]).feature_node
 
 
+def _hooked(model: nn.Module) -> bool:
+    """Whether activations are read with forward hooks instead of FX (models wrapping a
+    library model FX cannot trace, such as :class:`medtl.models.FoundationModel`)."""
+    return getattr(model, "medtl", {}).get("extract") == "hooks"
+
+
+def _hook_nodes(model: nn.Module, layers: Sequence[str]) -> dict[str, str]:
+    modules = {n for n, _ in model.named_modules() if n}
+    out = {}
+    for layer in layers:
+        if not isinstance(layer, str):
+            raise TypeError(f"layer names must be strings, got {layer!r}")
+        if layer == "logits":
+            out[layer] = "logits"
+        elif layer == "penultimate":
+            out[layer] = f"{_feature_node(model)}:input"
+        elif layer in modules:
+            out[layer] = layer
+        else:
+            listed = list(getattr(model, "medtl", {}).get("layers", ())) or sorted(modules)
+            raise ValueError(f"layer {layer!r} is not in the model; valid layers: 'penultimate', 'logits', "
+                             f"{', '.join(listed[:40])}{', …' if len(listed) > 40 else ''}")
+    return out
+
+
+class HookExtractor:
+    """``create_feature_extractor``'s interface by forward hooks: calling it runs the model
+    once and returns ``{node: activation}`` for module paths (the module's output; the first
+    element of a tuple), ``"PATH:input"`` (the module's input) and ``"logits"``."""
+
+    def __init__(self, model: nn.Module, nodes) -> None:
+        self.model, self.nodes = model, sorted(set(nodes))
+
+    def to(self, device) -> HookExtractor:
+        self.model.to(device)
+        return self
+
+    def eval(self) -> HookExtractor:
+        self.model.eval()
+        return self
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        handles = []
+
+        def first(value):
+            return value[0] if isinstance(value, (tuple, list)) else value
+
+        for node in self.nodes:
+            path, _, kind = node.partition(":")
+            if node == "logits":
+                continue
+            module = self.model.get_submodule(path)
+            if kind == "input":
+                handles.append(module.register_forward_pre_hook(lambda m, a, n=node: out.__setitem__(n, a[0])))
+            else:
+                handles.append(module.register_forward_hook(lambda m, a, o, n=node: out.__setitem__(n, first(o))))
+        try:
+            y = self.model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        if "logits" in self.nodes:
+            out["logits"] = y
+        return out
+
+
 def resolve_nodes(model: nn.Module, layers: Sequence[str]) -> dict[str, str]:
     """Map requested layer names to the FX node names ``create_feature_extractor`` wants:
     module paths stay as they are (a container module means its last operation),
     ``"penultimate"`` becomes the input node of the table's ``feature_node`` and
     ``"logits"`` the model's output node. Unknown names raise a ValueError listing the
-    valid ones."""
+    valid ones. Models read by hooks (:func:`_hooked`) get :class:`HookExtractor` nodes."""
+    if _hooked(model):
+        return _hook_nodes(model, layers)
     graph, qual = _trace(model)
     names = set(qual.values())
     modules = {n for n, _ in model.named_modules() if n}
@@ -173,7 +242,10 @@ def iter_activations(model: nn.Module, data: ImageSet, layers: Sequence[str], po
     was = model.training
     model.eval()
     try:
-        extractor = create_feature_extractor(model, return_nodes={node: node for node in set(nodes.values())})
+        if _hooked(model):
+            extractor = HookExtractor(model, nodes.values())
+        else:
+            extractor = create_feature_extractor(model, return_nodes={node: node for node in set(nodes.values())})
         extractor.to(dev).eval()
         last = _channels_last_prefixes(model)
         batches = loader(data, batch_size=batch_size, device=dev, **settings)

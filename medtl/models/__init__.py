@@ -9,6 +9,19 @@
 """
 
 from ._create import create, load_checkpoint, load_source
+from .foundation import (
+    FOUNDATION,
+    LOADERS,
+    Foundation,
+    FoundationModel,
+    foundation_dir,
+    foundation_table,
+    is_foundation,
+    load_foundation,
+    radimagenet_remap,
+    register_foundation,
+    unregister_foundation,
+)
 from .inits import (
     CATEGORIES,
     FORMATS,
@@ -79,7 +92,9 @@ from .zoo import (
 
 __all__ = [
     "CATEGORIES", "FORMATS", "INITS", "Init", "fetch", "get_init", "init_file", "inits_table", "is_init",
-    "register_init", "weights_cache", "UNET_MULTIPLE", "unet", "unet_encoders",
+    "register_init", "weights_cache",
+    "FOUNDATION", "LOADERS", "Foundation", "FoundationModel", "foundation_dir", "foundation_table", "is_foundation",
+    "load_foundation", "radimagenet_remap", "register_foundation", "unregister_foundation", "UNET_MULTIPLE", "unet", "unet_encoders",
     "ARCHS", "NORM_TYPES", "SMALL_STEMS", "SSL_DROP_SUBSTRINGS", "SSL_PREFIXES", "STUDY_KEYS", "TRUNCATIONS",
     "ArchSpec", "LoadReport", "Truncated", "adapt_in_chans", "all_layer_names", "arch_of", "build", "complexity", "create",
     "cut_points", "freeze", "frozen", "get_module", "imagenet_file", "imagenet_state_dict", "imagenet_weights",

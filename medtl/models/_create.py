@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from ..runtime import seeded
+from .foundation import load_foundation
 from .inits import get_init, init_file, is_init
 from .surgery import adapt_in_chans, replace_head
 from .weights import (
@@ -80,7 +81,9 @@ def create(arch: str, num_classes: int | None = None, weights=None, in_chans: in
         arch: a key of :data:`ARCHS` (or a study key such as ``"densenet"``).
         num_classes: size of the fresh head; None keeps the builder's / checkpoint's head
             (the 1000-class ImageNet head, needed for LEEP on ImageNet sources).
-        weights: None (random, the builder's init); ``"imagenet"`` or
+        weights: None (random, the builder's init); for a foundation row (:data:`FOUNDATION`)
+            ``"foundation"`` (its own weights) or a local copy's path (:func:`load_foundation`);
+            ``"imagenet"`` or
             ``"imagenet:IMAGENET1K_V2"`` (torchvision's enum and TORCH_HOME cache); a
             name of the initialisation zoo (``"moco-v2"``, :data:`INITS`: its file in the
             weights cache, fetched by ``medtl models fetch``, through its remap rule); a
@@ -107,6 +110,13 @@ def create(arch: str, num_classes: int | None = None, weights=None, in_chans: in
     a = spec(arch)
     if in_chans not in (1, 3):
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans!r}")
+    if a.family == "foundation":  # a foundation row: its own library, weights and preprocessing
+        if isinstance(weights, str) and (weights.startswith(("imagenet", "source:")) or is_init(weights)):
+            raise ValueError(f"{a.name} is a foundation model: weights=None (random), 'foundation' (its own) or a "
+                             f"local copy's path, not {weights!r}")
+        return load_foundation(a.name, path=None if weights in (None, "foundation") else weights,
+                               num_classes=num_classes, pretrained=weights is not None, seed=seed, dropout=dropout,
+                               head_init=head_init)
     if isinstance(weights, str) and weights.startswith("source:"):
         model = load_source(weights[len("source:"):])
         if model.medtl["arch"] != a.name:

@@ -29,6 +29,8 @@ from .score import feature_layers, score
 
 #: How a candidate source is written (``medtl rank --sources``).
 SOURCE_GRAMMAR = ("ARCH (ImageNet weights: resnet18, densenet121, …), ARCH:random (random initialisation), "
+                  "FOUNDATION (a foundation / medical-zoo model by name: rad-dino, biomedclip, xrv-densenet121-all, "
+                  "…; `medtl models list --kind foundation`), FOUNDATION:PATH (its local copy), "
                   "ARCH:PATH (a checkpoint file for that architecture, SSL key layouts remapped), "
                   "ARCH:WEIGHTS (any weights name medtl.models.create accepts), source:NAME (a saved medtl "
                   "source), PATH.pt with its .json sidecar (a saved medtl source file)")
@@ -152,7 +154,7 @@ def load_candidate(spec) -> nn.Module:
     predictions: a fresh random head would turn them into noise. Where the weights have no
     head (a self-supervised checkpoint) or there are no weights (``ARCH:random``), the
     builder's head is initialised with seed 0, so every call builds the same candidate."""
-    from ..models import ARCHS, create, load_source
+    from ..models import ARCHS, create, is_foundation, load_foundation, load_source
 
     if isinstance(spec, nn.Module):
         return spec
@@ -166,6 +168,10 @@ def load_candidate(spec) -> nn.Module:
                              f"(e.g. resnet50:{text}) so medtl knows the architecture")
         return load_source(path)
     arch, _, weights = text.partition(":")
+    if is_foundation(arch):  # its own weights (hub or local copy), a given copy, or random
+        if weights == "random":
+            return load_foundation(arch, pretrained=False, seed=0)
+        return load_foundation(arch, path=weights or None, seed=0)
     if arch not in ARCHS:
         raise ValueError(f"{text!r} is not a candidate medtl understands: {arch!r} is no architecture of the table "
                          f"and no existing file. Write candidates as {SOURCE_GRAMMAR}")
