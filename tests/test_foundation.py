@@ -196,6 +196,12 @@ def test_rank_takes_foundation_candidates_by_name_and_path(tiny, monkeypatch):
     # the source heads are untrained: LEEP is recorded as failed for each, the feature metrics score them
     assert set(r.failed.loc[r.failed.metric == "leep", "source"]) == set(r.recommendation.source)
     assert r.scores.loc[r.scores.metric == "logme", "score"].notna().all()
+    # score takes the same written forms, with the values of the models loaded by hand
+    by_name = TR.score({"hf": "tiny-hf"}, data, metrics=["logme"], progress=False).query("metric == 'logme'")
+    by_model = TR.score({"hf": M.load_foundation("tiny-hf", seed=0)}, data, metrics=["logme"],
+                        progress=False).query("metric == 'logme'")
+    assert len(by_name) == 1 and np.isfinite(by_name.value).all()
+    np.testing.assert_allclose(by_name.value.to_numpy(), by_model.value.to_numpy(), rtol=1e-12)
 
 
 def test_xrv_state_dict_loads_as_torchxrayvision_itself_loads_it(tmp_path, monkeypatch):

@@ -50,9 +50,7 @@ from .metrics import (
 from .rank import (
     ALL_CANDIDATES,
     RANK_WORDING,
-    SOURCE_GRAMMAR,
     Ranking,
-    load_candidate,
     load_candidates,
     rank,
 )
@@ -66,7 +64,7 @@ from .registry import (
     metrics,
     register_metric,
 )
-from .score import score, source_probs, training_datasets
+from .score import SOURCE_GRAMMAR, load_candidate, score, source_probs, training_datasets
 from .static import (
     PRETRAIN_SIZES,
     STUDY_ARCHS,

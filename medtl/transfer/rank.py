@@ -25,16 +25,7 @@ from .ensemble import rank_average
 from .evaluation import kendall_w, subsample_interval, tau_ci
 from .metrics import indistinct
 from .registry import metric
-from .score import feature_layers, score
-
-#: How a candidate source is written (``medtl rank --sources``).
-SOURCE_GRAMMAR = ("ARCH (ImageNet weights: resnet18, densenet121, …), ARCH:random (random initialisation), "
-                  "FOUNDATION (a foundation / medical-zoo model by name: rad-dino, biomedclip, xrv-densenet121-all, "
-                  "…; `medtl models list --kind foundation`), FOUNDATION:PATH (its local copy), "
-                  "ARCH:PATH (a checkpoint file for that architecture, SSL key layouts remapped), "
-                  "ARCH:WEIGHTS (any weights name medtl.models.create accepts), source:NAME (a saved medtl "
-                  "source), PATH.pt with its .json sidecar (a saved medtl source file)")
-
+from .score import feature_layers, load_candidate, score
 
 #: The ``source`` of a ``Ranking.failed`` row about a metric as a whole (e.g. one that gave
 #: every candidate the same score).
@@ -143,46 +134,6 @@ class Ranking:
         if self.costs is not None and self.costs.measured_s:
             lines.append(self.costs.after())
         return "\n".join(lines)
-
-
-def load_candidate(spec) -> nn.Module:
-    """Build one candidate from its written form (:data:`SOURCE_GRAMMAR`); a model passes
-    through. Errors say what was not understood or could not be found.
-
-    A candidate keeps the head its weights come with (ImageNet's 1000 classes, a saved
-    source's or a checkpoint's own classes), because LEEP, N-LEEP and NCE read the source's
-    predictions: a fresh random head would turn them into noise. Where the weights have no
-    head (a self-supervised checkpoint) or there are no weights (``ARCH:random``), the
-    builder's head is initialised with seed 0, so every call builds the same candidate."""
-    from ..models import ARCHS, create, is_foundation, load_foundation, load_source
-
-    if isinstance(spec, nn.Module):
-        return spec
-    text = str(spec)
-    if text.startswith("source:"):
-        return load_source(text[len("source:"):])
-    path = Path(text).expanduser()
-    if path.suffix == ".pt" and path.is_file():
-        if not path.with_suffix(".json").is_file():
-            raise ValueError(f"{text}: a checkpoint without a medtl .json sidecar; write it as ARCH:{text} "
-                             f"(e.g. resnet50:{text}) so medtl knows the architecture")
-        return load_source(path)
-    arch, _, weights = text.partition(":")
-    if is_foundation(arch):  # its own weights (hub or local copy), a given copy, or random
-        if weights == "random":
-            return load_foundation(arch, pretrained=False, seed=0)
-        return load_foundation(arch, path=weights or None, seed=0)
-    if arch not in ARCHS:
-        raise ValueError(f"{text!r} is not a candidate medtl understands: {arch!r} is no architecture of the table "
-                         f"and no existing file. Write candidates as {SOURCE_GRAMMAR}")
-    if weights == "random":
-        model = create(arch, seed=0)
-        model.medtl["init"] = "ri"
-        return model
-    if not weights:
-        return create(arch, weights="imagenet", seed=0)
-    wpath = Path(weights).expanduser()
-    return create(arch, weights=str(wpath) if wpath.exists() else weights, seed=0)
 
 
 def _label(spec, taken: set[str]) -> str:

@@ -7,6 +7,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,15 +35,53 @@ def source_probs(logits: torch.Tensor, model: nn.Module, variant: str = "officia
     return torch.softmax(z, 1).numpy()
 
 
-def _load(source) -> nn.Module:
-    if isinstance(source, nn.Module):
-        return source
-    from ..models import load_source
+#: How a candidate source is written (``medtl rank --sources``, ``score``'s sources).
+SOURCE_GRAMMAR = ("ARCH (ImageNet weights: resnet18, densenet121, …), ARCH:random (random initialisation), "
+                  "FOUNDATION (a foundation / medical-zoo model by name: rad-dino, biomedclip, xrv-densenet121-all, "
+                  "…; `medtl models list --kind foundation`), FOUNDATION:PATH (its local copy), "
+                  "ARCH:PATH (a checkpoint file for that architecture, SSL key layouts remapped), "
+                  "ARCH:WEIGHTS (any weights name medtl.models.create accepts), source:NAME (a saved medtl "
+                  "source), PATH.pt with its .json sidecar (a saved medtl source file)")
 
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"a source must be a model, a saved source name or a .pt path, got {type(source).__name__}")
-    name = str(source)
-    return load_source(name[len("source:"):] if name.startswith("source:") else name)
+
+def load_candidate(spec) -> nn.Module:
+    """Build one candidate from its written form (:data:`SOURCE_GRAMMAR`); a model passes
+    through. Errors say what was not understood or could not be found.
+
+    A candidate keeps the head its weights come with (ImageNet's 1000 classes, a saved
+    source's or a checkpoint's own classes), because LEEP, N-LEEP and NCE read the source's
+    predictions: a fresh random head would turn them into noise. Where the weights have no
+    head (a self-supervised checkpoint) or there are no weights (``ARCH:random``), the
+    builder's head is initialised with seed 0, so every call builds the same candidate."""
+    from ..models import ARCHS, create, is_foundation, load_foundation, load_source
+
+    if isinstance(spec, nn.Module):
+        return spec
+    text = str(spec)
+    if text.startswith("source:"):
+        return load_source(text[len("source:"):])
+    path = Path(text).expanduser()
+    if path.suffix == ".pt" and path.is_file():
+        if not path.with_suffix(".json").is_file():
+            raise ValueError(f"{text}: a checkpoint without a medtl .json sidecar; write it as ARCH:{text} "
+                             f"(e.g. resnet50:{text}) so medtl knows the architecture")
+        return load_source(path)
+    arch, _, weights = text.partition(":")
+    if is_foundation(arch):  # its own weights (hub or local copy), a given copy, or random
+        if weights == "random":
+            return load_foundation(arch, pretrained=False, seed=0)
+        return load_foundation(arch, path=weights or None, seed=0)
+    if arch not in ARCHS:
+        raise ValueError(f"{text!r} is not a candidate medtl understands: {arch!r} is no architecture of the table "
+                         f"and no existing file. Write candidates as {SOURCE_GRAMMAR}")
+    if weights == "random":
+        model = create(arch, seed=0)
+        model.medtl["init"] = "ri"
+        return model
+    if not weights:
+        return create(arch, weights="imagenet", seed=0)
+    wpath = Path(weights).expanduser()
+    return create(arch, weights=str(wpath) if wpath.exists() else weights, seed=0)
 
 
 def training_datasets(model: nn.Module) -> list[str]:
@@ -111,8 +150,10 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
     """Score every source on a target with the chosen transferability metrics.
 
     Args:
-        sources: ``{name: model}`` (built by :func:`medtl.models.create`, or a saved medtl
-            source as ``"source:NAME"`` / a ``.pt`` path). Each source's own normalisation
+        sources: ``{name: model or written candidate}``: a model (built by
+            :func:`medtl.models.create` or :func:`medtl.models.load_foundation`), or any form of
+            :data:`SOURCE_GRAMMAR` (``"resnet50"``, ``"rad-dino"``, ``"source:NAME"``, a
+            ``.pt`` path, …; see :func:`load_candidate`). Each source's own normalisation
             and input settings are used for its features.
         target: the target's training images (an ImageSet or a :class:`medtl.data.Fold`,
             whose ``train`` is used).
@@ -154,7 +195,7 @@ def score(sources: Mapping[str, nn.Module | str | os.PathLike], target, metrics:
     if reverse_lp_fu:
         options.setdefault("lp_fu", {})["reverse"] = True
     labels = data.labels.numpy()
-    models = {name: _load(src) for name, src in sources.items()}
+    models = {name: load_candidate(src) for name, src in sources.items()}
     selfs = _self_sources(models, tname, exclude)
     rows, feats = [], {}
     run = {"variant": variant, "seed": seed, "options": options, "errors": errors, "device": device,
