@@ -160,3 +160,123 @@ def test_rotation_keeps_mass_near_centre():
     x[..., 8:13, 8:13] = 1
     r = A.rotate(x, torch.tensor([45.0]))
     assert math.isclose(float(r.sum()), 25.0, rel_tol=0.05)
+
+
+# --- the studies' training augmentation rows ---------------------------------------------------
+def test_study_augmentation_rows_state_each_studys_values():
+    """S004 params.json (§C.3), S002 ImageDataGenerator (§B.1), S001 utils/*.py (§A.4.2)."""
+    reuse = D.RECIPES["feature-reuse"]
+    assert reuse.crop_scale == (0.8, 1.2) and reuse.crop_ratio == (3 / 4, 4 / 3)
+    assert (reuse.vflip, reuse.hflip, reuse.jitter, reuse.jitter_p, reuse.grayscale) == \
+        (0.5, 0.5, (0.2, 0.2, 0.1, 0.1), 0.2, 0.2)
+    hidden = D.RECIPES["hidden-representations"]
+    assert (hidden.style, hidden.rotate, hidden.shift, hidden.shear, hidden.zoom, hidden.hflip, hidden.vflip) == \
+        ("keras", 10.0, 0.1, 0.1, 0.1, 0.5, 0.0)
+    assert D.RECIPES["hidden-representations-chest"] == hidden.with_(hflip=0.0)  # no flip on chest X-rays
+    ttl = D.RECIPES["truncated-transfer"]
+    assert (ttl.crop_scale, ttl.crop_ratio, ttl.hflip, ttl.rotate, ttl.jitter) == ((0.08, 1.0), (3 / 4, 4 / 3), 0.5, 0.0,
+                                                                                  None)
+
+
+def test_crop_scale_above_one_is_refused_and_redrawn_as_torchvision():
+    """RandomResizedCrop(scale=(0.8, 1.2)): an area above the image's never fits, so the draw
+    is repeated (up to 10 times) — area fractions lie in [0.8, 1] with torchvision's mean."""
+    g = torch.Generator().manual_seed(0)
+    ours = A.sample_crop_boxes(g, 4000, 28, 28, (0.8, 1.2), (3 / 4, 4 / 3))
+    area = ((ours[:, 2] - ours[:, 0]) * (ours[:, 3] - ours[:, 1]) / 784).numpy()
+    torch.manual_seed(0)
+    img = torch.zeros(1, 28, 28)
+    tv = np.array([h * w / 784 for _, _, h, w in (T.RandomResizedCrop.get_params(img, (0.8, 1.2), (3 / 4, 4 / 3))
+                                                   for _ in range(4000))])
+    assert area.max() <= 1 and tv.max() <= 1
+    assert abs(area.mean() - tv.mean()) < 0.01 and abs((area == 1).mean() - (tv == 1).mean()) < 0.03
+
+
+def test_warp_equals_scipy_affine_transform_as_keras_calls_it():
+    """Keras' fill_mode="nearest" resampling is scipy.ndimage.affine_transform(order=1,
+    mode="nearest") per channel: the batched warp equals it on a non-square image with
+    large rotations, shifts, shears and zooms."""
+    from scipy import ndimage
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(4, 2, 13, 17, generator=g, dtype=torch.float64)
+    mats = A.keras_matrices(g, 4, (13, 17), rotate=40.0, shift=0.3, shear=15.0, zoom=0.4)
+    ours = A.warp(x, mats)
+    for i in range(4):
+        m = mats[i].numpy()
+        for c in range(2):
+            ref = ndimage.affine_transform(x[i, c].numpy(), m[:2, :2], m[:2, 2], order=1, mode="nearest")
+            np.testing.assert_allclose(ours[i, c].numpy(), ref, atol=1e-10)
+
+
+def test_keras_matrices_draw_each_parameter_in_its_range():
+    g = torch.Generator().manual_seed(0)
+    centre = torch.tensor([6.0, 8.0, 1.0], dtype=torch.float64)  # ((H-1)/2, (W-1)/2) of 13×17
+    shift = A.keras_matrices(g, 500, (13, 17), rotate=0.0, shift=0.1, shear=0.0, zoom=0.0)
+    assert torch.equal(shift[:, :2, :2], torch.eye(2, dtype=torch.float64).expand(500, 2, 2))
+    t = shift[:, :2, 2]
+    assert t[:, 0].abs().max() <= 1.3 and t[:, 1].abs().max() <= 1.7 and t[:, 0].abs().max() > 1.2  # ±10 % of H, W
+    zoom = A.keras_matrices(g, 500, (13, 17), rotate=0.0, shift=0.0, shear=0.0, zoom=0.1)
+    d = torch.diagonal(zoom[:, :2, :2], dim1=1, dim2=2)
+    assert ((d >= 0.9) & (d <= 1.1)).all() and (d[:, 0] != d[:, 1]).all()  # the axes zoom independently
+    torch.testing.assert_close(zoom @ centre, centre.expand(500, 3))  # about the centre
+    rot = A.keras_matrices(g, 500, (13, 17), rotate=10.0, shift=0.0, shear=0.0, zoom=0.0)
+    angle = torch.rad2deg(torch.atan2(rot[:, 1, 0], rot[:, 0, 0]))
+    assert angle.abs().max() <= 10 and angle.abs().max() > 9.5 and angle.min() < -9.5
+    torch.testing.assert_close(rot[:, :2, :2] @ rot[:, :2, :2].transpose(1, 2), torch.eye(2, dtype=torch.float64)
+                               .expand(500, 2, 2))
+
+
+def test_keras_style_shifts_content_and_repeats_edges():
+    """A shift-only Keras transform moves a bright square and fills the uncovered border
+    with the edge pixels (fill_mode "nearest"), never with zeros."""
+    x = torch.zeros(1, 1, 20, 20)
+    x[..., 8:12, 8:12] = 1
+    x[..., :, 0] = 0.5  # the left column: what a leftward shift repeats
+    aug = D.Augment(style="keras", shift=0.25)
+    g = torch.Generator().manual_seed(4)
+    out = aug(x, (20, 20), g)
+    g = torch.Generator().manual_seed(4)
+    t = A.keras_matrices(g, 1, (20, 20), 0.0, 0.25, 0.0, 0.0)[0, :2, 2]
+    ys, xs = (out[0, 0] > 0.99).nonzero(as_tuple=True)
+    assert abs(float(ys.float().mean()) - (9.5 - float(t[0]))) < 0.6  # output p reads input p + t
+    assert abs(float(xs.float().mean()) - (9.5 - float(t[1]))) < 0.6
+    assert float(t[1]) < -4  # seed 4 moves the content 4.4 px right: the left border repeats the 0.5 column
+    assert torch.allclose(out[0, 0, :, :4], torch.full((20, 4), 0.5))
+
+
+def test_jitter_and_grayscale_follow_torchvision():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(400, 3, 8, 8, generator=g)
+    bright = D.Augment(jitter=(0.2, 0.0, 0.0, 0.0))(x, (8, 8), torch.Generator().manual_seed(1))
+    ratio = (bright / x)[bright < 0.999].reshape(-1)
+    per_image = [(bright[i] / x[i])[bright[i] < 0.999] for i in range(400)]
+    assert all(float(r.max() - r.min()) < 1e-5 for r in per_image)  # one brightness factor per image
+    assert 0.8 - 1e-6 <= float(ratio.min()) < 0.81 and 1.19 < float(ratio.max()) <= 1.2 + 1e-6
+    gray = D.Augment(grayscale=1.0)(x, (8, 8), torch.Generator().manual_seed(1))
+    torch.testing.assert_close(gray, TF.rgb_to_grayscale(x, num_output_channels=3))
+    grey = x[:, :1]
+    assert torch.equal(D.Augment(jitter=(0.0, 0.0, 0.1, 0.1), grayscale=1.0)(grey, (8, 8), g), grey)  # no colour to change
+    some = D.Augment(jitter=(0.2, 0.2, 0.1, 0.1), jitter_p=0.2)(x, (8, 8), torch.Generator().manual_seed(2))
+    changed = (some != x).flatten(1).any(1).float().mean()
+    assert abs(float(changed) - 0.2) < 0.06  # RandomApply(p=0.2)
+
+
+def test_augment_refuses_mixed_styles_and_bad_probabilities():
+    with pytest.raises(ValueError, match="style='keras'"):
+        D.Augment(zoom=0.1)
+    with pytest.raises(ValueError, match="no random resized crop"):
+        D.Augment(style="keras", crop_scale=(0.5, 1.0))
+    with pytest.raises(ValueError, match=r"Augment.grayscale is a probability"):
+        D.Augment(grayscale=1.5)
+    with pytest.raises(ValueError, match="style must be"):
+        D.Augment(style="albumentations")
+
+
+@pytest.mark.parametrize("name", ["feature-reuse", "hidden-representations", "truncated-transfer"])
+def test_study_rows_run_through_the_loader_deterministically(name):
+    ds = _set(n=40, c=3, size=28)
+    make = lambda: D.loader(ds, batch_size=16, augment=name, seed=3, normalize=None)  # noqa: E731
+    a, b = torch.cat([x for x, _ in make()]), torch.cat([x for x, _ in make()])
+    assert torch.equal(a, b) and a.shape == (40, 3, 28, 28) and 0 <= float(a.min()) and float(a.max()) <= 1
+    assert not torch.equal(a, torch.cat([x for x, _ in D.loader(ds, batch_size=16, seed=3, normalize=None)]))

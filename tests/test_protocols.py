@@ -314,3 +314,25 @@ def test_feature_reuse_judges_on_each_targets_metric():
     r = S.knn_eval(torch.tensor(ftr), torch.tensor(ytr), torch.tensor(fte), yte, "ordinal-regression", k=20)
     for name in ("kappa", "balanced_accuracy", "auc_ovo", "auc"):
         assert r[name] == pytest.approx(getattr(ev, name)(yte, r["scores"], "ordinal-regression"))
+
+
+def test_each_studys_pipeline_trains_with_its_own_augmentation_by_default():
+    """Item 1 of the faithfulness audit: S004 feature reuse, S002 hidden representations
+    (no flip on the chest X-ray target) and S001 truncated transfer train with their
+    study's augmentation unless told otherwise."""
+    import inspect
+
+    from medtl import study
+
+    assert study.STUDY_C_FIT["augment"] == "feature-reuse"
+    assert inspect.signature(study.feature_reuse).parameters["augment"].default == "feature-reuse"
+    assert study.TTL_RECIPE["augment"] == "truncated-transfer"
+    assert inspect.signature(study.representation_study).parameters["augment"].default == "hidden-representations"
+    assert study.study_augment("pneumoniamnist") == "hidden-representations-chest"
+    assert study.study_augment("chestmnist_64") == "hidden-representations-chest"
+    assert study.study_augment("bloodmnist") == "hidden-representations"
+    assert study.study_augment("pneumoniamnist", None) is None  # a named deviation stays as given
+    for name in ("feature-reuse", "hidden-representations", "hidden-representations-chest", "truncated-transfer"):
+        assert name in D.RECIPES
+    for nb, value in (("experiments/feature_reuse", "feature-reuse"), ("experiments/similarity", "hidden-representations")):
+        assert E.notebook_parameters(nb)["augment"].strip("\"'") == value

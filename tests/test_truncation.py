@@ -56,6 +56,7 @@ def test_lwft_sweep_intended_and_published_settings(tmp_path, monkeypatch):
     b = study.lwft_sweep("lwft-src", "shape-a", setting="published", **common)
     assert a.setting.tolist() == ["intended"] and b.setting.tolist() == ["published"]
     assert seen[0]["kwargs"]["lr_groups"] == {"head": 1e-3, "body": 1e-4} and "frozen_bn" not in seen[0]["kwargs"]
+    assert seen[0]["kwargs"]["augment"] == seen[1]["kwargs"]["augment"] == "truncated-transfer"  # the study's (§A.4.2)
     assert "lr_groups" not in seen[1]["kwargs"] and seen[1]["kwargs"]["frozen_bn"] == "train"
     assert not seen[0]["bn_moved"] and seen[1]["bn_moved"]  # bn1 is frozen at f=2: it drifts only when published
     assert torch.equal(seen[0]["head"], seen[1]["head"])  # same seeded Kaiming head in both settings

@@ -157,6 +157,80 @@ def _color(x: torch.Tensor, which: torch.Tensor, kind: torch.Tensor, u: torch.Te
     return torch.where(which.to(x.device).view(-1, 1, 1, 1), out.clamp(0, 1), x)
 
 
+def keras_matrices(g: torch.Generator, b: int, size: tuple[int, int], rotate: float, shift: float, shear: float,
+                   zoom: float) -> torch.Tensor:
+    """Keras ``ImageDataGenerator.random_transform``'s affine maps for ``b`` images of
+    ``size`` (H, W), as ``b×3×3`` float64 matrices in (row, col) pixel coordinates: an output
+    pixel p reads the input at ``M·p`` (``scipy.ndimage.affine_transform``'s convention).
+
+    Per image: θ ~ U(±rotate) degrees, shifts ``t_r ~ U(±shift)·H``, ``t_c ~ U(±shift)·W``,
+    shear ~ U(±shear) degrees, zooms ``z_r, z_c ~ U(1 ± zoom)`` independently, composed as
+    Keras does, ``M = C · R(θ) · T(t) · Sh · Z · C⁻¹`` about the centre ``C`` =
+    ((H−1)/2, (W−1)/2) (Keras 2.8 ``apply_affine_transform``; a zoom above 1 shows less of
+    the image, as in Keras)."""
+    h, w = size
+    theta = torch.deg2rad((2 * _rand(g, b) - 1) * rotate)
+    t_r = (2 * _rand(g, b) - 1) * shift * h
+    t_c = (2 * _rand(g, b) - 1) * shift * w
+    sh = torch.deg2rad((2 * _rand(g, b) - 1) * shear)
+    z = 1 + (2 * _rand(g, b, 2) - 1) * zoom
+    eye = torch.eye(3, dtype=torch.float64).expand(b, 3, 3)
+    rot, tr, shm, zm = (eye.clone() for _ in range(4))
+    rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = theta.cos(), -theta.sin(), theta.sin(), theta.cos()
+    tr[:, 0, 2], tr[:, 1, 2] = t_r, t_c
+    shm[:, 0, 1], shm[:, 1, 1] = -sh.sin(), sh.cos()
+    zm[:, 0, 0], zm[:, 1, 1] = z[:, 0], z[:, 1]
+    centre, back = eye.clone(), eye.clone()
+    centre[:, 0, 2], centre[:, 1, 2] = (h - 1) / 2, (w - 1) / 2
+    back[:, 0, 2], back[:, 1, 2] = -(h - 1) / 2, -(w - 1) / 2
+    return centre @ rot @ tr @ shm @ zm @ back
+
+
+def warp(x: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """Resample each image of ``x`` (``B×C×H×W``) through its affine map (``B×3×3``, (row,
+    col) pixel coordinates, output p reads input ``M·p``): bilinear, coordinates beyond the
+    image clamped to the edge pixel — ``scipy.ndimage.affine_transform(order=1,
+    mode="nearest")`` per channel, what Keras' ``fill_mode="nearest"`` calls."""
+    b, _, h, w = x.shape
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                                indexing="ij")
+    points = torch.stack([rows, cols, torch.ones_like(rows)], -1).reshape(-1, 3)  # HW×3
+    src = torch.einsum("bij,pj->bpi", matrices.to(torch.float64), points)[..., :2]  # B×HW×2 (row, col)
+    grid = torch.stack([2 * src[..., 1] / max(w - 1, 1) - 1, 2 * src[..., 0] / max(h - 1, 1) - 1], -1)
+    grid = grid.reshape(b, h, w, 2).to(device=x.device, dtype=x.dtype)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def _jitter(x: torch.Tensor, which: torch.Tensor, g: torch.Generator,
+            strengths: tuple[float, float, float, float]) -> torch.Tensor:
+    """torchvision ``ColorJitter(brightness, contrast, saturation, hue)`` on the images
+    selected by ``which``: per image, factors b, c, s ~ U(1 ± strength) and h ~ U(±hue),
+    applied in a random order (``torch.randperm``), each by torchvision's own
+    ``adjust_*`` (saturation and hue leave one-channel images unchanged, as torchvision)."""
+    idx = which.nonzero()[:, 0].tolist()
+    if not idx:
+        return x
+    bri, con, sat, hue = strengths
+    ops = (lambda t, u: TF.adjust_brightness(t, 1 + bri * u), lambda t, u: TF.adjust_contrast(t, 1 + con * u),
+           lambda t, u: TF.adjust_saturation(t, 1 + sat * u) if t.shape[0] == 3 else t,
+           lambda t, u: TF.adjust_hue(t, hue * u) if t.shape[0] == 3 else t)
+    out = x.clone()
+    for i in idx:
+        order = torch.randperm(4, generator=g).tolist()
+        u = (2 * _rand(g, 4) - 1).tolist()
+        img = x[i]
+        for k in order:
+            if strengths[k] > 0:
+                img = ops[k](img, u[k])
+        out[i] = img
+    return out
+
+
+def _grayscale(x: torch.Tensor) -> torch.Tensor:
+    """torchvision ``rgb_to_grayscale`` keeping three channels; one-channel images unchanged."""
+    return TF.rgb_to_grayscale(x, num_output_channels=3) if x.shape[1] == 3 else x
+
+
 def _where(mask: torch.Tensor, fn, x: torch.Tensor) -> torch.Tensor:
     """Apply ``fn`` to the images selected by ``mask`` (``B`` bool, CPU) only."""
     if not bool(mask.any()):
@@ -185,6 +259,18 @@ class Augment:
         color: probability of one of brightness / contrast / gamma (:func:`_color`).
         distort: probability of a smooth elastic distortion of amplitude ``distort_alpha``
             (normalised units) — geometric, so :meth:`paired` applies it to masks too.
+        jitter: ``ColorJitter(brightness, contrast, saturation, hue)`` strengths, applied to a
+            ``jitter_p`` share of the images (torchvision's ``RandomApply``), or None.
+        grayscale: probability of ``RandomGrayscale`` (three equal channels).
+        style: ``"torchvision"`` (crop → flips → rotation with zero-filled corners, as
+            above) or ``"keras"``: Keras' ``ImageDataGenerator``: resize to the output size,
+            then one affine map of rotation (±``rotate``°), shift (±``shift`` of each side),
+            shear (±``shear``°) and zoom (1 ± ``zoom`` per axis, independently), bilinear
+            with edge pixels repeated (``fill_mode="nearest"``), then the flips
+            (:func:`keras_matrices`, :func:`warp`).
+
+    The order of the intensity steps is sharpness, autocontrast, equalize, colour, jitter,
+    grayscale.
     """
 
     hflip: float = 0.0
@@ -199,6 +285,26 @@ class Augment:
     color: float = 0.0
     distort: float = 0.0
     distort_alpha: float = 0.06
+    jitter: tuple[float, float, float, float] | None = None
+    jitter_p: float = 1.0
+    grayscale: float = 0.0
+    style: str = "torchvision"
+    shift: float = 0.0
+    shear: float = 0.0
+    zoom: float = 0.0
+
+    def __post_init__(self):
+        if self.style not in ("torchvision", "keras"):
+            raise ValueError(f"Augment style must be 'torchvision' or 'keras', got {self.style!r}")
+        if self.style == "torchvision" and (self.shift or self.shear or self.zoom):
+            raise ValueError("shift, shear and zoom are Keras' affine parameters: use them with style='keras'")
+        if self.style == "keras" and self.crop_scale is not None:
+            raise ValueError("style='keras' has no random resized crop (Keras' ImageDataGenerator zooms instead)")
+        for name in ("hflip", "vflip", "autocontrast", "equalize", "crop_p", "color", "distort", "jitter_p",
+                     "grayscale"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"Augment.{name} is a probability in [0, 1], got {value!r}")
 
     def __call__(self, x: torch.Tensor, size: tuple[int, int], g: torch.Generator,
                  resize_mode: str = "bilinear") -> torch.Tensor:
@@ -216,6 +322,8 @@ class Augment:
         return self._intensity(both[:, :c].clamp_(0, 1), g), (both[:, c:] > 0.5).to(x.dtype)
 
     def _geometry(self, x: torch.Tensor, size: tuple[int, int], g: torch.Generator, resize_mode: str) -> torch.Tensor:
+        if self.style == "keras":
+            return self._keras_geometry(x, size, g, resize_mode)
         b = len(x)
         boxes = None
         if self.crop_scale is not None:
@@ -245,6 +353,20 @@ class Augment:
             x = _distort(x, which, _field(g, b, size, self.distort_alpha))
         return x
 
+    def _keras_geometry(self, x: torch.Tensor, size: tuple[int, int], g: torch.Generator,
+                        resize_mode: str) -> torch.Tensor:
+        b = len(x)
+        x = resize(x, size, resize_mode)
+        if self.rotate or self.shift or self.shear or self.zoom:
+            x = warp(x, keras_matrices(g, b, size, self.rotate, self.shift, self.shear, self.zoom))
+        if self.hflip > 0:
+            x = _where(_rand(g, b) < self.hflip, lambda t: t.flip(-1), x)
+        if self.vflip > 0:
+            x = _where(_rand(g, b) < self.vflip, lambda t: t.flip(-2), x)
+        if self.distort > 0:
+            x = _distort(x, _rand(g, b) < self.distort, _field(g, b, size, self.distort_alpha))
+        return x
+
     def _intensity(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         b = len(x)
         if self.sharpness is not None:
@@ -256,6 +378,10 @@ class Augment:
             x = _where(_rand(g, b) < self.equalize, TF.equalize, x)
         if self.color > 0:
             x = _color(x, _rand(g, b) < self.color, torch.floor(_rand(g, b) * 3), 2 * _rand(g, b) - 1)
+        if self.jitter is not None:
+            x = _jitter(x, _rand(g, b) < self.jitter_p, g, self.jitter)
+        if self.grayscale > 0:
+            x = _where(_rand(g, b) < self.grayscale, _grayscale, x)
         return x
 
     def with_(self, **changes) -> Augment:
@@ -269,6 +395,16 @@ class Augment:
 #: rotation ±7°) and ``"segmentation"`` its segmentation recipe (a square crop of 156–224 of
 #: 224 px on 25 % of images — here uniform in area, not side —, one of brightness/contrast/
 #: gamma on 30 %, an elastic distortion on 30 %), for :meth:`Augment.paired`.
+#:
+#: The other studies' training augmentation, each the default of its pipeline:
+#: ``"feature-reuse"`` (S004, its shipped ``params.json``: RandomResizedCrop scale 0.8–1.2 —
+#: an area above the image's is refused and redrawn, as torchvision does —, vertical and
+#: horizontal flips at 0.5, ColorJitter(0.2, 0.2, 0.1, 0.1) on 20 %, RandomGrayscale 0.2);
+#: ``"hidden-representations"`` (S002, Keras ``ImageDataGenerator(rotation_range=10,
+#: width/height_shift_range=0.1, shear_range=0.1, zoom_range=0.1, fill_mode="nearest",
+#: horizontal_flip=True)``) and ``"hidden-representations-chest"`` (the same without the
+#: flip, the study's chest X-ray target); ``"truncated-transfer"`` (S001: RandomResizedCrop
+#: with torchvision's defaults, then a horizontal flip at 0.5).
 RECIPES: dict[str, Augment] = {
     "none": Augment(),
     "medmnist": Augment(),
@@ -279,6 +415,11 @@ RECIPES: dict[str, Augment] = {
     "benchmark": Augment(hflip=0.5, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), rotate=7.0),
     "segmentation": Augment(crop_scale=((156 / 224) ** 2, 1.0), crop_ratio=(1.0, 1.0), crop_p=0.25, color=0.3,
                             distort=0.3),
+    "feature-reuse": Augment(crop_scale=(0.8, 1.2), vflip=0.5, hflip=0.5, jitter=(0.2, 0.2, 0.1, 0.1), jitter_p=0.2,
+                             grayscale=0.2),
+    "hidden-representations": Augment(style="keras", rotate=10.0, shift=0.1, shear=0.1, zoom=0.1, hflip=0.5),
+    "hidden-representations-chest": Augment(style="keras", rotate=10.0, shift=0.1, shear=0.1, zoom=0.1),
+    "truncated-transfer": Augment(crop_scale=(0.08, 1.0), hflip=0.5),
 }
 
 

@@ -33,6 +33,7 @@ from .representations import (
     ft_key,
     model_pairs,
     representation_study,
+    study_augment,
     study_folds,
 )
 from .transferability import (
@@ -59,7 +60,7 @@ __all__ = [
     "segment_trials", "significance", "benchmark", "seg_splits",
     "SIGN_PRESETS", "apply_signs", "evaluate_architectures", "finetune_architectures", "score_architectures",
     "RANDOM", "STUDY_C_FIT", "compare_models", "compare_pairs", "first_filters", "ft_key", "init_label",
-    "model_pairs", "representation_study", "study_folds", "epoch_lines", "fit_progress", "data_kind", "feature_reuse", "feature_reuse_target_metric", "finetune_sources", "ground_truth", "load_sources",
+    "model_pairs", "representation_study", "study_augment", "study_folds", "epoch_lines", "fit_progress", "data_kind", "feature_reuse", "feature_reuse_target_metric", "finetune_sources", "ground_truth", "load_sources",
     "pretrain_sources", "score_sources", "set_threads", "source_name", "split", "target_fold", "truncation_sweep",
     "BOUNDARIES", "LWFT_SETTINGS", "TTL_RECIPE", "cut_search", "lwft_sweep", "svcca_per_layer", "truncation_study",
 ]

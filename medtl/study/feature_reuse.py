@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pandas as pd
 from torch import nn
 
+from .. import data as D
 from .. import evaluate as ev
 from .. import models as M
 from .. import similarity as S
@@ -26,7 +27,8 @@ from ._data import split
 #: share of the run instead (a 3-epoch CPU run has fewer than 1,000 iterations).
 STUDY_C_FIT = {"optimizer": "adam", "weight_decay": 1e-5, "no_decay_1d": True, "schedule": "plateau",
                "plateau_on": "monitor", "plateau_patience": 3, "gamma": 0.1, "grad_clip": 1.0,
-               "monitor": "val_auc", "batch_size": 64, "patience": None, "val_every": 0.5}
+               "monitor": "val_auc", "batch_size": 64, "patience": None, "val_every": 0.5,
+               "augment": "feature-reuse"}
 
 
 #: the feature-reuse study's target metric by task (spec §C.4): APTOS (DR grade, ordinal)
@@ -97,7 +99,8 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
                   fractions: Sequence[float] = (1.0,), granularity: str = "block", n_train: int | None = 600,
                   n_test: int | None = 400, epochs: int = 3, lr: float = 1e-4, warmup_fraction: float = 0.1,
                   knn_k: int = 200, tau: float = 0.1, token_mode: str = "cls", seed: int = 0,
-                  progress: bool = False, metric: str | None = None) -> dict[str, pd.DataFrame]:
+                  progress: bool = False, metric: str | None = None,
+                  augment: str | D.Augment | None = "feature-reuse") -> dict[str, pd.DataFrame]:
     """RI / WT / ST (and WT–ST hybrids: an integer L in ``inits`` keeps groups ≤ L, see
     :func:`medtl.models.reinit`) from the saved source ``source`` fine-tuned on ``target``
     with the study's recipe (:data:`STUDY_C_FIT`), for every training-data ``fraction``
@@ -119,6 +122,11 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
     grades, balanced accuracy for multi-class, ROC-AUC for binary and multi-label targets),
     or any of :data:`METRICS`; the checkpoint is chosen on it too, validating every half
     epoch, as the study.
+
+    ``augment`` is the training augmentation: the study's (:data:`medtl.data.RECIPES`
+    ``"feature-reuse"``: RandomResizedCrop 0.8–1.2, vertical and horizontal flips,
+    ColorJitter(0.2, 0.2, 0.1, 0.1) on 20 %, RandomGrayscale 0.2) by default; another recipe
+    name, an :class:`medtl.data.Augment`, or None (a named deviation: no augmentation).
 
     Returns ``{"aucs": one row per (fraction, init) with test AUC, ACC, κ, balanced accuracy
     and one-vs-one AUC and the target metric's name, "layers": tidy curves (fraction, init,
@@ -143,7 +151,7 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
             before = _initialised(source, init, models_dir, train.n_classes, seed)
             steps = max(1, round(warmup_fraction * epochs * -(-len(train) // STUDY_C_FIT["batch_size"])))
             T.fit(model, train, val, epochs=epochs, lr=lr, warmup_steps=steps, seed=seed, progress=progress,
-                  **{**STUDY_C_FIT, "monitor": f"val_{metric}"})
+                  **{**STUDY_C_FIT, "monitor": f"val_{metric}", "augment": augment})
             rows.append({"fraction": float(fraction), "n_train": len(train), "init": label,
                          "arch": model.medtl["arch"], "dataset": target, "target_metric": metric,
                          **_scores(model, test)})

@@ -92,14 +92,29 @@ def compare_pairs(models: Mapping[str, nn.Module], pairs: Sequence[tuple[str, st
 #: code): Adam at 1e-5 after a 1e-3 head-only stage for the frozen variant, early stopping on
 #: the validation loss with patience 30 (v2), 5-fold cross-validation, test AUC = micro AUC.
 STUDY_LR, STUDY_PATIENCE, STUDY_FOLDS, STUDY_AUC = 1e-5, 30, 5, "micro"
+#: The study's training augmentation (§B.1, Keras ``ImageDataGenerator``): a recipe of
+#: :data:`medtl.data.RECIPES`; its chest X-ray target trains without the horizontal flip.
+STUDY_AUGMENT = "hidden-representations"
+#: MedMNIST targets that are chest X-rays (the study's ``chest`` target is pneumoniamnist's source data).
+CHEST_TARGETS = ("pneumoniamnist", "chestmnist")
 
 
-def _finetune(source: str, freeze: bool, train, val, models_dir, epochs, freeze_epochs, lr, patience, seed, progress):
+def study_augment(target: str, augment=STUDY_AUGMENT):
+    """The augmentation a target trains with: the study's recipe without its horizontal flip
+    on chest X-ray targets (:data:`CHEST_TARGETS`, as the study's code), else ``augment`` as
+    given (a recipe name, an :class:`medtl.data.Augment` or None)."""
+    if augment == STUDY_AUGMENT and target.split("_")[0] in CHEST_TARGETS:
+        return f"{STUDY_AUGMENT}-chest"
+    return augment
+
+
+def _finetune(source: str, freeze: bool, train, val, models_dir, epochs, freeze_epochs, lr, patience, seed, progress,
+              augment):
     model = M.load_source(source, root=models_dir, num_classes=train.n_classes, dropout=0.5, seed=seed)
     kwargs = fit_progress(progress, ft_key(source, freeze), epochs)
     probe = freeze_epochs if freeze else 0  # the frozen stage comes on top of the fine-tuning epochs, as the study
     T.fit(model, train, val, epochs=epochs + probe, optimizer="adam", lr=lr, schedule=None, monitor="val_loss",
-          patience=patience, linear_probe_epochs=probe, probe_lr=1e-3, seed=seed, **kwargs)
+          patience=patience, linear_probe_epochs=probe, probe_lr=1e-3, seed=seed, augment=augment, **kwargs)
     return model
 
 
@@ -134,7 +149,7 @@ def representation_study(target: str, sources: Sequence[str], size: int = 28, ro
                          n_stimulus: int | None = 500, epochs: int = 5, freeze_epochs: int = 2, lr: float = STUDY_LR,
                          measure: str = "cca_study", granularity: str = "stage", seed: int = 0,
                          progress: bool | str = False, *, fold: int | None = 1, patience: int = STUDY_PATIENCE,
-                         auc: str = STUDY_AUC, **measure_options) -> dict[str, pd.DataFrame]:
+                         auc: str = STUDY_AUC, augment=STUDY_AUGMENT, **measure_options) -> dict[str, pd.DataFrame]:
     """The hidden-representations study on one target and one fold of its 5-fold
     cross-validation (:func:`study_folds`; a sweep over ``fold`` = 1..5 gives the study's
     folds, ``seed`` only draws the CPU-sized subsets and seeds training):
@@ -144,7 +159,10 @@ def representation_study(target: str, sources: Sequence[str], size: int = 28, ro
        fresh head; early stopping on the validation loss with ``patience`` 30, v2; best
        checkpoint): end to end (F) and after ``freeze_epochs`` of head-only training at
        1e-3 (T); a model of the same architecture is trained from random initialisation as
-       the AUC baseline. ``epochs`` (5) is a CPU-sized deviation: the study ran up to 200;
+       the AUC baseline. Every training uses ``augment``: the study's Keras augmentation
+       (rotation ±10°, shifts ±10 %, shear ±0.1°, zoom ±10 %, edge pixels repeated,
+       horizontal flip except on chest X-ray targets; :func:`study_augment`) by default;
+       another recipe, an :class:`medtl.data.Augment`, or None (a named deviation). ``epochs`` (5) is a CPU-sized deviation: the study ran up to 200;
     2. the 14 pairs of :func:`model_pairs` are compared layer by layer on ``n_stimulus``
        images of the fold's test part with ``measure`` (default the study's CCA);
     3. prediction similarity of FT(S1) vs FT(S2) per freeze setting; first-layer filter
@@ -166,6 +184,7 @@ def representation_study(target: str, sources: Sequence[str], size: int = 28, ro
     if auc not in ev.AUC_AVERAGES:
         raise ValueError(f"auc must be one of {ev.AUC_AVERAGES}, got {auc!r}")
     train, val, stimulus = study_folds(target, size, root, fold, n_train, n_stimulus, seed)
+    recipe = study_augment(target, augment)
     models = {s: M.load_source(s, root=models_dir, num_classes=train.n_classes, seed=seed) for s in sources}
     arch = models[sources[0]].medtl["arch"]
     info = models[sources[0]].medtl
@@ -180,13 +199,14 @@ def representation_study(target: str, sources: Sequence[str], size: int = 28, ro
     aucs = []
     for s in sources:
         for freeze in (False, True):
-            model = _finetune(s, freeze, train, val, models_dir, epochs, freeze_epochs, lr, patience, seed, progress)
+            model = _finetune(s, freeze, train, val, models_dir, epochs, freeze_epochs, lr, patience, seed, progress,
+                              recipe)
             models[ft_key(s, freeze)] = model
             aucs.append({"model": ft_key(s, freeze), "source": s, "freeze": freeze, "auc": test_auc(model)})
     baseline = M.create(arch, num_classes=train.n_classes, in_chans=info.get("in_chans", 3),
                         stem=info.get("stem", "imagenet"), image_size=info.get("image_size"), seed=seed, dropout=0.5)
     T.fit(baseline, train, val, epochs=epochs, optimizer="adam", lr=lr, schedule=None, monitor="val_loss",
-          patience=patience, seed=seed, **fit_progress(progress, "random init", epochs))
+          patience=patience, seed=seed, augment=recipe, **fit_progress(progress, "random init", epochs))
     aucs.append({"model": "ft:random:F", "source": RANDOM, "freeze": False, "auc": test_auc(baseline)})
     aucs = pd.DataFrame(aucs).assign(target=target, seed=seed, fold=fold, auc_average=auc)
     pairs = compare_pairs(models, model_pairs(sources), stimulus, measure, granularity, seed, **measure_options)

@@ -18,10 +18,12 @@ from .. import train as T
 from ._data import fit_progress, split
 
 #: The study's training recipe (spec §A.4.4): Adam 1e-4, plateau ×0.5 (patience 5) on val
-#: loss, stop once the lr falls below 1e-6, class-weighted CE, best = min val loss.
+#: loss, stop once the lr falls below 1e-6, class-weighted CE, best = min val loss; the
+#: study's training augmentation (§A.4.2: RandomResizedCrop with torchvision's defaults, then
+#: a horizontal flip; ``medtl.data.RECIPES["truncated-transfer"]``).
 TTL_RECIPE: dict = {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "schedule": "plateau", "gamma": 0.5,
                     "plateau_patience": 5, "stop_lr": 1e-6, "class_weights": "balanced", "monitor": "val_loss",
-                    "epochs": 200, "batch_size": 256}
+                    "epochs": 200, "batch_size": 256, "augment": "truncated-transfer"}
 
 
 def _evaluate_cut(model: nn.Module, test, image_size: int, timing: bool) -> dict:
@@ -50,8 +52,9 @@ def truncation_sweep(source: str, target: str, cuts: Sequence[int] = (1, 2, 3, -
                      return_models: bool = False, **fit_kwargs):
     """Cut the saved source after each of ``cuts`` (TTL, :func:`medtl.models.truncate`;
     ``-1`` is the full model, the FTL baseline), add the study's head, fine-tune and evaluate
-    on the target's test subset. ``fit_kwargs`` override the recipe (default Adam ``lr``;
-    :data:`TTL_RECIPE` is the study's). Returns one row per cut: method, cut, mode, params,
+    on the target's test subset. ``fit_kwargs`` override the recipe (default Adam ``lr``
+    with the study's training augmentation; :data:`TTL_RECIPE` is the study's whole recipe;
+    ``augment=None`` is a named deviation: no augmentation). Returns one row per cut: method, cut, mode, params,
     MACs, AUC, AUPRC (average precision and trapezoid), ACC (and ms per image with
     ``timing``); with ``return_models`` also ``{cut: fine-tuned model}``."""
     train, val, test = _splits(target, size, root, n_train, n_test, seed)
@@ -59,7 +62,8 @@ def truncation_sweep(source: str, target: str, cuts: Sequence[int] = (1, 2, 3, -
     for cut in cuts:
         base = M.load_source(source, root=models_dir)
         model = M.truncate(base, cut, mode=mode, head=head, num_classes=train.n_classes, image_size=size)
-        settings = {"epochs": epochs, "optimizer": "adam", "lr": lr, "batch_size": 64, **fit_kwargs}
+        settings = {"epochs": epochs, "optimizer": "adam", "lr": lr, "batch_size": 64,
+                    "augment": TTL_RECIPE["augment"], **fit_kwargs}
         T.fit(model, train, val, seed=seed, **settings, **fit_progress(progress, f"cut {cut}", settings["epochs"]))
         rows.append({"method": "FTL" if cut == -1 else "TTL", "cut": cut, "mode": mode,
                      "head": model.medtl["truncated"]["head"], **_evaluate_cut(model, test, size, timing)})
@@ -89,7 +93,9 @@ def lwft_sweep(source: str, target: str, freeze_froms: Sequence[int] = (1, 2, 3,
     ``setting="published"`` reproduces the published runs: one ``lr`` for every parameter and
     the frozen BN layers' running statistics updating. The head is Kaiming-normal for
     block-wise LWFT (as the study's block-wise heads) and PyTorch's default for layer-wise
-    (``Flatten → Linear`` with default init, spec §A.1.4). One row per freeze point."""
+    (``Flatten → Linear`` with default init, spec §A.1.4). Training uses the study's
+    augmentation (``fit_kwargs`` ``augment=`` overrides it, as in :func:`truncation_sweep`).
+    One row per freeze point."""
     if setting not in LWFT_SETTINGS:
         raise ValueError(f"setting must be one of {LWFT_SETTINGS}, got {setting!r}")
     train, val, test = _splits(target, size, root, n_train, n_test, seed)
@@ -98,7 +104,8 @@ def lwft_sweep(source: str, target: str, freeze_froms: Sequence[int] = (1, 2, 3,
         model = M.load_source(source, root=models_dir, num_classes=train.n_classes,
                               head_init="kaiming" if mode == "block" else "default", seed=seed)
         frozen = M.lwft_freeze(model, f, mode)
-        settings = {"epochs": epochs, "optimizer": "adam", "batch_size": 64, **fit_kwargs, "lr": lr}
+        settings = {"epochs": epochs, "optimizer": "adam", "batch_size": 64, "augment": TTL_RECIPE["augment"],
+                    **fit_kwargs, "lr": lr}
         if setting == "intended":
             settings["lr_groups"] = {"head": lr, "body": lr / ptl_decay}
         else:
