@@ -241,6 +241,43 @@ def test_relu_layer_means_conv1_and_bn1_for_weight_analyses():
     assert M.spec("resnet50").params_of("layer1") == ("layer1",)
 
 
+def test_feature_reuse_layer_lists_are_the_studys_target_modules():
+    """§C.5.2: ResNet conv1 + the 16 bottlenecks + fc; ViT (DeiT) patch_embed + each block's
+    attention and MLP branch (24) + fc; Swin patch_embed + each block's attn and mlp + fc.
+    Layer 0 of a ResNet is conv1's own output (before BN), and resetting it (§C.5.3) resets
+    conv1 only — bn1 stays fine-tuned."""
+    r50 = M.spec("resnet50").layer_list("block")
+    assert r50[0] == "conv1" and r50[-1] == "fc" and len(r50) == 18 and r50[1] == "layer1.0" and r50[16] == "layer4.2"
+    deit = M.spec("deit_small").layer_list("block")
+    assert deit[:3] == ("patch_embed", "blocks.0.attn", "blocks.0.mlp") and len(deit) == 26 and deit[-1] == "head"
+    swin = M.spec("swin_t").layer_list("block")
+    assert swin[:3] == ("features.0", "features.1.0.attn", "features.1.0.mlp") and len(swin) == 26
+    assert M.spec("deit_small").layer_list("residual")[1] == "blocks.0"  # the residual stream, a named option
+    a, _ = _pair_of_models()
+    data = D.synthetic("texture-a", "test")
+    start = {k: v.clone() for k, v in a.state_dict().items()}
+    with torch.no_grad():
+        a.conv1.weight.mul_(0.5)
+        a.bn1.weight.add_(1.0)
+    seen = []
+    real = a.load_state_dict
+
+    def recording(state, *args, **kwargs):  # the real load, what it was given kept
+        seen.append({k: v.clone() for k, v in state.items()})
+        return real(state, *args, **kwargs)
+
+    a.load_state_dict = recording
+    table = S.layer_importance(a, start, data, layers=["conv1"])
+    assert list(table.layer) == ["(none)", "conv1"]
+    assert torch.equal(seen[0]["conv1.weight"], start["conv1.weight"])  # conv1 put back …
+    assert torch.equal(seen[0]["bn1.weight"], a.bn1.weight)  # … bn1 left as fine-tuned
+    from medtl import features
+
+    acts = features.extract(a, data, ["conv1", "relu"], progress=False)
+    assert acts["conv1"].shape == acts["relu"].shape == (len(data), 64)
+    assert float(acts["relu"].min()) >= 0 and float(acts["conv1"].min()) < 0  # conv1 is read before BN and ReLU
+
+
 # --- the hidden-representations study (spec hidden-representations.md) ----------------------
 def test_representation_study_defaults_are_the_studys():
     """§B.1: Adam at 1e-5 (README command: --l 1e-5), EarlyStopping(val_loss, patience=30)

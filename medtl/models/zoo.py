@@ -309,7 +309,9 @@ def _resnet(name: str, dim: int, blocks: tuple[int, ...]) -> ArchSpec:
     return ArchSpec(
         name, family="resnet", head="fc", head_in=dim, feature_node="fc", feature_dim=dim,
         layers=("relu", "layer1", "layer2", "layer3", "layer4"),  # the study's conv1_relu, then each stage
-        granularities={"block": ("relu", *bottlenecks, "fc")}, layer_params={"relu": ("conv1", "bn1")},
+        # "block": the feature-reuse study's target modules (§C.5.2): conv1 itself (its output before
+        # BN; importance resets conv1 only), each bottleneck, fc; "stage" starts at the post-BN ReLU
+        granularities={"block": ("conv1", *bottlenecks, "fc")}, layer_params={"relu": ("conv1", "bn1")},
         fu_layers=("conv1", "layer1.0.conv1"), stem="conv1", small_stem="resnet",
         st_groups=(("conv1",), ("bn1",), ("layer1",), ("layer2",), ("layer3",), ("layer4",)),
         truncation="resnet", cuts={"block": (1, 2, 3, -1), "layer": (*range(1, sum(blocks) + 2), -1)},
@@ -456,8 +458,10 @@ def _vit_rows(name: str, timm_name: str, dim: int) -> ArchSpec:
     return ArchSpec(
         name, family="vit", builder=timm_builder(timm_name), head="head", head_in=dim, feature_node="head",
         feature_dim=dim, layers=("patch_embed", "blocks.3", "blocks.7", "blocks.11", "norm"),
-        granularities={"block": ("patch_embed", *blocks, "head"),
-                       "branch": ("patch_embed", *(f"{b}.{part}" for b in blocks for part in ("attn", "mlp")), "head")},
+        # "block" is the feature-reuse study's target modules (§C.5.2): each block's attention and
+        # MLP branch outputs (before the residual add); "residual" the residual stream after each block
+        granularities={"block": ("patch_embed", *(f"{b}.{part}" for b in blocks for part in ("attn", "mlp")), "head"),
+                       "residual": ("patch_embed", *blocks, "head")},
         fu_layers=("patch_embed.proj", "blocks.0.mlp.fc1"), stem="patch_embed.proj", min_size=16,
         size_kwarg="img_size", patch=16, weights=timm_imagenet(timm_name), adapt_imagenet=_timm_filter,
         truncation="vit_timm", cuts={"block": (3, 6, 9, -1)},
@@ -564,9 +568,9 @@ for _row in (
         layers=(*(f"features.{i}" for i in range(8)), "norm"),
         fu_layers=("features.0.0", "features.1.0.mlp.0"), stem="features.0.0", small_stem="swin",
         channels_last=("features", "norm"),
-        granularities={"block": ("features.0", *_SWIN_BLOCKS, "head"),
-                       "branch": ("features.0", *(f"{b}.{part}" for b in _SWIN_BLOCKS for part in ("attn", "mlp")),
-                                  "head")},
+        granularities={"block": ("features.0", *(f"{b}.{part}" for b in _SWIN_BLOCKS for part in ("attn", "mlp")),
+                                 "head"),  # the study's target modules: attention and MLP branch outputs
+                       "residual": ("features.0", *_SWIN_BLOCKS, "head")},
         st_groups=(("features.0",), *_SWIN_GROUPS, ("norm",)),
     ),
 ):
