@@ -105,7 +105,9 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
     :func:`medtl.models.reinit`) from the saved source ``source`` fine-tuned on ``target``
     with the study's recipe (:data:`STUDY_C_FIT`), for every training-data ``fraction``
     (a seeded stratified subset of ``n_train`` images); then, per layer of the table at
-    ``granularity`` (``"block"``: the study's target modules):
+    ``granularity`` (``"block"``, the study's target modules, §C.5.2: a ResNet's ``conv1``
+    output (before BN), its 16 bottlenecks and ``fc``; a ViT's or Swin's attention and MLP
+    branch outputs (before the residual add); ``"residual"`` the residual stream instead):
 
     * ``knn_<metric>`` — weighted k-NN probe (k = 200, τ = 0.1 as the study; transformers'
       token sequences pooled by ``token_mode``: ``"cls"``, ``"patches"`` or ``"all"``),
