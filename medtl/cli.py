@@ -104,6 +104,13 @@ def _models_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_convert(args: argparse.Namespace) -> int:
+    from . import models
+
+    print(models.convert_byol(args.path, args.dest))
+    return 0
+
+
 def _models_list(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -211,13 +218,19 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _add_models(sub) -> None:
-    p_models = sub.add_parser("models", help="the initialisation zoo and foundation models: list, fetch")
+    p_models = sub.add_parser("models", help="the initialisation zoo and foundation models: list, fetch, convert")
     models_sub = p_models.add_subparsers(dest="action", required=True)
     p_fetch = models_sub.add_parser("fetch", help="download initialisations into the weights cache ($TORCH_HOME)")
     p_fetch.add_argument("names", nargs="+", help="zoo names (see `medtl models list`)")
     p_fetch.add_argument("--url", default=None, help="a mirror URL replacing the row's (e.g. file:///...)")
     p_fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     p_fetch.set_defaults(func=_models_fetch)
+    p_conv = models_sub.add_parser("convert", help="convert an upstream checkpoint in another framework's format "
+                                                   "into the weights cache (byol: DeepMind's Haiku pickle)")
+    p_conv.add_argument("kind", choices=("byol",), help="which upstream format")
+    p_conv.add_argument("path", help="the downloaded file (e.g. pretrain_res50x1.pkl)")
+    p_conv.add_argument("--dest", default=None, help="where to write the state dict (default: the zoo row's file)")
+    p_conv.set_defaults(func=_models_convert)
     p_mlist = models_sub.add_parser("list", help="the zoo's 21 initialisations and whether each is cached, or "
                                                  "(--kind foundation) the foundation / medical-zoo models")
     p_mlist.add_argument("--kind", choices=("init", "foundation"), default="init",

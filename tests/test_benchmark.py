@@ -418,6 +418,17 @@ def test_zoo_table_has_the_studys_21_initialisations():
         assert row.url.startswith("https://")
     # the BYOL checkpoint the BYOL paper's code and the study download (DeepMind's bucket)
     assert M.get_init("byol").url == "https://storage.googleapis.com/deepmind-byol/checkpoints/pretrain_res50x1.pkl"
+    # direct links where upstream has them (the study's download script and PyContrast's zoo): only
+    # iNat2021 (a download page) and SimCLR (TensorFlow checkpoints) are not fetched by medtl
+    assert {r.name for r in M.INITS.values() if r.fmt not in ("torch", "haiku")} == {"inat2021", "inat2021-mini",
+                                                                                   "simclr-v1", "simclr-v2"}
+    zenodo = "https://zenodo.org/record/5205234/files/"
+    assert {M.get_init(n).url for n in ("chestx-ray14", "chexpert", "imagenet_chestx-ray14", "imagenet_chexpert")} == {
+        f"{zenodo}{f}.pth.tar?download=1" for f in ("chestxray14", "chexpert", "ImageNet_chestxray14", "ImageNet_chexpert")}
+    assert M.get_init("pcl-v2").url.endswith("/sfr-pcl-data-research/PCL_checkpoint/PCL_v2_epoch200.pth.tar")
+    for name, file in (("insdis", "InsDis.pth"), ("pirl", "PIRL.pth"), ("infomin", "InfoMin_800.pth")):
+        url = M.get_init(name).url
+        assert url.startswith("https://www.dropbox.com/sh/87d24jqsl6ra7t2/") and url.endswith(f"/{file}?dl=1")
 
 
 @pytest.fixture
@@ -482,14 +493,12 @@ def test_fetch_offline_names_url_and_destination(zoo_row):
 
 def test_foreign_formats_name_their_conversion_tool(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="dm-haiku"):
+    with pytest.raises(FileNotFoundError, match="medtl models fetch byol.*and converts it"):
         M.create("resnet50", weights="byol")
     with pytest.raises(FileNotFoundError, match="simclr-converter"):
         M.create("resnet50", weights="simclr-v1")
     with pytest.raises(ValueError, match="download page"):
-        M.fetch("chexpert", progress=False)
-    with pytest.raises(ValueError, match="Haiku pickle.*byol.pth"):
-        M.fetch("byol", progress=False)  # never saves the raw pickle under the converted file's name
+        M.fetch("inat2021", progress=False)
 
 
 def test_fetch_checks_a_published_hash_prefix_before_the_file_appears(tmp_path, monkeypatch):
@@ -507,3 +516,123 @@ def test_fetch_checks_a_published_hash_prefix_before_the_file_appears(tmp_path, 
         assert M.fetch("prefixed", progress=False).read_bytes() == b"x"
     finally:
         M.INITS.unregister("prefixed")
+
+
+# --- BYOL: DeepMind's Haiku pickle, converted (spec §2 step 2) -----------------------------------
+def _byol_pickle(path, net):
+    """A BYOL checkpoint as DeepMind's code pickles it: ``{"experiment_state":
+    _ByolExperimentState(online_params, target_params, online_state, target_state, opt_state),
+    "step", "rng"}`` of numpy arrays, Haiku module names and layouts (HWIO kernels, (1,1,1,C)
+    batch-norm params, ``mean_ema``/``var_ema`` states), projector/predictor heads included.
+    The state's class lives in a ``byol`` module that is gone when the file is read."""
+    import collections
+    import pickle
+    import sys
+    import types
+
+    params, state = {}, {}
+    root = "res_net50/~/"
+
+    def conv(name, m):
+        params[root + name] = {"w": m.weight.detach().permute(2, 3, 1, 0).numpy().copy()}
+
+    def bn(name, m):
+        c = m.num_features
+        params[root + name] = {"scale": m.weight.detach().numpy().reshape(1, 1, 1, c).copy(),
+                               "offset": m.bias.detach().numpy().reshape(1, 1, 1, c).copy()}
+        for ema, buf in (("mean_ema", m.running_mean), ("var_ema", m.running_var)):
+            state[f"{root}{name}/~/{ema}"] = {"average": buf.numpy().reshape(1, 1, 1, c).copy(),
+                                              "hidden": buf.numpy().reshape(1, 1, 1, c).copy(), "counter": np.int64(7)}
+
+    conv("initial_conv", net.conv1)
+    bn("initial_batchnorm", net.bn1)
+    for g, layer in enumerate((net.layer1, net.layer2, net.layer3, net.layer4)):
+        for b, block in enumerate(layer):
+            pre = f"block_group_{g}/~/block_{b}/~/"
+            for i, (c, n) in enumerate(((block.conv1, block.bn1), (block.conv2, block.bn2), (block.conv3, block.bn3))):
+                conv(f"{pre}conv_{i}", c)
+                bn(f"{pre}batchnorm_{i}", n)
+            if block.downsample is not None:
+                conv(f"{pre}shortcut_conv", block.downsample[0])
+                bn(f"{pre}shortcut_batchnorm", block.downsample[1])
+    params["projector/~/linear"] = {"w": np.ones((2048, 4096), np.float32), "b": np.zeros(4096, np.float32)}
+    params["projector/~/batch_norm"] = {"scale": np.ones((1, 4096), np.float32), "offset": np.zeros((1, 4096), np.float32)}
+    params["predictor/~/linear"] = {"w": np.ones((256, 4096), np.float32), "b": np.zeros(4096, np.float32)}
+    params["classifier"] = {"w": np.ones((2048, 1000), np.float32), "b": np.zeros(1000, np.float32)}
+    mod = types.ModuleType("byol.byol_experiment")
+    cls = collections.namedtuple("_ByolExperimentState", ["online_params", "target_params", "online_state",
+                                                          "target_state", "opt_state"])
+    cls.__module__ = mod.__name__
+    mod._ByolExperimentState = cls
+    pkg = types.ModuleType("byol")
+    pkg.byol_experiment = mod
+    sys.modules.update({"byol": pkg, mod.__name__: mod})
+    try:
+        ordered = dict(sorted(params.items()))  # Haiku's flat mapping: sorted module names
+        es = cls(ordered, {}, dict(sorted(state.items())), {}, ())
+        with open(path, "wb") as f:
+            pickle.dump({"experiment_state": es, "step": np.int64(300_000), "rng": np.zeros(2, np.uint32)}, f,
+                        protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        del sys.modules[mod.__name__], sys.modules["byol"]
+
+
+def _random_resnet50():
+    from torchvision.models import resnet50
+
+    torch.manual_seed(0)
+    net = resnet50().eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial statistics and affine parameters
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_(1.0, 0.1)
+                m.bias.normal_()
+    return net
+
+
+def test_byol_pickle_converts_to_the_same_torchvision_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    net = _random_resnet50()
+    pkl = tmp_path / "upstream" / "pretrain_res50x1.pkl"
+    pkl.parent.mkdir()
+    _byol_pickle(pkl, net)
+    params, state = M.read_byol(pkl)  # read without the byol package
+    assert "res_net50/~/initial_conv" in params and "res_net50/~/initial_batchnorm/~/var_ema" in state
+    with pytest.raises(FileNotFoundError, match="medtl models fetch byol"):
+        M.create("resnet50", weights="byol")
+    assert M.fetch("byol", url=pkl.as_uri(), progress=False) == M.get_init("byol").path  # download + convert
+    model = M.create("resnet50", num_classes=3, weights="byol").eval()
+    ref = net.state_dict()
+    got = model.state_dict()
+    assert all(torch.equal(got[k], ref[k]) for k in ref if not k.startswith("fc.") and "num_batches" not in k)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():  # the same features on a fixed tensor (the study's advice)
+        net.fc = torch.nn.Identity()
+        model.fc = torch.nn.Identity()
+        torch.testing.assert_close(model(x), net(x), rtol=0, atol=0)
+    out = tmp_path / "byol-by-hand.pth"
+    assert cli.main(["models", "convert", "byol", str(pkl), "--dest", str(out)]) == 0
+    assert torch.equal(torch.load(out)["state_dict"]["layer4.2.bn3.running_var"], ref["layer4.2.bn3.running_var"])
+
+
+def test_byol_conversion_names_what_does_not_fit(tmp_path):
+    net = _random_resnet50()
+    pkl = tmp_path / "b.pkl"
+    _byol_pickle(pkl, net)
+    params, state = M.read_byol(pkl)
+    short = {k: v for k, v in params.items() if "block_group_3/~/block_2/~/conv_2" not in k}
+    with pytest.raises(ValueError, match="52 convolutions and 53 batch norms; a ResNet-50 has 53 and 53"):
+        M.byol_state_dict(short, state)
+    bad = dict(params)
+    bad["res_net50/~/initial_conv"] = {"w": np.zeros((3, 3, 3, 64), np.float32)}
+    with pytest.raises(ValueError, match="initial_conv has shape"):
+        M.byol_state_dict(bad, state)
+    no_ema = {k: v for k, v in state.items() if not k.endswith("initial_batchnorm/~/mean_ema")}
+    with pytest.raises(ValueError, match="lacks res_net50/~/initial_batchnorm/~/mean_ema"):
+        M.byol_state_dict(params, no_ema)
+    other = tmp_path / "other.pkl"
+    other.write_bytes(__import__("pickle").dumps({"weights": 1}))
+    with pytest.raises(ValueError, match="not a BYOL checkpoint"):
+        M.read_byol(other)

@@ -23,15 +23,19 @@ from .foundation import (
     unregister_foundation,
 )
 from .inits import (
+    BYOL_STATE_FIELDS,
     CATEGORIES,
     FORMATS,
     INITS,
     Init,
+    byol_state_dict,
+    convert_byol,
     fetch,
     get_init,
     init_file,
     inits_table,
     is_init,
+    read_byol,
     register_init,
 )
 from .profile import complexity
@@ -91,7 +95,7 @@ from .zoo import (
 )
 
 __all__ = [
-    "CATEGORIES", "FORMATS", "INITS", "Init", "fetch", "get_init", "init_file", "inits_table", "is_init",
+    "BYOL_STATE_FIELDS", "byol_state_dict", "convert_byol", "read_byol", "CATEGORIES", "FORMATS", "INITS", "Init", "fetch", "get_init", "init_file", "inits_table", "is_init",
     "register_init", "weights_cache",
     "FOUNDATION", "LOADERS", "Foundation", "FoundationModel", "foundation_dir", "foundation_table", "is_foundation",
     "load_foundation", "radimagenet_remap", "register_foundation", "unregister_foundation", "UNET_MULTIPLE", "unet", "unet_encoders",

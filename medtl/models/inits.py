@@ -21,18 +21,25 @@ Transfer?", CVPR 2021.
 
 from __future__ import annotations
 
+import os
+import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
-from .._io import download
+import numpy as np
+import torch
+
+from .._io import atomic_write, download
 from .._registry import Registry
 from .weights import weights_cache
 
 #: Checkpoint formats: ``torch`` loads directly; the others need a conversion first.
 FORMATS = {
     "torch": "a PyTorch checkpoint",
-    "haiku": "a DeepMind Haiku pickle: convert it to a PyTorch state dict with the study's BYOL converter "
-             "(needs jax, dill and dm-haiku; spec §2 step 2) and place the result as the row's file",
+    "haiku": "a DeepMind Haiku pickle: `medtl models fetch byol` downloads and converts it; a pickle "
+             "downloaded by hand: `medtl models convert byol PATH` writes the torchvision state dict as the row's file",
     "tf": "a TensorFlow checkpoint: convert it with tonylins/simclr-converter (SimCLR-v1) or "
           "Separius/SimCLRv2-Pytorch (SimCLR-v2) and place the converted .pth as the row's file",
     "manual": "published behind a download page (no direct URL): download it by hand",
@@ -84,10 +91,10 @@ class Init:
 
 INITS: Registry[Init] = Registry("initialisation")
 _FB = "https://dl.fbaipublicfiles.com"
-_ZENODO = "https://zenodo.org/record/5205234"
-_PYCONTRAST = "https://github.com/HobbitLong/PyContrast/blob/master/pycontrast/docs/MODEL_ZOO.md"
+_ZENODO = "https://zenodo.org/record/5205234/files"  # the benchmark study's four chest X-ray ResNet-50s
+_PYCONTRAST = "https://www.dropbox.com/sh/87d24jqsl6ra7t2"  # PyContrast's model zoo (InsDis, PIRL, InfoMin)
 _SIMCLR = "https://github.com/google-research/simclr"
-_PCL = "https://github.com/salesforce/PCL"
+_PCL = "https://storage.googleapis.com/sfr-pcl-data-research/PCL_checkpoint"
 
 
 def register_init(init: Init, replace: bool = False) -> Init:
@@ -119,9 +126,10 @@ def fetch(name: str, url: str | None = None, progress: bool = True, timeout: flo
     URL (a mirror, e.g. ``file://``). A file already in the cache is returned as is.
 
     Raises:
-        ValueError: a manual-download row, a row whose upstream format needs a conversion
-            first (Haiku, TensorFlow: the message names the tool), or a checksum mismatch
-            (nothing is written).
+        ValueError: a manual-download row, a row whose upstream format needs an external
+            conversion first (TensorFlow: the message names the tool), or a checksum mismatch
+            (nothing is written). A Haiku row (BYOL) is downloaded as its pickle and
+            converted into the row's file (:func:`convert_byol`).
         OSError: the download failed (the message names the URL and the destination).
     """
     init = get_init(name)
@@ -130,7 +138,14 @@ def fetch(name: str, url: str | None = None, progress: bool = True, timeout: flo
         return dest
     if init.fmt == "manual" and url is None:
         raise ValueError(f"{name} is {FORMATS['manual']} from {init.url}; place it at {dest}")
-    if init.fmt in ("haiku", "tf"):
+    if init.fmt == "haiku":  # the pickle next to the row's file, then converted into it
+        raw = dest.with_name(Path(urlparse(url or init.url).path).name)
+        if raw.suffix != ".pkl" or raw == dest:
+            raw = dest.with_suffix(".pkl")
+        download(url or init.url, raw, sha256=init.sha256, sha256_prefix=init.sha256_prefix, progress=progress,
+                 timeout=timeout, what=f"{name} checkpoint (Haiku pickle)")
+        return convert_byol(raw, dest)
+    if init.fmt == "tf":
         raise ValueError(f"{name}'s upstream checkpoint ({init.url}) is {FORMATS[init.fmt]}, {dest}")
     return download(url or init.url, dest, sha256=init.sha256, sha256_prefix=init.sha256_prefix, progress=progress,
                     timeout=timeout, what=f"{name} checkpoint")
@@ -146,8 +161,8 @@ def init_file(name: str, arch: str | None = None) -> Path:
         raise ValueError(f"initialisation {name!r} is a {init.arch} checkpoint, not {arch}")
     if init.path.is_file():
         return init.path
-    if init.fmt == "torch":
-        how = f"run `medtl models fetch {name}` (downloads {init.url})"
+    if init.fmt in ("torch", "haiku"):
+        how = f"run `medtl models fetch {name}` (downloads {init.url}{' and converts it' if init.fmt == 'haiku' else ''})"
     else:
         how = f"its upstream checkpoint ({init.url}) is {FORMATS[init.fmt]}"
     raise FileNotFoundError(f"initialisation {name!r} is not in the weights cache: {how}; the file to place is "
@@ -161,8 +176,7 @@ def _rows() -> None:
              "https://download.pytorch.org/models/resnet50-0676ba61.pth", "resnet50-0676ba61.pth",
              sha256_prefix="0676ba61", **rn50),
         Init("insdis", "self-supervised", "ImageNet-1k", "instance discrimination (memory bank)",
-             _PYCONTRAST, "insdis.pth",
-             "insdis", "manual"),
+             f"{_PYCONTRAST}/AACcsSIt1_Njv7GsmsuzZ6Sta/InsDis.pth?dl=1", "InsDis.pth", "insdis"),
         Init("moco-v1", "self-supervised", "ImageNet-1k", "momentum contrast",
              f"{_FB}/moco/moco_checkpoints/moco_v1_200ep/moco_v1_200ep_pretrain.pth.tar",
              "moco_v1_200ep_pretrain.pth.tar", "moco-v1"),
@@ -170,12 +184,11 @@ def _rows() -> None:
              f"{_FB}/moco/moco_checkpoints/moco_v2_800ep/moco_v2_800ep_pretrain.pth.tar",
              "moco_v2_800ep_pretrain.pth.tar", "moco-v2"),
         Init("pcl-v1", "self-supervised", "ImageNet-1k", "prototypical contrastive learning",
-             _PCL, "PCL_v1_epoch200.pth.tar", "pcl-v1", "manual"),
+             f"{_PCL}/PCL_v1_epoch200.pth.tar", "PCL_v1_epoch200.pth.tar", "pcl-v1"),
         Init("pcl-v2", "self-supervised", "ImageNet-1k", "prototypical contrastive learning v2",
-             _PCL, "PCL_v2_epoch200.pth.tar", "pcl-v2", "manual"),
+             f"{_PCL}/PCL_v2_epoch200.pth.tar", "PCL_v2_epoch200.pth.tar", "pcl-v2"),
         Init("pirl", "self-supervised", "ImageNet-1k", "pretext-invariant representations (jigsaw)",
-             _PYCONTRAST, "pirl.pth",
-             "pirl", "manual"),
+             f"{_PYCONTRAST}/AADN4jKnvTI0U5oT6hTmQZz8a/PIRL.pth?dl=1", "PIRL.pth", "pirl"),
         Init("simclr-v1", "self-supervised", "ImageNet-1k", "contrastive learning (SimCLR)",
              _SIMCLR, "simclr-v1.pth", "simclr-v1", "tf"),
         Init("simclr-v2", "self-supervised", "ImageNet-1k", "contrastive learning (SimCLR v2)",
@@ -183,8 +196,7 @@ def _rows() -> None:
         Init("sela-v2", "self-supervised", "ImageNet-1k", "self-labelling (SeLa v2)",
              f"{_FB}/deepcluster/selav2_400ep_pretrain.pth.tar", "selav2_400ep_pretrain.pth.tar", "sela-v2"),
         Init("infomin", "self-supervised", "ImageNet-1k", "InfoMin augmentation contrast",
-             _PYCONTRAST, "infomin.pth",
-             "infomin", "manual"),
+             f"{_PYCONTRAST}/AAAzMTynP3Qc8mIE4XWkgILUa/InfoMin_800.pth?dl=1", "InfoMin_800.pth", "infomin"),
         Init("byol", "self-supervised", "ImageNet-1k", "bootstrap your own latent",
              "https://storage.googleapis.com/deepmind-byol/checkpoints/pretrain_res50x1.pkl", "byol.pth", "byol", "haiku"),
         Init("deepcluster-v2", "self-supervised", "ImageNet-1k", "deep clustering v2",
@@ -200,17 +212,145 @@ def _rows() -> None:
         Init("inat2021-mini", "fine-grained", "iNat2021 mini (500 k images)", "supervised classification",
              "https://github.com/visipedia/newt", "inat2021_supervised_mini.pth.tar", None, "manual"),
         Init("chestx-ray14", "in-domain", "ChestX-ray14 (from scratch)", "supervised multi-label classification",
-             _ZENODO, "ChestX-ray14.pth", "chestx-ray14", "manual"),
+             f"{_ZENODO}/chestxray14.pth.tar?download=1", "chestxray14.pth.tar", "chestx-ray14"),
         Init("chexpert", "in-domain", "CheXpert (from scratch)", "supervised multi-label classification",
-             _ZENODO, "ChexPert.pth", "chexpert", "manual"),
+             f"{_ZENODO}/chexpert.pth.tar?download=1", "chexpert.pth.tar", "chexpert"),
         Init("imagenet_chestx-ray14", "domain-adaptive", "ImageNet → ChestX-ray14",
-             "supervised, continued on ChestX-ray14", _ZENODO, "ImageNet_ChestX-ray14.pth", "imagenet_chestx-ray14",
-             "manual"),
+             "supervised, continued on ChestX-ray14", f"{_ZENODO}/ImageNet_chestxray14.pth.tar?download=1",
+             "ImageNet_chestxray14.pth.tar", "imagenet_chestx-ray14"),
         Init("imagenet_chexpert", "domain-adaptive", "ImageNet → CheXpert", "supervised, continued on CheXpert",
-             _ZENODO, "ImageNet_ChexPert.pth", "imagenet_chexpert", "manual"),
+             f"{_ZENODO}/ImageNet_chexpert.pth.tar?download=1", "ImageNet_chexpert.pth.tar", "imagenet_chexpert"),
     ]
     for row in rows:
         register_init(row)
 
 
 _rows()
+
+
+# --- BYOL: DeepMind's Haiku pickle → a torchvision ResNet-50 state dict -----------------------
+#: Field order of BYOL's ``_ByolExperimentState`` NamedTuple (byol/byol_experiment.py), used
+#: when the pickle is read without the ``byol`` package (its field names are not pickled).
+BYOL_STATE_FIELDS = ("online_params", "target_params", "online_state", "target_state", "opt_state")
+#: Haiku module names of BYOL's heads, not part of the encoder.
+BYOL_HEADS = ("projector", "predictor", "classifier")
+
+
+class _Foreign:
+    """Stands for a class of a package that is not installed (byol, optax, haiku) while a
+    pickle is read: keeps the constructor arguments and the state it is given."""
+
+    def __new__(cls, *args, **kwargs):
+        obj = super().__new__(cls)
+        obj.args, obj.kwargs, obj.state = args, kwargs, None
+        return obj
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __setstate__(self, state) -> None:
+        self.state = state
+
+
+class _LenientUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            return type(name, (_Foreign,), {"__module__": module})
+
+
+def _mapping(obj) -> dict | None:
+    """A Haiku params/state container as a plain dict (a dict, or a FlatMapping read
+    without haiku: its pickled dict or item list)."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, _Foreign):
+        for part in (*obj.args, obj.state):
+            if isinstance(part, Mapping):
+                return dict(part)
+            if isinstance(part, (list, tuple)) and part and all(isinstance(p, tuple) and len(p) == 2 for p in part):
+                return dict(part)
+    return None
+
+
+def read_byol(path: str | os.PathLike) -> tuple[dict, dict]:
+    """``(online_params, online_state)`` of a BYOL checkpoint pickle (``pretrain_res50x1.pkl``:
+    ``{"experiment_state": _ByolExperimentState(...), "step", "rng"}`` with numpy arrays).
+    Read without jax, haiku or the ``byol`` package: their classes are stood in for, and the
+    experiment state's fields are taken by name or, without them, in
+    :data:`BYOL_STATE_FIELDS` order."""
+    with open(path, "rb") as f:
+        top = _LenientUnpickler(f).load()
+    state = top.get("experiment_state") if isinstance(top, Mapping) else None
+    if state is None:
+        raise ValueError(f"{path}: not a BYOL checkpoint (no 'experiment_state' in the pickle)")
+    if hasattr(state, "online_params") and not isinstance(state, _Foreign):
+        params, net_state = state.online_params, state.online_state
+    else:
+        fields = dict(zip(BYOL_STATE_FIELDS, state.args if isinstance(state, _Foreign) else tuple(state)))
+        params, net_state = fields.get("online_params"), fields.get("online_state")
+    params, net_state = _mapping(params), _mapping(net_state)
+    if params is None or net_state is None:
+        raise ValueError(f"{path}: the experiment state holds no online_params / online_state mappings")
+    return params, net_state
+
+
+def byol_state_dict(params: Mapping[str, Mapping], state: Mapping[str, Mapping]) -> dict[str, torch.Tensor]:
+    """BYOL's online encoder (Haiku ResNet-50 params and BN state) as a torchvision
+    ResNet-50 state dict (no ``fc``), the study's conversion (spec benchmark-transfer §2
+    step 2, as data: §2.1 "convert" row):
+
+    * the encoder's modules (BYOL's projector / predictor / classifier heads left out) are
+      taken in Haiku's sorted name order — block groups, then ``initial_*`` (the stem) —,
+      convolutions (``conv`` in the name, param ``w``) and batch norms (``batchnorm``,
+      params ``scale`` / ``offset``, state ``<name>/~/mean_ema`` / ``var_ema``
+      ``average``) separately; the last of each (the stem's) moves to the front, giving
+      torchvision's module order;
+    * torchvision's Conv2d and BatchNorm2d modules are filled in order: kernels HWIO → OIHW
+      (axes 3, 2, 0, 1); ``scale`` → weight, ``offset`` → bias, EMA averages → running mean
+      and variance; every shape is checked.
+
+    Raises ValueError naming the module whose count or shape does not fit."""
+    from torchvision.models import resnet50
+
+    encoder = sorted(k for k in params if not any(h in k for h in BYOL_HEADS))
+    convs = [k for k in encoder if "conv" in k.rsplit("/", 1)[-1]]
+    norms = [k for k in encoder if "batchnorm" in k.rsplit("/", 1)[-1]]
+    convs, norms = convs[-1:] + convs[:-1], norms[-1:] + norms[:-1]
+    net = resnet50()
+    conv_mods = [(n, m) for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    bn_mods = [(n, m) for n, m in net.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if len(convs) != len(conv_mods) or len(norms) != len(bn_mods):
+        raise ValueError(f"BYOL params hold {len(convs)} convolutions and {len(norms)} batch norms; a ResNet-50 "
+                         f"has {len(conv_mods)} and {len(bn_mods)}")
+    out: dict[str, torch.Tensor] = {}
+
+    def put(key: str, value, shape: torch.Size, source: str) -> None:
+        t = torch.as_tensor(np.asarray(value, dtype=np.float32))
+        if t.numel() != shape.numel() or (t.ndim == len(shape) and t.shape != shape):
+            raise ValueError(f"BYOL {source} has shape {tuple(t.shape)}; torchvision's {key} is {tuple(shape)}")
+        out[key] = t.reshape(shape).clone()
+
+    for (name, m), key in zip(conv_mods, convs):
+        put(f"{name}.weight", np.transpose(np.asarray(params[key]["w"]), (3, 2, 0, 1)), m.weight.shape, key)
+    for (name, m), key in zip(bn_mods, norms):
+        put(f"{name}.weight", params[key]["scale"], m.weight.shape, f"{key}/scale")
+        put(f"{name}.bias", params[key]["offset"], m.bias.shape, f"{key}/offset")
+        for ema, buf in (("mean_ema", "running_mean"), ("var_ema", "running_var")):
+            entry = state.get(f"{key}/~/{ema}")
+            if entry is None:
+                raise ValueError(f"BYOL state lacks {key}/~/{ema} (the batch norm's {buf})")
+            put(f"{name}.{buf}", entry["average"], getattr(m, buf).shape, f"{key}/~/{ema}")
+        out[f"{name}.num_batches_tracked"] = torch.tensor(0)
+    return out
+
+
+def convert_byol(path: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
+    """Convert a downloaded BYOL pickle (:func:`read_byol`, :func:`byol_state_dict`) and write
+    ``{"state_dict": ...}`` atomically to ``dest`` (default: the ``byol`` row's file in the
+    weights cache, where ``create("resnet50", weights="byol")`` finds it). Returns the path."""
+    params, state = read_byol(path)
+    sd = byol_state_dict(params, state)
+    target = Path(dest) if dest is not None else get_init("byol").path
+    return atomic_write(target, lambda tmp: torch.save({"state_dict": sd}, tmp))
