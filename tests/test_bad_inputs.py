@@ -268,7 +268,9 @@ CASES = [
     ("unet-encoder", lambda t: M.unet("swin_t"), ValueError, "swin_t has no U-Net encoder"),
     ("unet-size", lambda t: M.unet("resnet18", image_size=100), ValueError, "multiples of 32, got image_size=100"),
     ("zoo-unknown", lambda t: M.fetch("moco-v3"), ValueError, "unknown initialisation 'moco-v3'|'moco-v3'"),
-    ("zoo-manual", lambda t: M.fetch("pirl", progress=False), ValueError, "pirl is published behind a download page"),
+    ("zoo-manual", lambda t: M.fetch("inat2021", progress=False), ValueError, "inat2021 is published behind a download page"),
+    ("byol-not-a-pickle", lambda t: (t / "b.pkl").write_bytes(b"<html>") and M.read_byol(t / "b.pkl"), ValueError,
+     "b.pkl: not a readable BYOL checkpoint pickle"),
     ("segset-masks", lambda t: D.SegSet(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.full((2, 1, 4, 4), 3)),
      ValueError, "masks must hold 0/1"),
     ("seg-folder", lambda t: D.from_seg_folder(t / "img", t / "mask"), FileNotFoundError, "image folder .*img"),
@@ -306,7 +308,8 @@ CLI = [
     (["report", "/nonexistent/results"], "no finished runs|does not exist"),
     (["run", "experiments/pretrain", "-p", "nosuch", "1"], "has no parameter\\(s\\) \\['nosuch'\\]"),
     (["models", "fetch", "moco-v9"], "moco-v9"),
-    (["models", "fetch", "chexpert"], "download page .*zenodo"),
+    (["models", "fetch", "inat2021"], "download page .*visipedia"),
+    (["models", "convert", "byol", "/nonexistent/pretrain_res50x1.pkl"], "pretrain_res50x1.pkl"),
 ]
 
 

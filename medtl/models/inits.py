@@ -281,7 +281,10 @@ def read_byol(path: str | os.PathLike) -> tuple[dict, dict]:
     experiment state's fields are taken by name or, without them, in
     :data:`BYOL_STATE_FIELDS` order."""
     with open(path, "rb") as f:
-        top = _LenientUnpickler(f).load()
+        try:
+            top = _LenientUnpickler(f).load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
+            raise ValueError(f"{path}: not a readable BYOL checkpoint pickle ({err})") from err
     state = top.get("experiment_state") if isinstance(top, Mapping) else None
     if state is None:
         raise ValueError(f"{path}: not a BYOL checkpoint (no 'experiment_state' in the pickle)")

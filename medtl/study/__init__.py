@@ -24,6 +24,14 @@ from .benchmark import (
     segment_trials,
     significance,
 )
+from .faithfulness import (
+    PROTOCOL,
+    STUDIES,
+    ProtocolElement,
+    protocol_markdown,
+    protocol_table,
+    register_element,
+)
 from .feature_reuse import STUDY_C_FIT, feature_reuse, init_label
 from .feature_reuse import target_metric as feature_reuse_target_metric
 from .representations import (
@@ -56,6 +64,7 @@ from .truncation import (
 )
 
 __all__ = [
+    "PROTOCOL", "STUDIES", "ProtocolElement", "protocol_markdown", "protocol_table", "register_element",
     "BENCHMARK_FIT", "SCRATCH", "SEGMENT_FIT", "check_inits", "classify_trials", "compare_trials", "init_weights",
     "segment_trials", "significance", "benchmark", "seg_splits",
     "SIGN_PRESETS", "apply_signs", "evaluate_architectures", "finetune_architectures", "score_architectures",

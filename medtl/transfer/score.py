@@ -57,6 +57,9 @@ def load_candidate(spec) -> nn.Module:
 
     if isinstance(spec, nn.Module):
         return spec
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"a source must be a model or a written candidate ({SOURCE_GRAMMAR}), got "
+                        f"{type(spec).__name__} {spec!r}")
     text = str(spec)
     if text.startswith("source:"):
         return load_source(text[len("source:"):])
