@@ -444,13 +444,18 @@ class SoftDiceLoss(nn.Module):
 
 class _OneHotBCE(nn.Module):
     """BCE-with-logits on one-hot targets for single-label tasks (sigmoid heads, as the
-    benchmark study trains every task), with optional per-class weights."""
+    benchmark study trains every task), with optional per-class weights; a binary head with
+    one output (one sigmoid, the study's binary targets) takes the label itself as target."""
 
     def __init__(self, weight: torch.Tensor | None = None) -> None:
         super().__init__()
         self.register_buffer("weight", weight)
 
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if logits.shape[1] == 1:  # one sigmoid for a binary task (the benchmark study's head): target = y
+            target = y.to(logits.dtype)[:, None]
+            w = None if self.weight is None else self.weight.to(logits)[y][:, None]  # per-class weight of each image
+            return nn.functional.binary_cross_entropy_with_logits(logits, target, weight=w)
         target = nn.functional.one_hot(y, logits.shape[1]).to(logits.dtype)
         w = None if self.weight is None else self.weight.to(logits).expand_as(logits)
         return nn.functional.binary_cross_entropy_with_logits(logits, target, weight=w)

@@ -636,3 +636,55 @@ def test_byol_conversion_names_what_does_not_fit(tmp_path):
     other.write_bytes(__import__("pickle").dumps({"weights": 1}))
     with pytest.raises(ValueError, match="not a BYOL checkpoint"):
         M.read_byol(other)
+
+
+# --- binary targets: one sigmoid output (spec §3: Linear(2048→C) + Sigmoid, BCE; Shenzhen C = 1) ----
+def _binary(split: str, n: int | None = None) -> D.ImageSet:
+    whole = D.synthetic("shape-a", split)
+    keep = torch.nonzero(whole.labels < 2)[:, 0].numpy()[:n]
+    part = whole.subset(keep)
+    return D.ImageSet(part.images, part.labels, D.BINARY, ["circle", "square"], name=f"shapes-binary/{split}")
+
+
+def test_a_binary_head_with_one_sigmoid_trains_on_bce_of_the_label():
+    from torch.nn import functional as F
+
+    train, val = _binary("train", 120), _binary("val", 60)
+    model = M.create("resnet18", num_classes=1, seed=0)
+    fit(model, train, val, epochs=1, batch_size=32, optimizer="adam", lr=1e-3, loss="bce", progress=False)
+    r = evaluate(model, val)
+    logits = r["logits"]
+    assert r["y_score"].shape == (len(val), 1)
+    y = val.labels.numpy()
+    assert r["auc"] == pytest.approx(ev.auc(y, r["y_score"][:, 0], D.BINARY))
+    by_hand = F.binary_cross_entropy_with_logits(torch.as_tensor(logits)[:, 0].double(),
+                                                 torch.as_tensor(y).double()).item()
+    assert r["loss"] == pytest.approx(by_hand, rel=1e-4)
+    torch.testing.assert_close(torch.as_tensor(r["y_score"]).double(), torch.sigmoid(torch.as_tensor(logits).double()),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="one output .*loss='bce', not 'ce'"):
+        fit(M.create("resnet18", num_classes=1, seed=0), train, None, epochs=1, loss="ce", progress=False)
+    with pytest.raises(ValueError, match="class count mismatch"):
+        fit(M.create("resnet18", num_classes=1, seed=0), D.synthetic("shape-a", "val"), None, epochs=1,
+            progress=False)
+
+
+def test_classify_trials_give_binary_targets_one_output(monkeypatch):
+    from medtl import study
+
+    built, real = [], M.create
+
+    def recording_create(*args, **kwargs):  # the real builder, its class count kept
+        built.append(kwargs.get("num_classes"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(M, "create", recording_create)
+    train, val, test = _binary("train", 64), _binary("val", 32), _binary("test", 40)
+    rows = study.classify_trials("random", "resnet18", train, val, test, seeds=(0,), epochs=1, n_boot=20,
+                                 batch_size=32)
+    assert built == [1] and rows.value.between(0, 1).all()
+    study.classify_trials("random", "resnet18", train, val, test, seeds=(0,), epochs=1, n_boot=20, batch_size=32,
+                          binary_outputs=2)
+    assert built == [1, 2]
+    with pytest.raises(ValueError, match="binary_outputs must be 1"):
+        study.classify_trials("random", "resnet18", train, val, test, seeds=(0,), binary_outputs=3)

@@ -290,8 +290,7 @@ def truncate(model: nn.Module, cut: int, mode: str = "block", head: str | None =
     ``head="gap"``: AdaptiveAvgPool2d(1) → Flatten → Linear; ``"flatten"``: Flatten →
     Linear over the whole feature map (its width depends on ``image_size``); None: the
     study's choice for the architecture (the row's ``trunc_head``: GAP for ResNets, flatten
-    for DenseNet-201, the study's DenseNet; GAP for rows the study did not truncate, such
-    as DenseNet-121). ``head_init``: ``"kaiming"`` (Kaiming-normal weight, default bias) or
+    for DenseNets, spec §A.1.3). ``head_init``: ``"kaiming"`` (Kaiming-normal weight, default bias) or
     ``"default"``; None: the study's (the row's ``trunc_head_init``: Kaiming for ResNets).
     """
     a = _arch(model, arch)

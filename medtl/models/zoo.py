@@ -479,7 +479,8 @@ def _densenet(name: str, width: int, **extra) -> ArchSpec:
                                  "features.transition3", "features.denseblock4", "features.norm5", "classifier")},
         layer_params={"features.relu0": ("features.conv0", "features.norm0")},
         fu_layers=("features.conv0", "features.denseblock1.denselayer1.conv1"), stem="features.conv0",
-        small_stem="densenet", min_size=32, truncation="densenet", cuts={"block": (1, 2, 3, -1)}, **extra)
+        small_stem="densenet", min_size=32, truncation="densenet", cuts={"block": (1, 2, 3, -1)},
+        **{"trunc_head": "flatten", **extra})  # the study truncates DenseNets with Flatten + Linear (§A.1.3)
 
 
 for _row in (
@@ -489,7 +490,7 @@ for _row in (
         ("features.conv0",), ("features.norm0",), ("features.denseblock1", "features.transition1"),
         ("features.denseblock2", "features.transition2"), ("features.denseblock3", "features.transition3"),
         ("features.denseblock4", "features.norm5"))),
-    _densenet("densenet201", 1920, trunc_head="flatten"),
+    _densenet("densenet201", 1920),
     *(ArchSpec(
         f"transfusion{s}", family="transfusion", builder=partial(slim_resnet50, slim_from=s),
         head="fc", head_in=256 * 4, feature_node="fc", feature_dim=256 * 4,

@@ -21,7 +21,7 @@ import pandas as pd
 
 from .. import evaluate as ev
 from .. import models as M
-from ..data import SYNTHETIC_SEG, ImageSet, SegSet, from_seg_folder, synthetic_seg
+from ..data import BINARY, SYNTHETIC_SEG, ImageSet, SegSet, from_seg_folder, synthetic_seg
 from ..train import evaluate, fit
 
 #: ``fit`` settings of the study's classification arm (§3); ``epochs`` is the caller's
@@ -80,11 +80,13 @@ def classify_trials(init: str, arch: str, train: ImageSet, val: ImageSet, test: 
                     seeds: Sequence[int] = (0, 1, 2), *, epochs: int = 100, image_size: int | None = None,
                     stem: str = "imagenet", tencrop: int | None = None, tencrop_resize: int | None = None,
                     label_columns: Sequence[int] | None = None, n_boot: int = 200, progress: bool = False,
-                    **fit_overrides) -> pd.DataFrame:
+                    binary_outputs: int = 1, **fit_overrides) -> pd.DataFrame:
     """N seeded trials of one initialisation on one classification target (§3).
 
     Each trial builds ``arch`` with ``init``'s weights and a fresh head initialised
-    N(0, 0.01) (seeded), fine-tunes everything with :data:`BENCHMARK_FIT` (overridable), and
+    N(0, 0.01) (seeded) — on a binary target one sigmoid output, the study's
+    ``Linear(2048→1)`` + BCE (``binary_outputs=2``: two sigmoid outputs on one-hot targets, a
+    named deviation) —, fine-tunes everything with :data:`BENCHMARK_FIT` (overridable), and
     scores the best-validation-loss checkpoint on ``test``: the mean over classes (or over
     ``label_columns``, e.g. CheXpert's 5) of the per-class AUC, with a percentile-bootstrap
     interval over test images. ``tencrop=c`` evaluates with TenCrop at ``c`` px on images
@@ -93,10 +95,13 @@ def classify_trials(init: str, arch: str, train: ImageSet, val: ImageSet, test: 
     Returns one row per trial: arm, target, init, arch, trial, seed, metric (``"auc"``),
     value, low, high, per_class (JSON), best_epoch, stopped_epoch, stop_reason, seconds.
     """
+    if binary_outputs not in (1, 2):
+        raise ValueError(f"binary_outputs must be 1 (one sigmoid, the study's) or 2, got {binary_outputs!r}")
+    n_out = 1 if train.task == BINARY and binary_outputs == 1 else train.n_classes
     rows = []
     for trial, seed in enumerate(seeds):
         t0 = time.perf_counter()
-        model = M.create(arch, num_classes=train.n_classes, weights=init_weights(init), in_chans=3, stem=stem,
+        model = M.create(arch, num_classes=n_out, weights=init_weights(init), in_chans=3, stem=stem,
                          image_size=image_size, seed=int(seed), head_init="normal")
         result = fit(model, train, val, image_size=image_size, channels=3,
                      **_fit_settings(BENCHMARK_FIT, fit_overrides, int(seed), epochs, progress))

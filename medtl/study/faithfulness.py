@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 import pandas as pd
@@ -151,7 +152,7 @@ def protocol_markdown() -> str:
 _SMALL = "CPU-sized default (a parameter: pass the study's value for a full run)"
 
 
-def _truncated_rows(tt) -> list[ProtocolElement]:
+def _truncated_rows(tt, M) -> list[ProtocolElement]:
     """S001 truncated transfer: its rows of :data:`PROTOCOL`."""
     P = ProtocolElement
     return [
@@ -176,6 +177,10 @@ def _truncated_rows(tt) -> list[ProtocolElement]:
           f"{_SMALL}: 1e-3 for 3-epoch CPU runs; `**TTL_RECIPE` gives the study's recipe"),
         P("truncated-transfer", "block-wise cuts", "§A.1.2", (1, 2, 3, -1), "medtl.study.truncation_sweep(cuts=)",
           lambda: _default(tt.truncation_sweep, "cuts")),
+        P("truncated-transfer", "truncated heads", "§A.1.1, §A.1.3", ("gap", "kaiming", "flatten", "flatten"),
+          'medtl.models.spec("resnet50" / "densenet201" / "densenet121") trunc_head, trunc_head_init',
+          lambda: (M.spec("resnet50").trunc_head, M.spec("resnet50").trunc_head_init,
+                   M.spec("densenet201").trunc_head, M.spec("densenet121").trunc_head)),
         P("truncated-transfer", "LWFT learning rates", "§A.4.4 (known bug)", "published",
           "medtl.study.lwft_sweep(setting=)", lambda: _default(tt.lwft_sweep, "setting"),
           "the study's runs lost the head/backbone lr groups to a DataParallel bug; medtl runs the method as "
@@ -233,6 +238,9 @@ def _benchmark_rows(M) -> list[ProtocolElement]:
           _augment("benchmark", "crop_scale", "hflip", "rotate")),
         P("benchmark-transfer", "segmentation optimiser", "§4", ("adam", 1e-3, 20),
           "medtl.study.SEGMENT_FIT", lambda: (SEGMENT_FIT["optimizer"], SEGMENT_FIT["lr"], SEGMENT_FIT["patience"])),
+        P("benchmark-transfer", "binary target head", "§3 (Linear(2048→C) + Sigmoid; Shenzhen C = 1)", 1,
+          "medtl.study.classify_trials(binary_outputs=)",
+          lambda: _default(import_module(f"{__package__}.benchmark").classify_trials, "binary_outputs")),
         P("benchmark-transfer", "segmentation loss", "§4 (Montgomery, SIIM-ACR; DRIVE: BCE)", "dice",
           'medtl.study.SEGMENT_FIT["loss"]', lambda: SEGMENT_FIT["loss"]),
     ]
@@ -314,7 +322,7 @@ def _rows() -> list[ProtocolElement]:
     # the modules themselves (the package re-exports functions under some of their names)
     fr, rep, tr, tt = (import_module(f"{__package__}.{m}") for m in ("feature_reuse", "representations",
                                                                       "transferability", "truncation"))
-    return [*_truncated_rows(tt), *_hidden_rows(rep), *_benchmark_rows(M), *_reuse_rows(fr, M),
+    return [*_truncated_rows(tt, M), *_hidden_rows(rep), *_benchmark_rows(M), *_reuse_rows(fr, M),
             *_transferability_rows(T, tr)]
 
 

@@ -7,7 +7,7 @@ from torch import nn
 
 from .. import evaluate as ev
 from ..data import ImageSet
-from ..data.imageset import MULTI_LABEL
+from ..data.imageset import BINARY, MULTI_LABEL
 from ..data.segset import SEGMENTATION
 from ..features import predict
 
@@ -29,7 +29,13 @@ def head_loss(model: nn.Module, task: str, loss: str | None = None) -> str:
     """The loss family of a head: ``loss`` if given, else the one recorded in
     ``model.medtl["loss"]`` by :func:`medtl.train.fit`, else BCE for multi-label tasks and
     CE otherwise; for segmentation, Dice unless ``"bce"`` or ``"dice+bce"`` is asked for."""
-    loss = ev.resolve_loss(task, loss or getattr(model, "medtl", {}).get("loss"))
+    requested = loss or getattr(model, "medtl", {}).get("loss")
+    if task == BINARY and n_outputs(model) == 1:  # one sigmoid: BCE is the only loss it can be trained with
+        if requested not in (None, "bce"):
+            raise ValueError(f"a binary head with one output (one sigmoid) is trained with loss='bce', not "
+                             f"{requested!r}; build two outputs (num_classes=2) for softmax cross-entropy")
+        return "bce"
+    loss = ev.resolve_loss(task, requested)
     if task == MULTI_LABEL and loss == "ce":
         raise ValueError("a multi-label task needs loss='bce' (independent sigmoids); cross-entropy assumes one "
                          "class per image")
@@ -63,7 +69,7 @@ def check_compatible(model: nn.Module, data: ImageSet, what: str, task: str | No
         raise ValueError(f"task {task!r} does not fit {what} {data.name!r}, whose task is {data.task!r} "
                          "(multi-hot labels need the multi-label task and vice versa)")
     n_out = n_outputs(model)
-    if n_out is not None and n_out != data.n_classes:
+    if n_out is not None and n_out != data.n_classes and not (n_out == 1 and data.task == BINARY):
         raise ValueError(
             f"class count mismatch: the model has {n_out} outputs but {what} {data.name!r} has "
             f"{data.n_classes} classes; build it with num_classes={data.n_classes} or replace its head"
