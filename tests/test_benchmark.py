@@ -672,17 +672,19 @@ def test_a_binary_head_with_one_sigmoid_trains_on_bce_of_the_label():
 def test_classify_trials_give_binary_targets_one_output(monkeypatch):
     from medtl import study
 
-    built, real = [], M.create
+    built, models, real = [], [], M.create
 
-    def recording_create(*args, **kwargs):  # the real builder, its class count kept
+    def recording_create(*args, **kwargs):  # the real builder, its class count and model kept
         built.append(kwargs.get("num_classes"))
-        return real(*args, **kwargs)
+        models.append(real(*args, **kwargs))
+        return models[-1]
 
     monkeypatch.setattr(M, "create", recording_create)
     train, val, test = _binary("train", 64), _binary("val", 32), _binary("test", 40)
     rows = study.classify_trials("random", "resnet18", train, val, test, seeds=(0,), epochs=1, n_boot=20,
                                  batch_size=32)
     assert built == [1] and rows.value.between(0, 1).all()
+    assert models[0].medtl["normalize"] == "imagenet"  # ImageNet statistics for every init, random included (§3)
     study.classify_trials("random", "resnet18", train, val, test, seeds=(0,), epochs=1, n_boot=20, batch_size=32,
                           binary_outputs=2)
     assert built == [1, 2]

@@ -80,13 +80,15 @@ def classify_trials(init: str, arch: str, train: ImageSet, val: ImageSet, test: 
                     seeds: Sequence[int] = (0, 1, 2), *, epochs: int = 100, image_size: int | None = None,
                     stem: str = "imagenet", tencrop: int | None = None, tencrop_resize: int | None = None,
                     label_columns: Sequence[int] | None = None, n_boot: int = 200, progress: bool = False,
-                    binary_outputs: int = 1, **fit_overrides) -> pd.DataFrame:
+                    binary_outputs: int = 1, normalize: str = "imagenet", **fit_overrides) -> pd.DataFrame:
     """N seeded trials of one initialisation on one classification target (§3).
 
     Each trial builds ``arch`` with ``init``'s weights and a fresh head initialised
     N(0, 0.01) (seeded) — on a binary target one sigmoid output, the study's
     ``Linear(2048→1)`` + BCE (``binary_outputs=2``: two sigmoid outputs on one-hot targets, a
-    named deviation) —, fine-tunes everything with :data:`BENCHMARK_FIT` (overridable), and
+    named deviation) —, normalises every initialisation's input with ``normalize``
+    (ImageNet's mean and std, as the study does for all 21 and for random initialisation),
+    fine-tunes everything with :data:`BENCHMARK_FIT` (overridable), and
     scores the best-validation-loss checkpoint on ``test``: the mean over classes (or over
     ``label_columns``, e.g. CheXpert's 5) of the per-class AUC, with a percentile-bootstrap
     interval over test images. ``tencrop=c`` evaluates with TenCrop at ``c`` px on images
@@ -103,6 +105,7 @@ def classify_trials(init: str, arch: str, train: ImageSet, val: ImageSet, test: 
         t0 = time.perf_counter()
         model = M.create(arch, num_classes=n_out, weights=init_weights(init), in_chans=3, stem=stem,
                          image_size=image_size, seed=int(seed), head_init="normal")
+        model.medtl["normalize"] = normalize  # training, validation and test read it from the model
         result = fit(model, train, val, image_size=image_size, channels=3,
                      **_fit_settings(BENCHMARK_FIT, fit_overrides, int(seed), epochs, progress))
         size = image_size

@@ -241,6 +241,9 @@ def _benchmark_rows(M) -> list[ProtocolElement]:
         P("benchmark-transfer", "binary target head", "§3 (Linear(2048→C) + Sigmoid; Shenzhen C = 1)", 1,
           "medtl.study.classify_trials(binary_outputs=)",
           lambda: _default(import_module(f"{__package__}.benchmark").classify_trials, "binary_outputs")),
+        P("benchmark-transfer", "input normalisation (every initialisation)", "§3", "imagenet",
+          "medtl.study.classify_trials(normalize=)",
+          lambda: _default(import_module(f"{__package__}.benchmark").classify_trials, "normalize")),
         P("benchmark-transfer", "segmentation loss", "§4 (Montgomery, SIIM-ACR; DRIVE: BCE)", "dice",
           'medtl.study.SEGMENT_FIT["loss"]', lambda: SEGMENT_FIT["loss"]),
     ]
