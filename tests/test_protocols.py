@@ -373,3 +373,43 @@ def test_each_studys_pipeline_trains_with_its_own_augmentation_by_default():
         assert name in D.RECIPES
     for nb, value in (("experiments/feature_reuse", "feature-reuse"), ("experiments/similarity", "hidden-representations")):
         assert E.notebook_parameters(nb)["augment"].strip("\"'") == value
+
+
+# --- the per-study faithfulness tables (docs/faithfulness.md) ----------------------------------
+def test_faithfulness_tables_are_generated_from_the_code_and_current():
+    """docs/ holds one table per study, generated from medtl.study.PROTOCOL: the file is
+    what the code gives today, every study has rows, every deviation says why."""
+    from pathlib import Path
+
+    from medtl import study
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "faithfulness.md"
+    assert doc.read_text() == study.protocol_markdown() + "\n", \
+        "docs/faithfulness.md is stale: python -c 'from medtl import study; print(study.protocol_markdown())' " \
+        "> docs/faithfulness.md"
+    table = study.protocol_table()
+    assert set(table.study) == set(study.STUDIES)
+    assert (table.groupby("study").size() >= 5).all()
+    dev = table[table.status == "deviation"]
+    assert (dev.reason.str.len() > 20).all(), dev[dev.reason.str.len() <= 20].element.tolist()
+    for key, title in study.STUDIES.items():
+        assert f"## {title}" in doc.read_text() and f"specs/{key}.md" in doc.read_text()
+
+
+def test_faithfulness_status_is_computed_from_the_code_not_declared(monkeypatch):
+    """Changing a default in the code turns its row into a deviation (and without a reason
+    the table shows none, which the test above refuses)."""
+    from medtl import study
+
+    row = study.PROTOCOL.get("truncated-transfer: optimiser and lr")
+    assert row.faithful() and row.reason == ""
+    monkeypatch.setitem(study.TTL_RECIPE, "lr", 1e-3)
+    table = study.protocol_table("truncated-transfer").set_index("element")
+    assert table.loc["optimiser and lr", "status"] == "deviation" and table.loc["optimiser and lr", "reason"] == ""
+    assert table.loc["optimiser and lr", "medtl_value"] == "('adam', 0.001, 0.0)"
+    monkeypatch.setitem(D.RECIPES, "feature-reuse", D.RECIPES["feature-reuse"].with_(vflip=0.0))
+    assert not study.PROTOCOL.get("feature-reuse: train augmentation").faithful()
+    with pytest.raises(ValueError, match="study must be one of"):
+        study.ProtocolElement("S9", "x", "§1", 1, "nowhere", lambda: 1)
+    with pytest.raises(ValueError, match="already registered"):
+        study.register_element(row)
