@@ -690,3 +690,61 @@ def test_classify_trials_give_binary_targets_one_output(monkeypatch):
     assert built == [1, 2]
     with pytest.raises(ValueError, match="binary_outputs must be 1"):
         study.classify_trials("random", "resnet18", train, val, test, seeds=(0,), binary_outputs=3)
+
+
+# --- official split files (ChestX-ray14 / Shenzhen lists, CheXpert CSVs) through get() and benchmark() ----
+def _img(path, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8), value, np.uint8)).save(path)
+
+
+def test_a_folder_of_split_lists_keeps_its_official_splits(tmp_path):
+    """The study's ChestX-ray14 lists (whitespace, 14 multi-hot labels) and Shenzhen lists
+    (comma, binary): each split is its own file, never a 70/10/20 re-split."""
+    cxr = tmp_path / "xray14"
+    counts = {"train": 9, "val": 4, "test": 5}
+    for split, n in counts.items():
+        lines = []
+        for i in range(n):
+            _img(cxr / "images" / f"{split}{i}.png", 10 * i)
+            bits = [(i + j) % 3 == 0 for j in range(14)]
+            lines.append(" ".join([f"images/{split}{i}.png", *("1" if b else "0" for b in bits)]))
+        (cxr / f"Xray14_{split}_official.txt").write_text("\n".join(lines) + "\n")
+    for split, n in counts.items():
+        ds = D.get(cxr, split, size=8)
+        assert len(ds) == n and ds.task == D.MULTI_LABEL and ds.labels.shape == (n, 14)
+        assert ds.name == f"xray14/{split}"
+    assert D.family_of(str(cxr)).name == "split-files"
+    sz = tmp_path / "shenzhen"
+    for split, n in (("train", 6), ("valid", 2), ("test", 4)):
+        for i in range(n):
+            _img(sz / f"CHNCXR_{split}{i}_{i % 2}.png", 40 * i)
+        (sz / f"ShenzenCXR_{split}_data.txt").write_text(
+            "\n".join(f"CHNCXR_{split}{i}_{i % 2}.png,{i % 2}" for i in range(n)) + "\n")
+    val = D.get(sz, "val", size=8)
+    assert len(val) == 2 and val.task == D.BINARY and val.labels.tolist() == [0, 1]
+    (sz / "notes_train_extra.txt").write_text("x\n")  # a second file naming the train split
+    with pytest.raises(ValueError, match="exactly one list/CSV per split"):
+        D.get(sz, "train", size=8)
+
+
+def test_chexpert_csvs_are_splits_and_benchmark_reports_the_five_labels(tmp_path):
+    root = tmp_path / "chexpert"
+    header = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *D.CHEXPERT_LABELS]
+    for split, n in (("train", 8), ("valid", 6), ("test", 6)):
+        lines = [",".join(header)]
+        for i in range(n):
+            _img(root / split / f"p{i}.jpg", 25 * i)
+            cells = ["1.0" if (i + j) % 2 else "0.0" for j in range(14)]
+            lines.append(",".join([f"chexpert/{split}/p{i}.jpg", "Male", "50", "Frontal", "AP", *cells]))
+        (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
+    test = D.get(root, "test", size=8)  # paths relative to the CSV's parent's parent, as CheXpert's
+    assert test.meta["eval_labels"] == list(D.CHEXPERT_EVAL) and test.labels.shape == (6, 14)
+    assert len(D.get(root, "val", size=8)) == 6 and len(D.get(root, "train", size=8)) == 8  # valid.csv is val
+    import json
+
+    from medtl import study
+
+    rows = study.benchmark(["random"], [str(root)], arch="resnet18", seeds=(0,), size=28, epochs=1, n_boot=10,
+                           batch_size=4)
+    assert len(json.loads(rows.per_class[0])) == 5  # AUC on the 5 reported observations

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._registry import Registry
 from . import catalog
-from .files import from_csv, from_folder, from_list
+from .files import CHEXPERT_LABELS, from_chexpert, from_csv, from_folder, from_list
 from .imageset import ImageSet
 from .splits import folds, subset
 from .synthetic import SYNTHETIC, SYNTHETIC_SPLITS, synthetic
@@ -201,6 +201,82 @@ def _user_load(reader):
     return load
 
 
+#: Words naming each split in a split file's name (``Xray14_val_official.txt``,
+#: ``ShenzenCXR_valid_data.txt``, CheXpert's ``valid.csv``).
+SPLIT_WORDS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+_SPLIT_SUFFIXES = (".txt", ".lst", ".list", ".csv")
+
+
+def split_files(folder: str | os.PathLike) -> dict[str, Path] | None:
+    """A folder's official split files — one list file or CSV per split whose name holds the
+    split's word as a ``_``/``-``/``.``-separated part (:data:`SPLIT_WORDS`) — as ``{split:
+    path}``; None when the folder has none of them. Raises ValueError naming the files when a
+    split has none or several (e.g. ChestX-ray14's ``train_val_list.txt``, which is both)."""
+    import re
+
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        return None
+    files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in _SPLIT_SUFFIXES)
+    words = {f: set(re.split(r"[_\-. ]+", f.stem.lower())) for f in files}
+    found = {s: [f for f in files if words[f] & set(w)] for s, w in SPLIT_WORDS.items()}
+    if not any(found.values()):
+        return None
+    bad = {s: [f.name for f in fs] for s, fs in found.items() if len(fs) != 1}
+    shared = [f.name for f in files if sum(f in fs for fs in found.values()) > 1]
+    if bad or shared:
+        raise ValueError(f"{path}: official split files need exactly one list/CSV per split (names holding "
+                         f"{', '.join('/'.join(w) for w in SPLIT_WORDS.values())}); found "
+                         f"{ {s: [f.name for f in fs] for s, fs in found.items()} }"
+                         f"{f', naming several splits: {shared}' if shared else ''}")
+    return {s: fs[0] for s, fs in found.items()}
+
+
+def _has_split_files(name) -> bool:
+    """The split-files family's match: a folder (without train/val/test sub-folders) holding
+    split files; an ambiguous set matches too, so that loading it names the problem."""
+    path = Path(name).expanduser()
+    if not path.is_dir() or all((path / s).is_dir() for s in SPLIT_WORDS):
+        return False
+    try:
+        return split_files(path) is not None
+    except ValueError:
+        return True
+
+
+def _is_chexpert_csv(path: Path) -> bool:
+    with open(path, newline="") as fh:
+        header = fh.readline().strip().split(",")
+    return len(header) >= 5 + len(CHEXPERT_LABELS) and header[5:5 + len(CHEXPERT_LABELS)] == list(CHEXPERT_LABELS)
+
+
+def _split_file_load(name, split, size, root, channels: int = 3, progress: bool = False,
+                     image_root: str | os.PathLike | None = None, policy: str = "LSR-Ones", **options):
+    """One split of a folder of official split files (:func:`split_files`): a CheXpert CSV
+    (its header's 14 observations) through :func:`from_chexpert` with ``policy``, another
+    CSV through :func:`from_csv`, a list file through :func:`from_list` (comma-separated
+    when its first line is, as the study's Shenzhen lists)."""
+    files = split_files(name)
+    file = files[split] if split in files else None
+    if file is None:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(files)}")
+    key = (str(file.resolve()), size, channels, str(image_root), policy, tuple(sorted(options.items())))
+    if key not in _USER_CACHE:
+        label = f"{Path(name).name}/{split}"
+        if file.suffix.lower() == ".csv" and _is_chexpert_csv(file):
+            ds = from_chexpert(file, image_root, size, channels, policy=policy, name=label, progress=progress,
+                               **options)
+        elif file.suffix.lower() == ".csv":
+            ds = from_csv(file, image_root=image_root, size=size, channels=channels, name=label, progress=progress,
+                          **options)
+        else:
+            first = next((ln for ln in file.read_text().splitlines() if ln.strip()), "")
+            ds = from_list(file, image_root, size, channels, name=label, progress=progress,
+                           sep="," if "," in first else None, **options)
+        _USER_CACHE[key] = ds
+    return _USER_CACHE[key]
+
+
 def _is_suffix(*suffixes):
     return lambda name: Path(name).suffix.lower() in suffixes and Path(name).expanduser().is_file()
 
@@ -218,6 +294,11 @@ register_family(Family(
     related=synthetic_related,
     description=f"offline synthetic suite with known answers ({'/'.join(map(str, SYNTHETIC_SPLITS.values()))} "
                 "images per split)"))
+register_family(Family(
+    "split-files", match=_has_split_files, load=_split_file_load,
+    description="a folder of official split files, one list or CSV per split named *train* / *val* (*valid*) / "
+                "*test* (the benchmark study's ChestX-ray14 and Shenzhen lists, CheXpert's CSVs): used as they are, "
+                "never re-split"))
 register_family(Family(
     "folder", match=lambda name: Path(name).expanduser().is_dir(),
     load=_user_load(lambda p, **kw: from_folder(p, **kw)),

@@ -273,7 +273,8 @@ def from_chexpert(csv_file: str | os.PathLike, image_root: str | os.PathLike | N
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} image(s) of {csv_file} are missing under {root}: {missing[:3]}")
-    meta = {"paths": np.asarray([str(p) for p in paths]), "uncertain": uncertain, "policy": policy}
+    meta = {"paths": np.asarray([str(p) for p in paths]), "uncertain": uncertain, "policy": policy,
+            "eval_labels": list(CHEXPERT_EVAL)}  # the 5 observations the study reports AUC on
     hard, soft = UNCERTAIN_POLICIES[policy]
     if soft is not None:
         meta["uncertain_range"] = soft

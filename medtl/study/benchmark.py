@@ -224,7 +224,10 @@ def benchmark(inits: Sequence[str], targets: Sequence[str] = (), seg_targets: Se
               progress=False, **fit_overrides) -> pd.DataFrame:
     """Initialisations × targets × seeded trials, both arms (one tidy table, as
     :func:`classify_trials` / :func:`segment_trials` rows). Classification targets load
-    through :func:`medtl.data.get` (MedMNIST flags, synthetic names, folders), with
+    through :func:`medtl.data.get` (MedMNIST flags, synthetic names, folders; a folder of
+    official split files — the study's ChestX-ray14 and Shenzhen lists, CheXpert's CSVs —
+    keeps its splits, and a target recording ``eval_labels`` (CheXpert: the 5 reported
+    observations) is scored on those), with
     ``n_train`` images drawn per split (seeded, stratified) and ``anno_percent`` of the
     training images kept (the study's seed-99 shuffle); segmentation targets through
     :func:`seg_splits`. Every initialisation must load (:func:`check_inits` first)."""
@@ -235,9 +238,12 @@ def benchmark(inits: Sequence[str], targets: Sequence[str] = (), seg_targets: Se
         tr, va, te = (get(target, s, size, root, n=n_train, seed=0) for s in ("train", "val", "test"))
         if anno_percent < 100:
             tr = anno_subset(tr, anno_percent)
+        reported = te.meta.get("eval_labels")  # e.g. CheXpert: AUC on its 5 reported observations
+        columns = [te.label_names.index(n) for n in reported] if reported else None
         for init in inits:
             frames.append(classify_trials(init, arch, tr, va, te, seeds, epochs=epochs, image_size=image_size,
-                                          tencrop=tencrop, n_boot=n_boot, progress=progress, **fit_overrides))
+                                          tencrop=tencrop, n_boot=n_boot, progress=progress, label_columns=columns,
+                                          **fit_overrides))
     for target in seg_targets:
         n = {"train": n_train, "val": n_train and max(n_train // 4, 8), "test": n_train and max(n_train // 2, 8)}
         parts = seg_splits(target, seg_size, n)

@@ -244,6 +244,13 @@ def _benchmark_rows(M) -> list[ProtocolElement]:
         P("benchmark-transfer", "input normalisation (every initialisation)", "§3", "imagenet",
           "medtl.study.classify_trials(normalize=)",
           lambda: _default(import_module(f"{__package__}.benchmark").classify_trials, "normalize")),
+        P("benchmark-transfer", "CheXpert reported labels", "§3 (DXC5)",
+          ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"), "medtl.data.CHEXPERT_EVAL",
+          lambda: tuple(import_module("medtl.data").CHEXPERT_EVAL)),
+        P("benchmark-transfer", "ChestX-ray14 / Shenzhen / CheXpert splits", "§3 (official split lists)",
+          "the split files as given", 'medtl.data.FAMILIES["split-files"]',
+          lambda: "the split files as given" if "split-files" in import_module("medtl.data").FAMILIES.names()
+          else "a seeded 70/10/20 re-split"),
         P("benchmark-transfer", "segmentation loss", "§4 (Montgomery, SIIM-ACR; DRIVE: BCE)", "dice",
           'medtl.study.SEGMENT_FIT["loss"]', lambda: SEGMENT_FIT["loss"]),
     ]
