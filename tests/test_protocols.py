@@ -278,6 +278,33 @@ def test_feature_reuse_layer_lists_are_the_studys_target_modules():
     assert float(acts["relu"].min()) >= 0 and float(acts["conv1"].min()) < 0  # conv1 is read before BN and ReLU
 
 
+def test_torchvision_vit_block_list_reads_the_attention_and_mlp_branches():
+    """torchvision's ViT: the attention branch is read at the encoder layer's dropout (its
+    input is the attention output; identity in eval), before the residual add; weight
+    analyses of that layer read the attention module's parameters."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    spec = M.spec("vit_b_16")
+    blocks = spec.layer_list("block")
+    assert blocks[1:3] == ("encoder.layers.encoder_layer_0.dropout", "encoder.layers.encoder_layer_0.mlp")
+    assert len(blocks) == 26 and spec.params_of(blocks[1]) == ("encoder.layers.encoder_layer_0.self_attention",)
+    model = M.create("vit_b_16", num_classes=2, seed=0).eval()
+    layer = model.encoder.layers.encoder_layer_3
+    seen = {}
+    h1 = layer.self_attention.register_forward_hook(lambda m, a, o: seen.__setitem__("attn", o[0]))
+    h2 = layer.mlp.register_forward_hook(lambda m, a, o: seen.__setitem__("mlp", o))
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model(x)  # the plain forward pass, read by hooks on the branch modules
+    h1.remove()
+    h2.remove()
+    fx = create_feature_extractor(model, ["encoder.layers.encoder_layer_3.dropout", "encoder.layers.encoder_layer_3.mlp"])
+    with torch.no_grad():
+        out = fx(x)
+    torch.testing.assert_close(out["encoder.layers.encoder_layer_3.dropout"], seen["attn"])
+    torch.testing.assert_close(out["encoder.layers.encoder_layer_3.mlp"], seen["mlp"])
+
+
 # --- the hidden-representations study (spec hidden-representations.md) ----------------------
 def test_representation_study_defaults_are_the_studys():
     """§B.1: Adam at 1e-5 (README command: --l 1e-5), EarlyStopping(val_loss, patience=30)

@@ -560,7 +560,12 @@ for _row in (
         layers=("conv_proj", *_VIT_BLOCKS, "encoder.ln"),
         fu_layers=("conv_proj", "encoder.layers.encoder_layer_0.mlp.0"), stem="conv_proj", small_stem="vit_patch4",
         min_size=224, size_kwarg="image_size", patch=16, adapt_imagenet=_vit_pos_embedding,
-        granularities={"block": ("conv_proj", *_VIT_BLOCKS, "heads.head")},
+        # "block": the study's target modules, each encoder layer's attention branch (its dropout's
+        # output: the attention output before the residual add) and MLP branch; "residual" the stream
+        granularities={"block": ("conv_proj", *(f"{b}.{part}" for b in _VIT_BLOCKS for part in ("dropout", "mlp")),
+                                 "heads.head"),
+                       "residual": ("conv_proj", *_VIT_BLOCKS, "heads.head")},
+        layer_params={f"{b}.dropout": (f"{b}.self_attention",) for b in _VIT_BLOCKS},
         st_groups=(("conv_proj", "class_token", "encoder.pos_embedding"), *((b,) for b in _VIT_BLOCKS),
                    ("encoder.ln",)),
     ),
