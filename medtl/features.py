@@ -337,6 +337,8 @@ def predict(model: nn.Module, data: ImageSet, batch_size: int = 512, device=None
     was = model.training
     model.eval().to(dev)
     settings = batch_settings(model, data, **batch)
+    if tencrop is not None:  # TenCrop replaces any centre crop: the ten views are taken from the whole image
+        settings.pop("centre_crop", None)
     if tencrop is not None and not 0 < int(tencrop) <= int(settings["image_size"]):
         raise ValueError(f"tencrop must be a crop side in 1..image_size ({settings['image_size']}), got {tencrop!r}")
     check_input_size(model, tencrop or settings["image_size"])

@@ -34,10 +34,11 @@ def autocast(dev: torch.device, amp: bool):
     return torch.autocast("cpu", enabled=False)
 
 
-def batch_settings(model: nn.Module, data, normalize=None, image_size=None, channels=None) -> dict:
+def batch_settings(model: nn.Module, data, normalize=None, image_size=None, channels=None, centre_crop=None) -> dict:
     """Loader settings a model expects: its normalisation, input size and channels (from
     ``model.medtl``), each overridable; grey data is replicated to 3 channels for a
-    3-channel stem. ``data`` is an ImageSet (its name, size and channels are read)."""
+    3-channel stem; a model recording ``eval_crop`` (a fraction, e.g. 224/256) adds
+    ``centre_crop`` (unaugmented batches are resized and centre-cropped). ``data`` is an ImageSet (its name, size and channels are read)."""
     info = getattr(model, "medtl", {})
     if normalize is None:
         normalize = info.get("normalize", "medmnist")
@@ -48,7 +49,11 @@ def batch_settings(model: nn.Module, data, normalize=None, image_size=None, chan
         if want == 1 and data.n_channels == 3:
             raise ValueError(f"model has a 1-channel stem but {data.name!r} is RGB")
         channels = want
-    return {"normalize": normalize, "image_size": image_size, "channels": channels}
+    out = {"normalize": normalize, "image_size": image_size, "channels": channels}
+    crop = centre_crop if centre_crop is not None else info.get("eval_crop")
+    if crop:  # the model's evaluation transform: resize, then the central crop
+        out["centre_crop"] = float(crop)
+    return out
 
 
 def check_input_size(model: nn.Module, image_size: int, what: str = "input") -> None:

@@ -685,6 +685,7 @@ def test_classify_trials_give_binary_targets_one_output(monkeypatch):
                                  batch_size=32)
     assert built == [1] and rows.value.between(0, 1).all()
     assert models[0].medtl["normalize"] == "imagenet"  # ImageNet statistics for every init, random included (§3)
+    assert models[0].medtl["eval_crop"] == 224 / 256  # validation/test: Resize 256 → CenterCrop 224 (§3)
     study.classify_trials("random", "resnet18", train, val, test, seeds=(0,), epochs=1, n_boot=20, batch_size=32,
                           binary_outputs=2)
     assert built == [1, 2]

@@ -280,3 +280,18 @@ def test_study_rows_run_through_the_loader_deterministically(name):
     a, b = torch.cat([x for x, _ in make()]), torch.cat([x for x, _ in make()])
     assert torch.equal(a, b) and a.shape == (40, 3, 28, 28) and 0 <= float(a.min()) and float(a.max()) <= 1
     assert not torch.equal(a, torch.cat([x for x, _ in D.loader(ds, batch_size=16, seed=3, normalize=None)]))
+
+
+def test_centre_crop_is_torchvisions_resize_then_center_crop():
+    """The studies' evaluation transform, Resize(s / f) → CenterCrop(s): equal to
+    torchvision's on the same images (up-sampling 28 → 32 px, and shrinking 64 → 32 → 28)."""
+    ds = _set(n=6, c=3, size=28)
+    x = torch.cat([b for b, _ in D.loader(ds, batch_size=6, normalize=None, centre_crop=224 / 256)])
+    ref = TF.center_crop(TF.resize(ds.images.float() / 255, [32, 32], antialias=True), [28, 28])
+    torch.testing.assert_close(x, ref, rtol=0, atol=1e-5)
+    big = _set(n=4, c=1, size=64)
+    y = torch.cat([b for b, _ in D.loader(big, batch_size=4, image_size=28, normalize=None, centre_crop=0.875)])
+    ref = TF.center_crop(TF.resize(big.images.float() / 255, [32, 32], antialias=True), [28, 28])
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="centre_crop must be the kept fraction"):
+        D.loader(ds, centre_crop=1.5)

@@ -52,7 +52,8 @@ class Loader:
                  augment: str | Augment | None = None, device: str | torch.device = "cpu",
                  channels: int | None = None, drop_last: bool = False,
                  sample_weights: Sequence[float] | np.ndarray | torch.Tensor | None = None,
-                 resize_mode: str = "bilinear", data_on_device: bool | None = None) -> None:
+                 resize_mode: str = "bilinear", data_on_device: bool | None = None,
+                 centre_crop: float | None = None) -> None:
         if not isinstance(data, ImageSet):
             raise TypeError(f"loader needs a medtl ImageSet, got {type(data).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -70,6 +71,10 @@ class Loader:
             raise ValueError(f"{data.name!r} is RGB; channels=1 would drop colour (convert explicitly)")
         if resize_mode not in ("bilinear", "bicubic", "nearest"):
             raise ValueError(f"resize_mode must be bilinear, bicubic or nearest, got {resize_mode!r}")
+        if centre_crop is not None and not (isinstance(centre_crop, (int, float)) and 0 < centre_crop <= 1):
+            raise ValueError(f"centre_crop must be the kept fraction of each side in (0, 1] (e.g. 224/256), "
+                             f"got {centre_crop!r}")
+        self.centre_crop = centre_crop
         self.data = data
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -124,6 +129,8 @@ class Loader:
             x = x.expand(-1, 3, -1, -1)
         if self.augment is not None and g is not None:
             x = self.augment(x, self.image_size, g, self.resize_mode)
+        elif self.centre_crop is not None:
+            x = centre_crop(x, self.image_size, self.centre_crop, self.resize_mode)
         else:
             x = resize(x, self.image_size, self.resize_mode)
         if self.norm is not None:
@@ -179,6 +186,18 @@ class Loader:
             yield self.transform(self._images[dev_idx], g), y
 
 
+def centre_crop(x: torch.Tensor, size: tuple[int, int], fraction: float, mode: str = "bilinear") -> torch.Tensor:
+    """Resize a float batch so that ``size`` is ``fraction`` of each side, then take the
+    central ``size`` crop: torchvision's ``Resize(s / fraction)`` → ``CenterCrop(s)``, the
+    studies' evaluation transform (``fraction`` = 224/256); the crop's offset is
+    ``round((S − s) / 2)`` as torchvision's ``center_crop``."""
+    h, w = size
+    big = (round(h / fraction), round(w / fraction))
+    x = resize(x, big, mode)
+    top, left = int(round((big[0] - h) / 2.0)), int(round((big[1] - w) / 2.0))
+    return x[..., top:top + h, left:left + w]
+
+
 def loader(data: ImageSet, batch_size: int = 128, shuffle: bool = False, seed: int = 0,
            image_size: int | tuple[int, int] | None = None, normalize: str | tuple | None = "medmnist",
            augment: str | Augment | None = None, device: str | torch.device = "cpu",
@@ -201,7 +220,10 @@ def loader(data: ImageSet, batch_size: int = 128, shuffle: bool = False, seed: i
         channels: 3 replicates grey images to RGB; None keeps the stored channels.
         drop_last: drop the last incomplete batch.
         **kwargs: ``sample_weights`` (per-image weights: draws with replacement, e.g.
-            inverse class frequency), ``resize_mode``, ``data_on_device``.
+            inverse class frequency), ``resize_mode``, ``data_on_device``, ``centre_crop``
+            (unaugmented batches: resize so ``image_size`` is that fraction of each side,
+            then crop the centre — :func:`centre_crop`, the studies' Resize 256 →
+            CenterCrop 224 at ``224/256``).
 
     Yields:
         ``x`` float32 ``B×C×H×W`` on ``device``; ``y`` the labels (int64 ``B`` or float ``B×L``).

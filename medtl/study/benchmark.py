@@ -80,7 +80,8 @@ def classify_trials(init: str, arch: str, train: ImageSet, val: ImageSet, test: 
                     seeds: Sequence[int] = (0, 1, 2), *, epochs: int = 100, image_size: int | None = None,
                     stem: str = "imagenet", tencrop: int | None = None, tencrop_resize: int | None = None,
                     label_columns: Sequence[int] | None = None, n_boot: int = 200, progress: bool = False,
-                    binary_outputs: int = 1, normalize: str = "imagenet", **fit_overrides) -> pd.DataFrame:
+                    binary_outputs: int = 1, normalize: str = "imagenet", eval_crop: float | None = 224 / 256,
+                    **fit_overrides) -> pd.DataFrame:
     """N seeded trials of one initialisation on one classification target (§3).
 
     Each trial builds ``arch`` with ``init``'s weights and a fresh head initialised
@@ -88,7 +89,9 @@ def classify_trials(init: str, arch: str, train: ImageSet, val: ImageSet, test: 
     ``Linear(2048→1)`` + BCE (``binary_outputs=2``: two sigmoid outputs on one-hot targets, a
     named deviation) —, normalises every initialisation's input with ``normalize``
     (ImageNet's mean and std, as the study does for all 21 and for random initialisation),
-    fine-tunes everything with :data:`BENCHMARK_FIT` (overridable), and
+    validates and tests on the study's evaluation transform (``eval_crop``: resize so the
+    input size is that fraction of each side, then the central crop — Resize 256 →
+    CenterCrop 224 at 224 px; None: the whole image resized), fine-tunes everything with :data:`BENCHMARK_FIT` (overridable), and
     scores the best-validation-loss checkpoint on ``test``: the mean over classes (or over
     ``label_columns``, e.g. CheXpert's 5) of the per-class AUC, with a percentile-bootstrap
     interval over test images. ``tencrop=c`` evaluates with TenCrop at ``c`` px on images
@@ -106,6 +109,8 @@ def classify_trials(init: str, arch: str, train: ImageSet, val: ImageSet, test: 
         model = M.create(arch, num_classes=n_out, weights=init_weights(init), in_chans=3, stem=stem,
                          image_size=image_size, seed=int(seed), head_init="normal")
         model.medtl["normalize"] = normalize  # training, validation and test read it from the model
+        if eval_crop is not None:
+            model.medtl["eval_crop"] = float(eval_crop)  # validation and test (training is augmented)
         result = fit(model, train, val, image_size=image_size, channels=3,
                      **_fit_settings(BENCHMARK_FIT, fit_overrides, int(seed), epochs, progress))
         size = image_size
