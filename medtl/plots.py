@@ -405,10 +405,12 @@ def cut_curves(table: pd.DataFrame, metrics: Sequence[str] = ("auc", "auprc_trap
     full model (FTL) and the best LWFT as horizontal reference lines (a table from
     :func:`medtl.study.truncation_study`)."""
     ttl = table[table.method == "TTL"]
+    heads = ttl["head"].nunique() if "head" in ttl else 1
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.4), squeeze=False)
     for ax, m in zip(axes[0], metrics):
-        for mode, g in ttl.groupby("mode"):
-            ax.plot(g.cut.astype(str), g[m], marker="o", label=f"TTL ({mode}-wise)")
+        for key, g in ttl.groupby(["mode", "head"] if heads > 1 else ["mode"]):
+            label = f"TTL ({key[0]}-wise{', ' + key[1] + ' head' if heads > 1 else ''})"
+            ax.plot(g.cut.astype(str), g[m], marker="o", label=label)
         for method, style in (("FTL", "--"), ("LWFT", ":")):
             ref = table[table.method == method]
             if len(ref):
@@ -417,6 +419,37 @@ def cut_curves(table: pd.DataFrame, metrics: Sequence[str] = ("auc", "auprc_trap
         ax.set_ylabel(m.replace("_", " "))
         ax.legend(fontsize=7)
     fig.suptitle(title or "truncated transfer: test metrics per cut")
+    fig.tight_layout()
+    return fig
+
+
+def pooling_ablation(table: pd.DataFrame, metrics: Sequence[str] = ("auprc_trapezoid", "auc"),
+                     title: str = "pooling ablation: GAP vs flatten head per cut"):
+    """The truncated-transfer study's pooling ablation (its ``pooling.png``): per block-wise
+    cut, each metric for the GAP + Linear and the Flatten + Linear head (lines), and each
+    head's trainable parameters (bars, right axis, log scale) — a table from
+    :func:`medtl.study.truncation_study` with ``pooling_ablation=True``."""
+    rows = table[(table["mode"] == "block") & table.method.isin(["TTL", "FTL"])].copy()
+    rows["cut"] = rows.cut.astype(int)
+    order = sorted(rows.cut.unique(), key=lambda c: (c == -1, c))
+    heads = sorted(rows["head"].unique())
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), squeeze=False)
+    x = np.arange(len(order))
+    for ax, m in zip(axes[0], metrics):
+        bars = ax.twinx()
+        for i, head in enumerate(heads):
+            g = rows[rows["head"] == head].set_index("cut").reindex(order)
+            ax.plot(x, g[m], marker="o", label=f"{head} head", zorder=3)
+            bars.bar(x + (i - (len(heads) - 1) / 2) * 0.35, g["params"], width=0.35, alpha=0.25)
+        bars.set_yscale("log")
+        bars.set_ylabel("trainable parameters (bars)")
+        ax.set_xticks(x, ["full" if c == -1 else str(c) for c in order])
+        ax.set_xlabel("block-wise cut")
+        ax.set_ylabel(m.replace("_", " "))
+        ax.set_zorder(bars.get_zorder() + 1)
+        ax.patch.set_visible(False)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -204,7 +204,7 @@ def synthetic_study(tmp_path_factory):
         "feature_reuse": {**common, "source": "texture-a-resnet18", "target": "texture-b", "n_train": 80,
                           "n_test": 60, "epochs": 1, "inits": ["ri", "wt", "st", 1], "fractions": [0.5, 1.0]},
         "truncation": {**common, "source": "shape-a-resnet18", "target": "shape-b", "n_train": 80, "n_test": 60,
-                       "epochs": 1, "block_cuts": [1, -1], "layer_cuts": [3], "lwft": [2]},
+                       "epochs": 1, "block_cuts": [1, -1], "layer_cuts": [3], "lwft": [2], "pooling_ablation": True},
         "benchmark": {**common, "arch": "resnet18", "inits": ["random", "source:shape-a-resnet18", "moco-v2"],
                       "baseline": "random", "targets": ["texture-b"], "seg_targets": ["texture-seg"], "trials": 2,
                       "epochs": 1, "seg_epochs": 1, "n_train": 40, "seg_size": 32, "n_boot": 20, "progress": False},
@@ -233,7 +233,10 @@ def test_experiment_notebooks_leave_records(synthetic_study):
     assert set(ft[ft.scenario == "dataset"].source) == {"texture-a", "shape-a"}
     assert ft[ft.scenario == "dataset"].selected.sum() == 2
     block = trunc[(trunc["mode"] == "block") & trunc.method.isin(["TTL", "FTL"])]
-    assert sorted(zip(block.method, block.cut)) == [("FTL", -1), ("TTL", 1)]
+    assert sorted(zip(block.method, block.cut, block["head"])) == [("FTL", -1, "flatten"), ("FTL", -1, "gap"),
+                                                                  ("TTL", 1, "flatten"), ("TTL", 1, "gap")]
+    flat, gap = (block[(block.cut == 1) & (block["head"] == h)].params.item() for h in ("flatten", "gap"))
+    assert flat > gap  # the flatten head reads the whole feature map (the pooling ablation)
     assert set(trunc.method) == {"TTL", "FTL", "LWFT"}
     assert {"auprc_ap", "auprc_trapezoid", "params", "macs"} <= set(trunc.columns)
     # feature reuse: RI/WT/ST and the hybrid at two data fractions, every analysis, CKA WT↔ST
@@ -328,6 +331,8 @@ def test_analysis_notebooks_on_medtl_results(synthetic_study, tmp_path, name):
     r = E.run(f"analysis/{name}", {"results_source": "medtl", "results_dir": str(out / "results")},
               out_dir=tmp_path / name)
     assert r.status == "finished" and list((r.run_dir / "figures").glob("*.png"))
+    if name == "truncation":  # the pooling ablation was run: its figure is drawn
+        assert (r.run_dir / "figures" / "pooling.png").is_file()
 
 
 @pytest.mark.slow

@@ -393,7 +393,8 @@ def feature_reuse_figures(tables: dict, results_source: str, out_dir: str | os.P
 
 def truncation_figures(tables: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
     """The truncated-transfer study's figures from medtl runs: AUC/AUPRC per cut with FTL
-    and LWFT reference lines, SVCCA per cut as boxplots, parameters against AUC."""
+    and LWFT reference lines, SVCCA per cut as boxplots, parameters against AUC, and the
+    pooling ablation (GAP vs flatten head per cut) when the runs hold both heads."""
     out = Path(out_dir)
     cuts, svcca = tables.get("truncation", pd.DataFrame()), tables.get("svcca", pd.DataFrame())
     if cuts.empty:
@@ -402,6 +403,9 @@ def truncation_figures(tables: dict, out_dir: str | os.PathLike) -> dict[str, Pa
              "params_vs_auc": P.save(P.params_vs_auc(cuts), out / "params_vs_auc.png")}
     if not svcca.empty:
         files["svcca_boxes"] = P.save(P.svcca_boxes(svcca), out / "svcca_boxes.png")
+    block = cuts[cuts["mode"] == "block"] if "head" in cuts else cuts.iloc[:0]
+    if len(block) and block["head"].nunique() > 1:  # the pooling ablation was run
+        files["pooling"] = P.save(P.pooling_ablation(cuts), out / "pooling.png")
     return files
 
 

@@ -183,16 +183,21 @@ def truncation_study(source: str, target: str, block_cuts: Sequence[int] = (1, 2
                      root: str | os.PathLike | None = None, models_dir: str | os.PathLike | None = None,
                      n_train: int | None = 600, n_test: int | None = 400, epochs: int = 3, lr: float = 1e-3,
                      svcca_points: int = 4000, seed: int = 0, progress=False,
-                     fit_kwargs: Mapping | None = None) -> dict[str, pd.DataFrame]:
+                     fit_kwargs: Mapping | None = None, pooling_ablation: bool = False) -> dict[str, pd.DataFrame]:
     """The whole TTL experiment for one source and target: block-wise (and layer-wise)
     cuts with FTL, the LWFT baseline, and SVCCA pretrained ↔ fine-tuned per block for every
-    block-wise cut. Returns ``{"cuts": every method and cut with AUC, AUPRC, params, MACs,
-    "svcca": per (cut, layer) correlations}``."""
+    block-wise cut. ``pooling_ablation`` repeats the block-wise cuts with the other head
+    (Flatten + Linear where the architecture's is GAP + Linear, and vice versa; spec §A.5.3,
+    the study's ``pooling.png``). Returns ``{"cuts": every method and cut with its head, AUC,
+    AUPRC, params, MACs, "svcca": per (cut, layer) correlations}``."""
     kw = dict(fit_kwargs or {})
     common = dict(size=size, root=root, models_dir=models_dir, n_train=n_train, n_test=n_test, epochs=epochs, lr=lr,
                   seed=seed, progress=progress, **kw)
     blocks, models = truncation_sweep(source, target, block_cuts, "block", return_models=True, **common)
     tables = [blocks]
+    if pooling_ablation:
+        other = "flatten" if blocks["head"].iloc[0] == "gap" else "gap"
+        tables.append(truncation_sweep(source, target, block_cuts, "block", head=other, **common))
     if layer_cuts:
         tables.append(truncation_sweep(source, target, layer_cuts, "layer", **common))
     if lwft:
