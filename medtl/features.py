@@ -53,25 +53,6 @@ def _hooked(model: nn.Module) -> bool:
     return getattr(model, "medtl", {}).get("extract") == "hooks"
 
 
-def _hook_nodes(model: nn.Module, layers: Sequence[str]) -> dict[str, str]:
-    modules = {n for n, _ in model.named_modules() if n}
-    out = {}
-    for layer in layers:
-        if not isinstance(layer, str):
-            raise TypeError(f"layer names must be strings, got {layer!r}")
-        if layer == "logits":
-            out[layer] = "logits"
-        elif layer == "penultimate":
-            out[layer] = f"{_feature_node(model)}:input"
-        elif layer in modules:
-            out[layer] = layer
-        else:
-            listed = list(getattr(model, "medtl", {}).get("layers", ())) or sorted(modules)
-            raise ValueError(f"layer {layer!r} is not in the model; valid layers: 'penultimate', 'logits', "
-                             f"{', '.join(listed[:40])}{', …' if len(listed) > 40 else ''}")
-    return out
-
-
 class HookExtractor:
     """``create_feature_extractor``'s interface by forward hooks: calling it runs the model
     once and returns ``{node: activation}`` for module paths (the module's output; the first
@@ -120,32 +101,37 @@ def resolve_nodes(model: nn.Module, layers: Sequence[str]) -> dict[str, str]:
     ``"penultimate"`` becomes the input node of the table's ``feature_node`` and
     ``"logits"`` the model's output node. Unknown names raise a ValueError listing the
     valid ones. Models read by hooks (:func:`_hooked`) get :class:`HookExtractor` nodes."""
-    if _hooked(model):
-        return _hook_nodes(model, layers)
-    graph, qual = _trace(model)
-    names = set(qual.values())
     modules = {n for n, _ in model.named_modules() if n}
+    if _hooked(model):  # forward hooks: module paths, "PATH:input" and the model's output
+        known, listed = modules, list(getattr(model, "medtl", {}).get("layers", ())) or sorted(modules)
+        special = {"logits": lambda: "logits", "penultimate": lambda: f"{_feature_node(model)}:input"}
+    else:
+        graph, qual = _trace(model)
+        known, listed = set(qual.values()) | modules, sorted(modules)
+        special = {"logits": lambda: qual[next(n for n in graph.nodes if n.op == "output").args[0]],
+                   "penultimate": lambda: _fx_head_input(model, qual)}
     out = {}
     for layer in layers:
         if not isinstance(layer, str):
             raise TypeError(f"layer names must be strings, got {layer!r}")
-        if layer == "logits":
-            output = next(n for n in graph.nodes if n.op == "output")
-            out[layer] = qual[output.args[0]]
-        elif layer == "penultimate":
-            node = _feature_node(model)
-            first = next((n for n, q in qual.items() if q == node or q.startswith(node + ".")), None)
-            if first is None:
-                raise ValueError(f"the model has no node for its head {node!r}")
-            arg = first.args[0]
-            out[layer] = qual[arg] if arg in qual else arg.name
-        elif layer in names or layer in modules:
+        if layer in special:
+            out[layer] = special[layer]()
+        elif layer in known:
             out[layer] = layer
         else:
-            valid = sorted(modules)
             raise ValueError(f"layer {layer!r} is not in the model; valid layers: 'penultimate', 'logits', "
-                             f"{', '.join(valid[:40])}{', …' if len(valid) > 40 else ''}")
+                             f"{', '.join(listed[:40])}{', …' if len(listed) > 40 else ''}")
     return out
+
+
+def _fx_head_input(model: nn.Module, qual: dict) -> str:
+    """The FX node feeding the table's ``feature_node`` (the penultimate activations)."""
+    node = _feature_node(model)
+    first = next((n for n, q in qual.items() if q == node or q.startswith(node + ".")), None)
+    if first is None:
+        raise ValueError(f"the model has no node for its head {node!r}")
+    arg = first.args[0]
+    return qual[arg] if arg in qual else arg.name
 
 
 def pool_activation(x: torch.Tensor, pool: str, channels_last: bool = False) -> torch.Tensor:

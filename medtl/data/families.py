@@ -12,6 +12,7 @@ Adding a family is one registration::
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,8 +213,6 @@ def split_files(folder: str | os.PathLike) -> dict[str, Path] | None:
     split's word as a ``_``/``-``/``.``-separated part (:data:`SPLIT_WORDS`) — as ``{split:
     path}``; None when the folder has none of them. Raises ValueError naming the files when a
     split has none or several (e.g. ChestX-ray14's ``train_val_list.txt``, which is both)."""
-    import re
-
     path = Path(folder).expanduser()
     if not path.is_dir():
         return None
@@ -257,9 +256,9 @@ def _split_file_load(name, split, size, root, channels: int = 3, progress: bool 
     CSV through :func:`from_csv`, a list file through :func:`from_list` (comma-separated
     when its first line is, as the study's Shenzhen lists)."""
     files = split_files(name)
-    file = files[split] if split in files else None
-    if file is None:
+    if split not in files:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(files)}")
+    file = files[split]
     key = (str(file.resolve()), size, channels, str(image_root), policy, tuple(sorted(options.items())))
     if key not in _USER_CACHE:
         label = f"{Path(name).name}/{split}"

@@ -26,7 +26,6 @@ import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -139,9 +138,7 @@ def fetch(name: str, url: str | None = None, progress: bool = True, timeout: flo
     if init.fmt == "manual" and url is None:
         raise ValueError(f"{name} is {FORMATS['manual']} from {init.url}; place it at {dest}")
     if init.fmt == "haiku":  # the pickle next to the row's file, then converted into it
-        raw = dest.with_name(Path(urlparse(url or init.url).path).name)
-        if raw.suffix != ".pkl" or raw == dest:
-            raw = dest.with_suffix(".pkl")
+        raw = dest.with_suffix(".pkl")
         download(url or init.url, raw, sha256=init.sha256, sha256_prefix=init.sha256_prefix, progress=progress,
                  timeout=timeout, what=f"{name} checkpoint (Haiku pickle)")
         return convert_byol(raw, dest)

@@ -17,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from .. import data as D
 from .._registry import Registry
-from .benchmark import BENCHMARK_FIT, SEGMENT_FIT
+from .benchmark import BENCHMARK_FIT, SEGMENT_FIT, classify_trials
 
 #: The studies medtl subsumes (spec file → title); the S-numbers of the faithfulness audit.
 STUDIES: dict[str, str] = {
@@ -98,8 +99,6 @@ def _default(fn: Callable, name: str):
 
 def _augment(name: str, *fields: str) -> Callable[[], tuple]:
     def read() -> tuple:
-        from .. import data as D
-
         row = D.RECIPES[name]
         return tuple(getattr(row, f) for f in fields)
 
@@ -240,19 +239,19 @@ def _benchmark_rows(M) -> list[ProtocolElement]:
           "medtl.study.SEGMENT_FIT", lambda: (SEGMENT_FIT["optimizer"], SEGMENT_FIT["lr"], SEGMENT_FIT["patience"])),
         P("benchmark-transfer", "binary target head", "§3 (Linear(2048→C) + Sigmoid; Shenzhen C = 1)", 1,
           "medtl.study.classify_trials(binary_outputs=)",
-          lambda: _default(import_module(f"{__package__}.benchmark").classify_trials, "binary_outputs")),
+          lambda: _default(classify_trials, "binary_outputs")),
         P("benchmark-transfer", "input normalisation (every initialisation)", "§3", "imagenet",
           "medtl.study.classify_trials(normalize=)",
-          lambda: _default(import_module(f"{__package__}.benchmark").classify_trials, "normalize")),
+          lambda: _default(classify_trials, "normalize")),
         P("benchmark-transfer", "validation / test transform", "§3 (Resize 256 → CenterCrop 224)", 224 / 256,
           "medtl.study.classify_trials(eval_crop=)",
-          lambda: _default(import_module(f"{__package__}.benchmark").classify_trials, "eval_crop")),
+          lambda: _default(classify_trials, "eval_crop")),
         P("benchmark-transfer", "CheXpert reported labels", "§3 (DXC5)",
           ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"), "medtl.data.CHEXPERT_EVAL",
-          lambda: tuple(import_module("medtl.data").CHEXPERT_EVAL)),
+          lambda: tuple(D.CHEXPERT_EVAL)),
         P("benchmark-transfer", "ChestX-ray14 / Shenzhen / CheXpert splits", "§3 (official split lists)",
           "the split files as given", 'medtl.data.FAMILIES["split-files"]',
-          lambda: "the split files as given" if "split-files" in import_module("medtl.data").FAMILIES.names()
+          lambda: "the split files as given" if "split-files" in D.FAMILIES.names()
           else "a seeded 70/10/20 re-split"),
         P("benchmark-transfer", "segmentation loss", "§4 (Montgomery, SIIM-ACR; DRIVE: BCE)", "dice",
           'medtl.study.SEGMENT_FIT["loss"]', lambda: SEGMENT_FIT["loss"]),
@@ -327,8 +326,6 @@ def _transferability_rows(T, tr) -> list[ProtocolElement]:
 
 
 def _rows() -> list[ProtocolElement]:
-    from importlib import import_module
-
     from .. import models as M
     from .. import train as T
 
