@@ -243,7 +243,8 @@ def _add_rank(sub) -> None:
     p_rank = sub.add_parser("rank", help="rank candidate sources for a target (scores with intervals, recommendation)")
     p_rank.add_argument("target", help="a MedMNIST flag, synthetic-suite name, image folder, list file or CSV")
     p_rank.add_argument("--sources", nargs="+", required=True,
-                        help="candidates: ARCH (ImageNet), ARCH:random, ARCH:CHECKPOINT, source:NAME, PATH.pt")
+                        help="candidates: ARCH (ImageNet), ARCH:random, ARCH:CHECKPOINT, FOUNDATION (medtl models list --kind "
+                             "foundation), FOUNDATION:PATH, source:NAME, PATH.pt")
     p_rank.add_argument("--n", type=int, default=None,
                         help="score a stratified subsample of N training images (default: the whole training split)")
     p_rank.add_argument("--metrics", nargs="+", default=None, help="metric names (default: every default metric)")
