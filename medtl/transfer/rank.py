@@ -390,7 +390,8 @@ def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = 
     full, rec, used, unused = _summarise(full, reps, ok, actual, alpha)
     failed = pd.concat([failed, pd.DataFrame(fails + _left_out(unused), columns=failed.columns)], ignore_index=True)
     if len(rec) < 2 or not used:
-        why = "; ".join(dict.fromkeys(f"{r.source}: {r.reason}" for r in failed.itertuples() if r.metric))
+        why = "; ".join(dict.fromkeys(f"{r.source}: {r.reason}" if r.metric else f"{r.source} did not load: {r.reason}"
+                                      for r in failed.itertuples()))
         raise ValueError(f"nothing could be ranked on {tname!r}: "
                          + (f"{len(rec)} candidate(s) could be scored" if len(rec) < 2
                             else "no metric scored every candidate with distinct values")
