@@ -390,12 +390,7 @@ def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = 
     full, rec, used, unused = _summarise(full, reps, ok, actual, alpha)
     failed = pd.concat([failed, pd.DataFrame(fails + _left_out(unused), columns=failed.columns)], ignore_index=True)
     if len(rec) < 2 or not used:
-        why = "; ".join(dict.fromkeys(f"{r.source}: {r.reason}" if r.metric else f"{r.source} did not load: {r.reason}"
-                                      for r in failed.itertuples()))
-        raise ValueError(f"nothing could be ranked on {tname!r}: "
-                         + (f"{len(rec)} candidate(s) could be scored" if len(rec) < 2
-                            else "no metric scored every candidate with distinct values")
-                         + (f" ({why})" if why else ""))
+        raise ValueError(_nothing_ranked(tname, len(rec), failed))
     cols = ["source", "target", "metric", "kind", "score", "low", "high", "seconds", "self_source"]
     wide = _wide(full)[used]
     agreement = kendall_w(wide.T.to_numpy())
@@ -406,6 +401,16 @@ def rank(target, sources, n: int | None = None, metrics: Sequence[str] | None = 
     if verify:
         _verify(result, models, target, size, root, verify, verify_grid, verify_epochs, seed, progress)
     return result
+
+
+def _nothing_ranked(tname: str, n_scored: int, failed: pd.DataFrame) -> str:
+    """Why no ranking came out: every failure, the candidates that did not load included."""
+    why = "; ".join(dict.fromkeys(f"{r.source}: {r.reason}" if r.metric else f"{r.source} did not load: {r.reason}"
+                                  for r in failed.itertuples()))
+    return (f"nothing could be ranked on {tname!r}: "
+            + (f"{n_scored} candidate(s) could be scored" if n_scored < 2
+               else "no metric scored every candidate with distinct values")
+            + (f" ({why})" if why else ""))
 
 
 def _estimate(models, data, metrics, n_boot, fraction, tname, seed, progress) -> _cost.Costs:
