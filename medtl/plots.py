@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from scipy import stats
 
 from .transfer.evaluation import tau_w
 
@@ -339,9 +340,29 @@ def gain_bubbles(ratios: pd.DataFrame, x: str = "arch", y: str = "setting"):
     return fig
 
 
-def similarity_vs_auc(table: pd.DataFrame, x: str = "similarity", y: str = "auc_gain", col: str | None = "layer"):
-    """Scatter with regression lines: representation similarity (x) against AUC gain (y)."""
-    grid = sns.lmplot(data=table, x=x, y=y, col=col, height=2.6, facet_kws={"sharex": False})
+def similarity_vs_auc(table: pd.DataFrame, x: str = "similarity", y: str = "auc_gain", col: str | None = "layer",
+                      row: str | None = "source"):
+    """The hidden-representations study's similarity-vs-performance grid (spec §B.5): one
+    scatter per (``row`` = source, ``col`` = layer) of the similarity of each fine-tuned
+    model to its own initialisation (x) against its relative AUC gain over random
+    initialisation (y), with a regression line and the panel's Pearson r and Spearman ρ
+    (n.a. below 3 points); a column missing from ``table`` gives one row / column."""
+    row = row if row is not None and row in table and table[row].nunique() > 0 else None
+    col = col if col is not None and col in table else None
+    grid = sns.lmplot(data=table, x=x, y=y, col=col, row=row, height=2.6, facet_kws={"sharex": False},
+                      scatter_kws={"s": 14})
+    for key, ax in grid.axes_dict.items() if (row or col) else [((), grid.ax)]:
+        key = key if isinstance(key, tuple) else (key,)
+        sel = np.ones(len(table), bool)
+        for name, value in zip([c for c in (row, col) if c], key):
+            sel &= (table[name] == value).to_numpy()
+        g = table[sel]
+        if len(g) >= 3 and g[x].nunique() > 1 and g[y].nunique() > 1:
+            text = (f"r {stats.pearsonr(g[x], g[y]).statistic:.2f}  "
+                    f"ρ {stats.spearmanr(g[x], g[y]).statistic:.2f}")
+        else:
+            text = "r, ρ n.a. (< 3 points)"
+        ax.text(0.03, 0.95, text, transform=ax.transAxes, fontsize=7, va="top")
     return grid.figure
 
 

@@ -333,6 +333,8 @@ def test_analysis_notebooks_on_medtl_results(synthetic_study, tmp_path, name):
     assert r.status == "finished" and list((r.run_dir / "figures").glob("*.png"))
     if name == "truncation":  # the pooling ablation was run: its figure is drawn
         assert (r.run_dir / "figures" / "pooling.png").is_file()
+    if name == "representations":  # one row per source of the similarity-vs-AUC grid (spec §B.5)
+        assert (r.run_dir / "figures" / "similarity_vs_auc.png").is_file()
 
 
 @pytest.mark.slow

@@ -46,3 +46,24 @@ def test_cd_cliques():
     assert P.cliques([1.0, 1.5, 3.0, 3.2, 6.0], cd=1.0) == [(0, 1), (2, 3)]
     assert P.cliques([1.0, 2.0, 3.0], cd=0.5) == []
     assert P.cliques([1.91, 3.45, 3.91, 4.0, 4.0, 4.91, 5.82], cd=2.716) == [(0, 4), (1, 6)]
+
+
+def test_similarity_vs_auc_draws_both_sources_of_the_published_tables_with_the_studys_correlations(tmp_path):
+    """Spec §B.5: a 2×5 grid, ImageNet row and RadImageNet row, conv1 … block4; the panels'
+    Pearson / Spearman equal the spec's table computed from the repository's CSVs."""
+    from medtl.analysis import load_results
+
+    sva = load_results("representations")["sim_vs_auc"]
+    fig = P.similarity_vs_auc(sva)
+    grid = np.array(fig.axes).reshape(2, 5)
+    assert [a.get_title().split("|")[0].strip() for a in grid[:, 0]] == ["source = ImageNet", "source = RadImageNet"]
+    texts = {a.get_title(): a.texts[0].get_text() for a in fig.axes}
+    spec = {"ImageNet": ["-0.16 -0.04", "-0.03 -0.06", "-0.07 -0.27", "-0.10 -0.15", "-0.13 -0.07"],
+            "RadImageNet": ["-0.15 -0.02", "-0.45 -0.53", "-0.43 -0.47", "-0.56 -0.52", "-0.47 -0.32"]}
+    for source, cells in spec.items():
+        for layer, cell in zip(["conv1", "block1", "block2", "block3", "block4"], cells):
+            r, rho = cell.split()
+            assert texts[f"source = {source} | layer = {layer}"] == f"r {r}  ρ {rho}", (source, layer)
+    _png_ok(P.save(fig, tmp_path / "sva.png"))
+    few = pd.DataFrame({"similarity": [0.1, 0.2], "auc_gain": [0.0, 0.1], "layer": "conv1", "source": "a"})
+    assert P.similarity_vs_auc(few).axes[0].texts[0].get_text() == "r, ρ n.a. (< 3 points)"

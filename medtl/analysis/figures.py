@@ -39,7 +39,9 @@ CAPTIONS: dict[str, str] = {
     "cca_to_init": "Mean CCA between each fine-tuned model and its initialisation, per layer.",
     "prediction_similarity": "Error agreement of ImageNet- and RadImageNet-initialised models: observed (real) "
                              "against the agreement of independent models (rand).",
-    "similarity_vs_auc": "Similarity to the initialisation (x) against the AUC gain over random initialisation (y).",
+    "similarity_vs_auc": "Similarity of each fine-tuned model to its initialisation (x) against its relative AUC "
+                         "gain over random initialisation (y), one row per source (the study's ImageNet and "
+                         "RadImageNet rows) and one column per layer, with Pearson r and Spearman ρ per panel.",
     "cut_curves": "Test AUC and AUPRC of truncated transfer at each cut, against the full model (FTL) and the best "
                   "layer-wise fine-tuning (LWFT).",
     "params_vs_auc": "Model size against test AUC for every method and cut.",
@@ -333,8 +335,7 @@ def representation_figures(tables: dict, results_source: str, out_dir: str | os.
                            "prediction similarity: observed (real) vs independent (rand)"),
             out / "prediction_similarity.png")
         sva = tables["sim_vs_auc"]
-        files["similarity_vs_auc"] = P.save(P.similarity_vs_auc(sva[sva.source == "RadImageNet"]),
-                                            out / "similarity_vs_auc.png")
+        files["similarity_vs_auc"] = P.save(P.similarity_vs_auc(sva), out / "similarity_vs_auc.png")
         return {"files": files, "table": correlation_by_layer(sva)}
     return _medtl_representations(tables, out)
 
