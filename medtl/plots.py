@@ -315,28 +315,47 @@ def pair_heatmap(pairs: pd.DataFrame, value: str = "value", title: str = "layer-
     return fig
 
 
-def gain_bubbles(ratios: pd.DataFrame, x: str = "arch", y: str = "setting"):
-    """The feature-reuse study's summary figure (spec §C.5.7): one dot per (architecture,
-    dataset / data size), its size the relative gain from transfer G = WT/RI, its colour the
-    share of the gain due to feature reuse R = (WT − ST)/WT, min–max normalised over the
-    dots; values written next to the dots."""
-    t = ratios.copy()
-    if y not in t:
-        t[y] = t["dataset"].astype(str) + (" · " + (t["fraction"] * 100).round().astype(int).astype(str) + "%"
-                                           if "fraction" in t else "")
+def gain_bubbles(ratios: pd.DataFrame, panel: str = "arch"):
+    """The feature-reuse study's summary figure (spec §C.5.7, README ``feature_reuse.png``):
+    one panel per architecture; x the target dataset, ordered by its FID to the source's
+    data when the table has an ``fid`` column (labelled with it: the study's x-axis runs from
+    ISIC ≈141 to PCam ≈202); y the training-data fraction; one dot per setting, its size the
+    relative gain from transfer G = WT/RI, its colour the share of the gain due to feature
+    reuse R = (WT − ST)/WT, min–max normalised over all dots as the study; the values are
+    written next to the dots (± the standard deviation over runs when the table has it)."""
+    t = ratios.copy().reset_index(drop=True)
+    fid = t["fid"] if "fid" in t else pd.Series(np.nan, index=t.index)
+    t["x"] = t["dataset"].astype(str) + np.where(fid.notna(), "\nFID " + fid.round().astype("Int64").astype(str), "")
+    order = t.assign(f=fid.fillna(np.inf)).sort_values(["f", "x"]).x.drop_duplicates().tolist()
+    t["y"] = (t["fraction"] * 100).round().astype(int).astype(str) + " %" if "fraction" in t else "all"
+    rows = sorted(t["y"].unique(), key=lambda v: float(v.split()[0]) if v != "all" else 0.0)
     r = t["reuse_share"]
     span = r.max() - r.min()
     t["reuse_norm"] = (r - r.min()) / span if span > 0 else 0.5
-    fig, ax = plt.subplots(figsize=(1.6 * t[x].nunique() + 2.5, 0.7 * t[y].nunique() + 1.6))
-    pts = ax.scatter(t[x].astype(str), t[y].astype(str), s=600 * (t["gain"] / t["gain"].max()) ** 2,
-                     c=t["reuse_norm"], cmap="magma_r", vmin=0, vmax=1, edgecolor="k")
-    for _, row in t.iterrows():
-        ax.annotate(f"G {row.gain:.2f}\nR {row.reuse_share:.2f}", (str(row[x]), str(row[y])), xytext=(14, -6),
-                    textcoords="offset points", fontsize=7)
-    fig.colorbar(pts, ax=ax, label="feature-reuse share (WT−ST)/WT, min–max normalised")
-    ax.set_title("gain from transfer (dot size, WT/RI) and its feature-reuse share (colour)")
-    ax.margins(0.3)
-    fig.tight_layout()
+    panels = list(dict.fromkeys(t[panel])) if panel in t else ["all"]
+    above = (t["gain"] - 1).clip(lower=0)
+    t["area"] = 30 + 900 * (above / above.max() if above.max() > 0 else 0)
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(order) * len(panels) + 2.5, 0.8 * len(rows) + 2.2),
+                             sharey=True, squeeze=False, layout="constrained")
+    for ax, name in zip(axes[0], panels):
+        g = t[t[panel] == name] if panel in t else t
+        xs, ys = [order.index(v) for v in g.x], [rows.index(v) for v in g.y]
+        pts = ax.scatter(xs, ys, s=g["area"], c=g["reuse_norm"], cmap="magma_r",
+                         vmin=0, vmax=1, edgecolor="k")
+        for (_, row), x, y in zip(g.iterrows(), xs, ys):
+            sd = "gain_sd" in g and pd.notna(row.get("gain_sd"))
+            text = (f"G {row.gain:.2f}" + (f" ± {row.gain_sd:.2f}" if sd else "")
+                    + f"\nR {row.reuse_share:.2f}" + (f" ± {row.reuse_share_sd:.2f}" if sd else ""))
+            ax.annotate(text, (x, y), xytext=(14, -6), textcoords="offset points", fontsize=7)
+        ax.set_xticks(range(len(order)), order)
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_xlim(-0.6, len(order) - 0.2)
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_title(str(name))
+        ax.set_xlabel("target (by FID to the source data)" if fid.notna().any() else "target")
+    axes[0][0].set_ylabel("training data")
+    fig.colorbar(pts, ax=list(axes[0]), label="feature-reuse share (WT−ST)/WT, min–max normalised")
+    fig.suptitle("gain from transfer (dot size, WT/RI) and its feature-reuse share (colour)")
     return fig
 
 

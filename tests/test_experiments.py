@@ -202,7 +202,8 @@ def synthetic_study(tmp_path_factory):
         "similarity": {**common, "sources": ["texture-a-resnet18", "shape-a-resnet18"], "target": "texture-b",
                        "n_train": 80, "n_stimulus": 100, "epochs": 1, "freeze_epochs": 1, "lr": 1e-3},
         "feature_reuse": {**common, "source": "texture-a-resnet18", "target": "texture-b", "n_train": 80,
-                          "n_test": 60, "epochs": 1, "inits": ["ri", "wt", "st", 1], "fractions": [0.5, 1.0]},
+                          "n_test": 60, "epochs": 1, "inits": ["ri", "wt", "st", 1], "fractions": [0.5, 1.0],
+                          "runs": 2, "fid_model": "source", "fid_n": 100, "fid_size": None},
         "truncation": {**common, "source": "shape-a-resnet18", "target": "shape-b", "n_train": 80, "n_test": 60,
                        "epochs": 1, "block_cuts": [1, -1], "layer_cuts": [3], "lwft": [2], "pooling_ablation": True},
         "benchmark": {**common, "arch": "resnet18", "inits": ["random", "source:shape-a-resnet18", "moco-v2"],
@@ -249,11 +250,15 @@ def test_experiment_notebooks_leave_records(synthetic_study):
     assert set(aucs.target_metric) == {"balanced_accuracy"}
     ratios = rs.load(out / "results", "gain_ratios")
     assert set(ratios.metric) == {"balanced_accuracy"}
-    for fraction, g in aucs.groupby("fraction"):  # G = WT/RI and R = (WT − ST)/WT on that metric
-        by = g.set_index("init").balanced_accuracy
+    assert sorted(aucs.run.unique()) == [0, 1] and len(aucs) == 4 * 2 * 2  # inits × fractions × runs
+    for fraction, g in aucs.groupby("fraction"):  # G = WT/RI and R = (WT − ST)/WT on that metric's run mean
+        by = g.groupby("init").balanced_accuracy.mean()
         row = ratios[ratios.fraction == fraction].iloc[0]
         assert row.gain == pytest.approx(by["wt"] / by["ri"]) and row.reuse_share == pytest.approx(
             (by["wt"] - by["st"]) / by["wt"])
+        assert row.n_runs == 2 and row.gain_sd >= 0
+    # the FID of the target to the source's own training data (texture-a), in the source's features
+    assert set(ratios.fid_reference) == {"texture-a"} and (ratios.fid > 0).all() and ratios.fid.nunique() == 1
     # hidden representations: the 14 pairs × 5 layers × 5 repeats of the study CCA
     assert pairs.groupby(["model1", "model2"]).ngroups == 14 and set(pairs.measure) == {"cca_study"}
     assert len(pairs) == 14 * 5 * 5 and (pairs.n_channels == 64).all()

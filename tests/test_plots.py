@@ -67,3 +67,23 @@ def test_similarity_vs_auc_draws_both_sources_of_the_published_tables_with_the_s
     _png_ok(P.save(fig, tmp_path / "sva.png"))
     few = pd.DataFrame({"similarity": [0.1, 0.2], "auc_gain": [0.0, 0.1], "layer": "conv1", "source": "a"})
     assert P.similarity_vs_auc(few).axes[0].texts[0].get_text() == "r, ρ n.a. (< 3 points)"
+
+
+def test_gain_bubbles_orders_targets_by_fid_with_a_panel_per_architecture(tmp_path):
+    """The study's figure: panels per model, targets along x by FID to the source data
+    (ISIC ≈141 < DDSM ≈155 < … < PCam ≈202), data sizes along y, sd over runs written."""
+    rows = []
+    for arch in ("deit_small", "resnet50"):
+        for ds, fid in (("pcam", 202.0), ("isic", 141.0), ("ddsm", 155.0)):
+            for fraction in (0.1, 1.0):
+                rows.append({"arch": arch, "dataset": ds, "fraction": fraction, "fid": fid, "gain": 1 + fid / 1000,
+                             "reuse_share": fid / 400, "gain_sd": 0.01, "reuse_share_sd": 0.02})
+    fig = P.gain_bubbles(pd.DataFrame(rows))
+    panels = [a for a in fig.axes if a.get_title() in ("deit_small", "resnet50")]
+    assert [a.get_title() for a in panels] == ["deit_small", "resnet50"]
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == ["isic\nFID 141", "ddsm\nFID 155", "pcam\nFID 202"]
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == ["10 %", "100 %"]
+    assert any("± 0.01" in t.get_text() for t in panels[0].texts)
+    _png_ok(P.save(fig, tmp_path / "bubbles.png"))
+    plain = pd.DataFrame(rows).drop(columns=["fid", "gain_sd", "reuse_share_sd"])  # older tables still draw
+    assert [t.get_text() for t in P.gain_bubbles(plain).axes[0].get_xticklabels()] == ["ddsm", "isic", "pcam"]

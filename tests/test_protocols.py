@@ -440,3 +440,39 @@ def test_faithfulness_status_is_computed_from_the_code_not_declared(monkeypatch)
         study.ProtocolElement("S9", "x", "§1", 1, "nowhere", lambda: 1)
     with pytest.raises(ValueError, match="already registered"):
         study.register_element(row)
+
+
+def test_feature_reuse_starts_wt_from_imagenet_weights_by_name(tmp_path, monkeypatch):
+    """§C.1: WT is the ImageNet checkpoint itself; no hand-saved medtl source is needed. The
+    weights come from torchvision's cache (a file this test writes in torchvision's format);
+    the head is fresh and seeded; the five-run loop and the FID are the defaults, and an
+    ImageNet source with fid_reference="source" stops at once, saying which images to give."""
+    import importlib
+    import inspect
+
+    import torchvision
+
+    from medtl import study
+
+    fr = importlib.import_module("medtl.study.feature_reuse")  # the module (the package re-exports the function)
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.manual_seed(3)
+    state = torchvision.models.resnet18().state_dict()
+    torch.save(state, tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    wt = fr._source("resnet18", None, 3, seed=5)
+    got = wt.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in state.items() if not k.startswith("fc."))
+    assert got["fc.weight"].shape == (3, 512) and torch.equal(got["fc.weight"],
+                                                             fr._source("resnet18", None, 3, seed=5).fc.weight)
+    defaults = {k: p.default for k, p in inspect.signature(study.feature_reuse).parameters.items()}
+    assert defaults["runs"] == 5 and defaults["fid_model"] == "inception_v3" and defaults["fid_size"] == 299
+    with pytest.raises(ValueError, match="records no training dataset .* ImageNet's validation set"):
+        study.feature_reuse("resnet18", "texture-b", n_train=24, n_test=24)
+    with pytest.raises(ValueError, match="neither a saved medtl source .* nor a candidate"):
+        study.feature_reuse("no-such-source", "texture-b", fid_model=None)
+    out = study.feature_reuse("resnet18", "texture-b", n_train=32, n_test=32, epochs=1, runs=2, fid_model=None,
+                              granularity="stage", knn_k=10, augment=None)
+    assert sorted(set(zip(out["aucs"].run, out["aucs"].init))) == [(r, i) for r in (0, 1) for i in ("ri", "st", "wt")]
+    assert "fid" not in out["ratios"] and (out["ratios"].n_runs == 2).all()

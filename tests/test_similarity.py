@@ -246,6 +246,12 @@ def test_gain_ratios():
                          "auc": [0.6, 0.6, 0.9, 0.9, 0.75, 0.75]})
     g = S.gain_ratios(runs).iloc[0]
     assert g.gain == pytest.approx(1.5) and g.reuse_share == pytest.approx(0.15 / 0.9)
+    five = pd.DataFrame([{"arch": "r", "dataset": "d", "run": r, "init": i, "auc": v + 0.01 * r}
+                         for r in range(5) for i, v in (("ri", 0.6), ("wt", 0.9), ("st", 0.75))])
+    g5 = S.gain_ratios(five).iloc[0]
+    per_run = [(0.9 + 0.01 * r) / (0.6 + 0.01 * r) for r in range(5)]
+    assert g5.gain == pytest.approx(0.92 / 0.62)  # of the means over runs, as the study
+    assert g5.gain_sd == pytest.approx(np.std(per_run, ddof=1)) and g5.n_runs == 5
 
 
 @pytest.mark.realdata

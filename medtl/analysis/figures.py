@@ -71,8 +71,9 @@ CAPTIONS: dict[str, str] = {
                   "the dataset-transferability study on its own targets (LP×FU 0.523 in scenario A, LEEP 0.280 "
                   "in scenario B), a reference from other data.",
     "gain_bubbles": "Gain from transfer G = WT/RI (dot size) and the share of it due to feature reuse "
-                    "R = (WT − ST)/WT (colour) per architecture and data size, on each target's metric (κ, "
-                    "balanced accuracy or ROC-AUC, as the study).",
+                    "R = (WT − ST)/WT (colour), one panel per architecture, targets ordered by their FID to the "
+                    "source's data, one row per data size; on each target's metric (κ, balanced accuracy or "
+                    "ROC-AUC, as the study), mean over runs (± sd).",
 }
 
 

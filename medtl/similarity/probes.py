@@ -228,18 +228,30 @@ def layerwise_cka(init_model: nn.Module, final_model: nn.Module, data: ImageSet,
 
 
 def gain_ratios(results: pd.DataFrame, value: str = "auc", init: str = "init",
-                by: Sequence[str] = ("arch", "dataset")) -> pd.DataFrame:
-    """Feature-reuse ratios from a results table with one row per run: the relative gain
-    from transfer G = WT / RI and the share of it due to feature reuse R = (WT − ST) / WT,
-    on the mean ``value`` per (``by`` groups, ``init`` ∈ {ri, wt, st})."""
+                by: Sequence[str] = ("arch", "dataset"), run: str = "run") -> pd.DataFrame:
+    """Feature-reuse ratios from a results table with one row per run (spec §C.5.7): the
+    relative gain from transfer G = WT / RI and the share of it due to feature reuse
+    R = (WT − ST) / WT, on the mean ``value`` over runs per (``by`` groups, ``init`` ∈
+    {ri, wt, st}), as the study (mean over its five runs).
+
+    With a ``run`` column holding several runs, ``gain_sd`` and ``reuse_share_sd`` are the
+    standard deviations (ddof 1) of the per-run ratios (runs paired by their number) and
+    ``n_runs`` their count; NaN with one run."""
     by = [b for b in by if b in results.columns]
-    means = results.assign(**{init: results[init].str.lower()}).groupby(by + [init])[value].mean().unstack(init)
+    t = results.assign(**{init: results[init].str.lower()})
+    means = t.groupby(by + [init])[value].mean().unstack(init)
     missing = {"ri", "wt", "st"} - set(means.columns)
     if missing:
         raise ValueError(f"gain ratios need runs of every init (ri, wt, st); missing {sorted(missing)}")
     out = pd.DataFrame({"ri": means["ri"], "wt": means["wt"], "st": means["st"]})
     out["gain"] = out.wt / out.ri
     out["reuse_share"] = (out.wt - out.st) / out.wt
+    if run in t.columns:
+        per = t.groupby(by + [run, init])[value].mean().unstack(init)[["ri", "wt", "st"]]
+        per = per.assign(gain=per.wt / per.ri, reuse_share=(per.wt - per.st) / per.wt).groupby(level=by)
+        out["gain_sd"] = per.gain.std()
+        out["reuse_share_sd"] = per.reuse_share.std()
+        out["n_runs"] = per.gain.count()
     return out.reset_index()
 
 

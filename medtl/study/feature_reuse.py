@@ -4,6 +4,7 @@ fractions, and analyse every layer (k-NN, CKA init↔final, CKA WT↔ST, importa
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 
@@ -15,7 +16,9 @@ from .. import evaluate as ev
 from .. import models as M
 from .. import similarity as S
 from .. import train as T
+from .. import transfer as TR
 from ..data import ImageSet
+from ..runtime import seeded
 from ._data import split
 
 #: The study's fine-tuning recipe (spec §C.3), scaled to medtl's small runs: Adam, weight
@@ -53,11 +56,53 @@ def init_label(init: str | int) -> str:
     return f"wt-st:{int(init)}" if isinstance(init, int) and not isinstance(init, bool) else str(init).lower()
 
 
+def _source(source: str, models_dir, n_classes: int, seed: int) -> nn.Module:
+    """The WT start: a saved medtl source (by name, ``source:NAME`` or a ``.pt`` file), or
+    any written candidate (:data:`medtl.transfer.SOURCE_GRAMMAR`: ``resnet50`` = its
+    ImageNet weights, ``ARCH:WEIGHTS``, ``ARCH:PATH``, …), with a fresh head drawn under
+    ``seed``."""
+    name = str(source).removeprefix("source:")
+    try:
+        M.source_info(name, models_dir)
+    except FileNotFoundError as saved:
+        if str(source).startswith("source:"):
+            raise
+        try:
+            model = TR.load_candidate(source)
+        except ValueError as err:
+            raise ValueError(f"source {source!r} is neither a saved medtl source ({saved}) nor a candidate medtl "
+                             f"can build ({err})") from None
+    else:
+        return M.load_source(name, root=models_dir, num_classes=n_classes, seed=seed)
+    with seeded(seed):
+        M.replace_head(model, n_classes)
+    return model
+
+
 def _initialised(source: str, init: str | int, models_dir, n_classes: int, seed: int) -> nn.Module:
-    model = M.load_source(source, root=models_dir, num_classes=n_classes, seed=seed)
+    model = _source(source, models_dir, n_classes, seed)
     if isinstance(init, int) and not isinstance(init, bool):
         return M.reinit(model, "st", up_to=init, seed=seed)
     return M.reinit(model, init, seed=seed)
+
+
+def _fid(source: str, fid_model: str | None, fid_reference: str | None, target: str, size: int, root, models_dir,
+         n: int | None, image_size: int | None, seed: int) -> dict:
+    """The FID of the target's training images to the reference set (spec §C.4)."""
+    if fid_model is None or fid_reference is None:
+        return {}
+    start = _source(source, models_dir, 2, seed)
+    if fid_reference == "source":
+        trained_on = TR.training_datasets(start)
+        if not trained_on:
+            raise ValueError(f"fid_reference='source': {source!r} records no training dataset (ImageNet weights "
+                             "record none, and its images are not here); pass fid_reference=<a folder or dataset of "
+                             "the source's images, e.g. ImageNet's validation set>, or fid_reference=None (no FID)")
+        fid_reference = trained_on[0]
+    model = start if fid_model == "source" else TR.load_candidate(fid_model)
+    ref, tgt = (split(name, "train", size, root, n, seed) for name in (fid_reference, target))
+    value = S.dataset_fid(model.eval(), ref, tgt, image_size=image_size)
+    return {"fid": value, "fid_reference": fid_reference, "fid_model": str(fid_model)}
 
 
 def _scores(model: nn.Module, test: ImageSet) -> dict:
@@ -94,17 +139,45 @@ def _curves(model, start, before, train, test, granularity, knn_k, tau, token_mo
     return out
 
 
+def _run(source, inits, models_dir, train, val, test, metric, epochs, lr, warmup_fraction, augment, granularity,
+         knn_k, tau, token_mode, seed, progress) -> tuple[list[dict], list[pd.DataFrame]]:
+    """One run (one seed) of every init at one data fraction: scores and layer curves."""
+    rows, curves, tuned = [], [], {}
+    for init in inits:
+        label = init_label(init)
+        model = _initialised(source, init, models_dir, train.n_classes, seed)
+        start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        before = copy.deepcopy(model)
+        steps = max(1, round(warmup_fraction * epochs * -(-len(train) // STUDY_C_FIT["batch_size"])))
+        T.fit(model, train, val, epochs=epochs, lr=lr, warmup_steps=steps, seed=seed, progress=progress,
+              **{**STUDY_C_FIT, "monitor": f"val_{metric}", "augment": augment})
+        rows.append({"init": label, "arch": model.medtl["arch"], **_scores(model, test)})
+        curves += [c.assign(init=label) for c in _curves(model, start, before, train, test, granularity,
+                                                         min(knn_k, len(train)), tau, token_mode, seed, metric)]
+        tuned[label] = model
+    if "wt" in tuned and "st" in tuned:
+        a = M.arch_of(tuned["wt"])
+        layers = [layer for layer in a.layer_list(granularity) if layer != a.head]
+        cross = S.cka_study_matrix(tuned["wt"], tuned["st"], test, layers, seed=seed)
+        curves.append(cross.rename(columns={"layer_a": "layer", "depth_a": "depth"})[["layer", "depth", "value"]]
+                      .assign(analysis="cka_wt_st", init="wt↔st"))
+    return rows, curves
+
+
 def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathLike | None = None,
                   models_dir: str | os.PathLike | None = None, inits: Sequence[str | int] = ("ri", "wt", "st"),
                   fractions: Sequence[float] = (1.0,), granularity: str = "block", n_train: int | None = 600,
                   n_test: int | None = 400, epochs: int = 3, lr: float = 1e-4, warmup_fraction: float = 0.1,
                   knn_k: int = 200, tau: float = 0.1, token_mode: str = "cls", seed: int = 0,
                   progress: bool = False, metric: str | None = None,
-                  augment: str | D.Augment | None = "feature-reuse") -> dict[str, pd.DataFrame]:
+                  augment: str | D.Augment | None = "feature-reuse", runs: int = 5,
+                  fid_model: str | None = "inception_v3", fid_reference: str | None = "source",
+                  fid_n: int | None = 1000, fid_size: int | None = 299) -> dict[str, pd.DataFrame]:
     """RI / WT / ST (and WT–ST hybrids: an integer L in ``inits`` keeps groups ≤ L, see
-    :func:`medtl.models.reinit`) from the saved source ``source`` fine-tuned on ``target``
-    with the study's recipe (:data:`STUDY_C_FIT`), for every training-data ``fraction``
-    (a seeded stratified subset of ``n_train`` images); then, per layer of the table at
+    :func:`medtl.models.reinit`) from ``source`` fine-tuned on ``target`` with the study's
+    recipe (:data:`STUDY_C_FIT`), ``runs`` times (seeds ``seed``, ``seed + 1``, …; the
+    study's five runs by default), for every training-data ``fraction`` (a seeded stratified
+    subset of ``n_train`` images, the same for every run); then, per layer of the table at
     ``granularity`` (``"block"``, the study's target modules, §C.5.2: a ResNet's ``conv1``
     output (before BN), its 16 bottlenecks and ``fc``; a ViT's or Swin's attention and MLP
     branch outputs (before the residual add); ``"residual"`` the residual stream instead):
@@ -119,6 +192,10 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
       after fine-tuning;
     * ``cka_wt_st`` — the study CKA between the fine-tuned WT and ST models (when both ran).
 
+    ``source`` is the WT start: a saved medtl source, or any written candidate
+    (:data:`medtl.transfer.SOURCE_GRAMMAR`), e.g. ``"resnet50"`` for its ImageNet weights as
+    the study (no hand-saved source needed).
+
     ``metric`` is the target metric the gain ratios and the k-NN curves are computed on:
     by default the study's for the target's task (:func:`target_metric`: κ for ordinal
     grades, balanced accuracy for multi-class, ROC-AUC for binary and multi-label targets),
@@ -130,14 +207,27 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
     ColorJitter(0.2, 0.2, 0.1, 0.1) on 20 %, RandomGrayscale 0.2) by default; another recipe
     name, an :class:`medtl.data.Augment`, or None (a named deviation: no augmentation).
 
-    Returns ``{"aucs": one row per (fraction, init) with test AUC, ACC, κ, balanced accuracy
-    and one-vs-one AUC and the target metric's name, "layers": tidy curves (fraction, init,
-    analysis, layer, depth, value), "ratios": WT/RI and (WT−ST)/WT of the target metric per
-    fraction}``."""
+    The domain distance (spec §C.4, the bubble figure's axis): the Fréchet distance
+    (:func:`medtl.similarity.dataset_fid`) between ``fid_n`` training images of the target
+    and of ``fid_reference`` (``"source"``: the dataset the source was trained on, from its
+    metadata; ImageNet weights record none, so pass a folder of ImageNet images), in the
+    features of ``fid_model`` (``"inception_v3"``: ImageNet Inception-v3 pool3 at
+    ``fid_size`` = 299 px, the FID proper; ``"source"``: the source model's own penultimate
+    features; any candidate) — loaded before any training, so a missing file stops the run
+    at once. ``fid_model=None`` or ``fid_reference=None``: no FID.
+
+    Returns ``{"aucs": one row per (fraction, run, init) with test AUC, ACC, κ, balanced
+    accuracy and one-vs-one AUC and the target metric's name, "layers": tidy curves
+    (fraction, run, init, analysis, layer, depth, value), "ratios": WT/RI and (WT−ST)/WT of
+    the target metric's mean over runs per fraction, their standard deviations over runs,
+    and the FID}``."""
     if not fractions or any(not 0 < float(f) <= 1 for f in fractions):
         raise ValueError(f"fractions must be in (0, 1], got {list(fractions)!r}")
     if metric is not None and metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS} (or None: the study's for the task), got {metric!r}")
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise ValueError(f"runs must be a positive integer (the study: 5), got {runs!r}")
+    fid = _fid(source, fid_model, fid_reference, target, size, root, models_dir, fid_n, fid_size, seed)
     test = split(target, "test", size, root, n_test, seed)
     metric = metric or target_metric(test.task)
     rows, curves = [], []
@@ -145,29 +235,13 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
         n = None if n_train is None and fraction == 1 else max(8, round((n_train or 10**9) * float(fraction)))
         train = split(target, "train", size, root, n, seed)
         val = split(target, "val", size, root, max(len(train) // 4, 40), seed)
-        tuned = {}
-        for init in inits:
-            label = init_label(init)
-            model = _initialised(source, init, models_dir, train.n_classes, seed)
-            start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            before = _initialised(source, init, models_dir, train.n_classes, seed)
-            steps = max(1, round(warmup_fraction * epochs * -(-len(train) // STUDY_C_FIT["batch_size"])))
-            T.fit(model, train, val, epochs=epochs, lr=lr, warmup_steps=steps, seed=seed, progress=progress,
-                  **{**STUDY_C_FIT, "monitor": f"val_{metric}", "augment": augment})
-            rows.append({"fraction": float(fraction), "n_train": len(train), "init": label,
-                         "arch": model.medtl["arch"], "dataset": target, "target_metric": metric,
-                         **_scores(model, test)})
-            curves += [c.assign(init=label, fraction=float(fraction)) for c in
-                       _curves(model, start, before, train, test, granularity, min(knn_k, len(train)), tau,
-                               token_mode, seed, metric)]
-            tuned[label] = model
-        if "wt" in tuned and "st" in tuned:
-            a = M.arch_of(tuned["wt"])
-            layers = [layer for layer in a.layer_list(granularity) if layer != a.head]
-            cross = S.cka_study_matrix(tuned["wt"], tuned["st"], test, layers, seed=seed)
-            curves.append(cross.rename(columns={"layer_a": "layer", "depth_a": "depth"})[["layer", "depth", "value"]]
-                          .assign(analysis="cka_wt_st", init="wt↔st", fraction=float(fraction)))
+        for r in range(runs):
+            got, layer_curves = _run(source, inits, models_dir, train, val, test, metric, epochs, lr, warmup_fraction,
+                                     augment, granularity, knn_k, tau, token_mode, seed + r, progress)
+            keys = {"fraction": float(fraction), "run": r}
+            rows += [{**keys, "n_train": len(train), "dataset": target, "target_metric": metric, **row} for row in got]
+            curves += [c.assign(**keys) for c in layer_curves]
     aucs = pd.DataFrame(rows)
-    ratios = S.gain_ratios(aucs, value=metric, by=("arch", "dataset", "fraction")).assign(metric=metric) \
+    ratios = S.gain_ratios(aucs, value=metric, by=("arch", "dataset", "fraction")).assign(metric=metric, **fid) \
         if {"ri", "wt", "st"} <= set(aucs.init) else pd.DataFrame()
     return {"aucs": aucs, "layers": pd.concat(curves, ignore_index=True), "ratios": ratios}
