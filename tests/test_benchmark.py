@@ -749,3 +749,44 @@ def test_chexpert_csvs_are_splits_and_benchmark_reports_the_five_labels(tmp_path
     rows = study.benchmark(["random"], [str(root)], arch="resnet18", seeds=(0,), size=28, epochs=1, n_boot=10,
                            batch_size=4)
     assert len(json.loads(rows.per_class[0])) == 5  # AUC on the 5 reported observations
+
+
+def test_the_studys_comparison_figures_come_from_the_zoo_kinds(tmp_path):
+    """Spec §5: ImageNet_vs_iNat21 (scratch, ImageNet, iNat2021), SSL_vs_ImageNet (each SSL
+    model against supervised ImageNet) and the domain-adaptive comparison, each against
+    ImageNet; a planted gain of one SSL model is marked in its figure and an init outside the
+    zoo is in none of them."""
+    import pandas as pd
+
+    from medtl import analysis, study
+
+    rng = np.random.default_rng(1)
+    means = {"random": 0.70, "imagenet": 0.80, "inat2021": 0.79, "moco-v2": 0.80, "swav": 0.86, "chexpert": 0.82,
+             "imagenet_chexpert": 0.83, "source:mine": 0.9}
+    rows = [{"arm": "classification", "target": "t", "metric": "auc", "init": init, "trial": i, "value": v}
+            for init, mu in means.items() for i, v in enumerate(mu + 0.004 * rng.standard_normal(5))]
+    table = pd.DataFrame(rows)
+    groups = analysis.benchmark_groups(table.init)
+    assert {k: g["members"] for k, g in groups.items()} == {
+        "domain_adaptive": ["random", "imagenet", "chexpert", "imagenet_chexpert"],
+        "imagenet_vs_inat21": ["random", "imagenet", "inat2021"],
+        "ssl_vs_imagenet": ["imagenet", "moco-v2", "swav"]}
+    assert all(g["baseline"] == "imagenet" for g in groups.values())
+    assert analysis.benchmark_groups(["random", "moco-v2"]) == {}  # no ImageNet runs: nothing to compare against
+    out = analysis.benchmark_figures(table, "random", tmp_path)
+    names = {p.name for p in (tmp_path / "figures").glob("*.png")}
+    assert names == {"benchmark_bars.png", "benchmark_auc_dice.png", "benchmark_domain_adaptive.png",
+                     "benchmark_imagenet_vs_inat21.png", "benchmark_ssl_vs_imagenet.png"}
+    ssl = out["ssl_vs_imagenet"].axes[0]
+    assert [t.get_text() for t in ssl.get_xticklabels()] == ["imagenet", "moco-v2", "swav"]
+    assert [t.get_text() for t in ssl.texts] == ["n.s.", "****"]  # vs ImageNet, not vs the run's baseline
+    declared = table.assign(init_kind=table.init.map(study.init_kinds(table.init, {"source:mine": "self-supervised"})))
+    assert analysis.benchmark_groups(declared)["ssl_vs_imagenet"]["members"] == ["imagenet", "moco-v2", "swav",
+                                                                                "source:mine"]
+    with pytest.raises(ValueError, match="unknown initialisation kind"):
+        study.init_kinds(["source:mine"], {"source:mine": "ssl"})
+    explicit = analysis.benchmark_groups(table.init, {"mine_vs_imagenet": {"baseline": "imagenet",
+                                                                           "members": ["source:mine"]}})
+    assert explicit["mine_vs_imagenet"]["members"] == ["imagenet", "source:mine"]
+    with pytest.raises(ValueError, match=r"without runs: \['byol'\]"):
+        analysis.benchmark_groups(table.init, {"x": {"baseline": "imagenet", "members": ["byol"]}})

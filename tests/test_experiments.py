@@ -193,7 +193,7 @@ def synthetic_study(tmp_path_factory):
     common = {"models_dir": models}
     sources = ["texture-a", "shape-a"]
     runs = {
-        "pretrain": {**common, "sources": sources, "n_train": 80, "n_val": 40, "epochs": 1},
+        "pretrain": {**common, "sources": [*sources, "intensity"], "n_train": 80, "n_val": 40, "epochs": 1},
         "transferability": {**common, "sources": sources, "target": "texture-b"},
         "rank": {**common, "sources": ["source:texture-a-resnet18", "source:shape-a-resnet18", "resnet18:random",
                                        "no-such-arch"], "target": "texture-b", "n": 80, "n_boot": 2,
@@ -206,7 +206,12 @@ def synthetic_study(tmp_path_factory):
                           "runs": 2, "fid_model": "source", "fid_n": 100, "fid_size": None},
         "truncation": {**common, "source": "shape-a-resnet18", "target": "shape-b", "n_train": 80, "n_test": 60,
                        "epochs": 1, "block_cuts": [1, -1], "layer_cuts": [3], "lwft": [2], "pooling_ablation": True},
-        "benchmark": {**common, "arch": "resnet18", "inits": ["random", "source:shape-a-resnet18", "moco-v2"],
+        "benchmark": {**common, "arch": "resnet18",
+                      "inits": ["random", "source:shape-a-resnet18", "source:texture-a-resnet18",
+                                "source:intensity-resnet18", "moco-v2"],
+                      # synthetic sources in the zoo's roles, for the study's comparison figures
+                      "kinds": {"source:shape-a-resnet18": "supervised", "source:texture-a-resnet18": "fine-grained",
+                                "source:intensity-resnet18": "self-supervised"},
                       "baseline": "random", "targets": ["texture-b"], "seg_targets": ["texture-seg"], "trials": 2,
                       "epochs": 1, "seg_epochs": 1, "n_train": 40, "seg_size": 32, "n_boot": 20, "progress": False},
         "architectures": {"archs": ["resnet18", "shufflenet_v2_x0_5", "mobilenet_v3_small"], "weights": None,
@@ -308,24 +313,30 @@ def test_benchmark_notebooks_record_seeded_trials_and_figures(synthetic_study, t
     nb = json.loads((run.run_dir / "notebook.ipynb").read_text())
     printed = ["".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
                if o.get("name") == "stdout"]
-    assert printed[0].startswith("benchmark on random, source:shape-a-resnet18; absent here, skipped: moco-v2")
+    assert printed[0].startswith("benchmark on random, source:shape-a-resnet18, source:texture-a-resnet18, "
+                                 "source:intensity-resnet18; absent here, skipped: moco-v2")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = rs.load(run.run_dir, "benchmark")
     assert set(zip(table.arm, table.metric)) == {("classification", "auc"), ("segmentation", "dice"),
                                                  ("segmentation", "dice_image"), ("segmentation", "iou")}
-    assert sorted(table.seed.unique()) == [0, 1] and set(table.init) == {"random", "source:shape-a-resnet18"}
+    assert sorted(table.seed.unique()) == [0, 1] and set(table.init) == {
+        "random", "source:shape-a-resnet18", "source:texture-a-resnet18", "source:intensity-resnet18"}
     assert table.value.between(0, 1).all() and (table.low <= table.high).all()
     compare = pd.read_csv(run.run_dir / "compare.csv")
     assert set(compare[compare.init != "random"].marker) <= {"n.s.", "*", "**", "***", "****"}
+    # the study's comparison figures, the synthetic sources in the zoo's roles (the run's kinds)
     r = E.run("analysis/benchmark", {"results_source": "medtl", "results_dir": str(out / "results")},
               out_dir=tmp_path / "benchmark")
     assert r.status == "finished"
-    assert {p.name for p in (r.run_dir / "figures").glob("*.png")} == {"benchmark_bars.png", "benchmark_auc_dice.png"}
+    assert {p.name for p in (r.run_dir / "figures").glob("*.png")} == {
+        "benchmark_bars.png", "benchmark_auc_dice.png", "benchmark_imagenet_vs_inat21.png",
+        "benchmark_ssl_vs_imagenet.png"}
     from medtl.report import build_report
 
     index = build_report(run.run_dir, tmp_path / "report", progress=False).read_text()
-    assert "benchmark" in index and "Benchmark study" in index
+    assert "Benchmark study" in index and "fine-grained iNat2021 against coarse-grained ImageNet" in index
+    assert "each self-supervised ImageNet initialisation against supervised ImageNet" in index
 
 
 @pytest.mark.slow

@@ -2,7 +2,13 @@
 (:func:`load_results`), metric evaluation, and the figures of the analysis notebooks and
 ``medtl report``."""
 
-from .benchmark import BENCHMARK_PUBLISHED, benchmark_figures, domain_table
+from .benchmark import (
+    BENCHMARK_GROUPS,
+    BENCHMARK_PUBLISHED,
+    benchmark_figures,
+    benchmark_groups,
+    domain_table,
+)
 from .figures import (
     ABLATION,
     CAPTIONS,
@@ -51,7 +57,7 @@ from .sources import (
 )
 
 __all__ = [
-    "BENCHMARK_PUBLISHED", "benchmark_figures", "domain_table",
+    "BENCHMARK_GROUPS", "BENCHMARK_PUBLISHED", "benchmark_figures", "benchmark_groups", "domain_table",
     "PUBLISHED_BEST", "PUBLISHED_LABEL", "evaluation_realism", "realism_summary",
     "RANK_TABLES", "load_ranking", "rank_results", "record_ranking",
     "ABLATION", "THREE_METHODS", "CAPTIONS", "SCENARIO_B_FLIPS", "caption", "caveats", "selected_runs", "STUDIES", "STUDY_METHODS", "correlation_by_layer", "evaluate_metrics", "released_ranks_check", "PUBLISHED_FRIEDMAN_P",

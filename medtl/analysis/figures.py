@@ -22,6 +22,13 @@ CAPTIONS: dict[str, str] = {
                       "against the baseline (grey): * p < 0.05 … **** p < 1e-4, n.s. not significant.",
     "benchmark_auc_dice": "Benchmark study: classification AUC and segmentation Dice of each initialisation side by "
                           "side (mean ± std over trials, one dot per target).",
+    "domain_adaptive": "Benchmark study: in-domain (ChestX-ray14, CheXpert) and domain-adaptive (ImageNet → chest "
+                       "X-ray) pre-training against supervised ImageNet and scratch, mean ± std over trials, t-test "
+                       "markers against ImageNet (grey).",
+    "imagenet_vs_inat21": "Benchmark study: fine-grained iNat2021 against coarse-grained ImageNet pre-training and "
+                          "scratch, mean ± std over trials, t-test markers against ImageNet (grey).",
+    "ssl_vs_imagenet": "Benchmark study: each self-supervised ImageNet initialisation against supervised ImageNet "
+                       "(grey), mean ± std over trials with t-test markers.",
     "tau_bars": "Weighted Kendall τ_w between each metric's scores and the fine-tuned test AUCs, per target "
                 "(1: the metric orders the sources exactly as fine-tuning does; 0: unrelated).",
     "ranks": "Rank of each metric per target by τ_w (1 = best), with the mean rank when there are several targets.",

@@ -14,11 +14,13 @@ from .architectures import (
 from .benchmark import (
     BENCHMARK_FIT,
     SCRATCH,
+    SCRATCH_KIND,
     SEGMENT_FIT,
     benchmark,
     check_inits,
     classify_trials,
     compare_trials,
+    init_kinds,
     init_weights,
     seg_splits,
     segment_trials,
@@ -65,7 +67,7 @@ from .truncation import (
 
 __all__ = [
     "PROTOCOL", "STUDIES", "ProtocolElement", "protocol_markdown", "protocol_table", "register_element",
-    "BENCHMARK_FIT", "SCRATCH", "SEGMENT_FIT", "check_inits", "classify_trials", "compare_trials", "init_weights",
+    "BENCHMARK_FIT", "SCRATCH", "SCRATCH_KIND", "init_kinds", "SEGMENT_FIT", "check_inits", "classify_trials", "compare_trials", "init_weights",
     "segment_trials", "significance", "benchmark", "seg_splits",
     "SIGN_PRESETS", "apply_signs", "evaluate_architectures", "finetune_architectures", "score_architectures",
     "RANDOM", "STUDY_C_FIT", "compare_models", "compare_pairs", "first_filters", "ft_key", "init_label",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +35,36 @@ SEGMENT_FIT = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule":
                "patience": 20, "loss": "dice", "batch_size": 32, "augment": "segmentation"}
 #: The initialisation name meaning "no pre-training".
 SCRATCH = "random"
+#: The kind of the ``random`` initialisation in the comparison figures (:func:`init_kinds`).
+SCRATCH_KIND = "scratch"
 
 
 def init_weights(init: str):
     """The ``weights=`` argument for an initialisation name (``"random"`` → None)."""
     return None if init in (SCRATCH, "scratch", None) else init
+
+
+def init_kinds(inits: Sequence[str], kinds: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each initialisation's kind, the grouping of the study's comparison figures:
+    ``"scratch"`` for ``random``; the zoo row's category (:data:`medtl.models.CATEGORIES`:
+    supervised, self-supervised, fine-grained, in-domain, domain-adaptive), ``imagenet`` and
+    ``imagenet:WEIGHTS`` supervised; ``kinds`` gives (or overrides) the kind of any other
+    (``source:NAME``, a checkpoint path); ``""`` when unknown."""
+    kinds = dict(kinds or {})
+    bad = {k: v for k, v in kinds.items() if v not in (SCRATCH_KIND, *M.CATEGORIES)}
+    if bad:
+        raise ValueError(f"unknown initialisation kind(s) {bad}; kinds: {', '.join((SCRATCH_KIND, *M.CATEGORIES))}")
+    out = {}
+    for init in inits:
+        if init in kinds:
+            out[init] = kinds[init]
+        elif init == SCRATCH:
+            out[init] = SCRATCH_KIND
+        elif init.split(":")[0] == "imagenet":
+            out[init] = "supervised"
+        else:
+            out[init] = M.get_init(init).category if M.is_init(init) else ""
+    return out
 
 
 def check_inits(inits: Sequence[str], arch: str = "resnet50") -> tuple[list[str], pd.DataFrame]:
