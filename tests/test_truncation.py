@@ -109,6 +109,52 @@ def test_imagenet_weights_fill_transfusions_unslimmed_part(tmp_path, monkeypatch
     assert got["layer4.0.conv1.weight"].shape != state["layer4.0.conv1.weight"].shape
 
 
+def test_slim_from_a_source_is_transfusion_in_both_modes():
+    """TF from any ResNet source (spec §A.1.4): block-wise s has the parameters of the
+    published TransFusion network (12.95 M for s=3, TF-1), layer-wise s=14 the ≈17.9 M the
+    spec counts for TF-2; the unslimmed part is the source's, the slimmed part fresh, and the
+    new model shares nothing with the source."""
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    r50 = M.create("resnet50", num_classes=2, seed=0)
+    for s in (1, 2, 3):
+        assert n(M.slim(r50, s)) == n(M.slim_resnet50(s, num_classes=2))
+    assert n(M.slim(r50, 3)) == 12_947_522
+    tf2 = M.slim(r50, 14, "layer")
+    assert round(n(tf2) / 1e6, 1) == 17.9 and tf2.layer4[1].conv2.out_channels == 256
+    assert tf2.layer4[1].conv3.out_channels == 2048 and tf2.fc.in_features == 2048
+    source = M.create("resnet18", num_classes=4, seed=1)
+    with torch.no_grad():
+        for m in source.modules():  # non-default BN statistics, so copies are told from fresh ones
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.fill_(0.5)
+    own = source.state_dict()
+    tf = M.slim(source, 2, num_classes=3, seed=0)
+    got = tf.state_dict()
+    for k, v in got.items():
+        if k.startswith(("conv1", "bn1", "layer1", "layer2")):
+            assert torch.equal(v, own[k]) and v.data_ptr() != own[k].data_ptr(), k
+    assert tf.layer3[0].conv1.out_channels == 128 and torch.equal(tf.layer3[0].bn1.weight, torch.ones(128))
+    assert tf.fc.out_features == 3 and tf.medtl["slim"] == {"from": 2, "mode": "block", "factor": 2}
+    assert all(torch.equal(a, b) for a, b in zip(got.values(), M.slim(source, 2, num_classes=3).state_dict().values()))
+    lw = M.slim(source, 3, "layer")  # resnet18's block 3 is layer2.1: a sliming block, then halved stages
+    assert lw.layer2[1].conv1.out_channels == 64 and lw.layer2[1].conv2.out_channels == 128
+    assert lw.layer3[0].conv1.in_channels == 128 and lw.layer3[0].conv1.out_channels == 128
+    lw_state = lw.state_dict()
+    for k, v in lw_state.items():  # every tensor whose shape still matches is the source's
+        if k in own and own[k].shape == v.shape and not k.startswith("fc."):
+            assert torch.equal(v, own[k]), k
+    assert torch.equal(lw.layer2[1].bn1.weight, torch.ones(64))  # a reshaped one is fresh
+    assert n(M.slim(source, 2, "layer")) == n(M.slim(source, 1, "block"))  # a stage's first block = block-wise
+    with torch.no_grad():
+        assert lw.eval()(torch.zeros(2, 3, 28, 28)).shape == (2, 2)
+    for bad, match in [((source, 4), "block-wise slim_from must be in 1..3"),
+                       ((source, 8, "layer"), "layer-wise slim_from must be in 1..7"),
+                       ((source, 1, "stage"), "mode must be 'block' or 'layer'"),
+                       ((M.create("densenet121", num_classes=2), 1), "defined for ResNets, not densenet121")]:
+        with pytest.raises(ValueError, match=match):
+            M.slim(*bad)
+
+
 def test_two_stage_search_visits_the_cuts_the_spec_describes():
     seen = []
 

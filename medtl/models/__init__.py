@@ -53,6 +53,7 @@ from .surgery import (
     reinit,
     replace_head,
     resnet_sequence,
+    slim,
     st_groups,
     st_sample,
     truncate,
@@ -105,6 +106,6 @@ __all__ = [
     "list_sources", "load_checkpoint", "lwft_freeze", "load_source", "load_state", "models_dir", "new_head", "read_checkpoint",
     "register_arch", "reinit", "remap", "replace_head", "resnet_sequence", "save_source", "set_module",
     "check_source_name",
-    "slim_resnet50", "source_info", "spec", "st_groups", "st_sample", "strip_prefix", "truncate", "truncated_path",
+    "slim", "slim_resnet50", "source_info", "spec", "st_groups", "st_sample", "strip_prefix", "truncate", "truncated_path",
     "under", "unfreeze", "unwrap",
 ]

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .._registry import Registry
+from ..runtime import seeded
 from .zoo import ARCHS, ArchSpec, get_module, set_module, spec, under
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -325,6 +326,105 @@ def truncate(model: nn.Module, cut: int, mode: str = "block", head: str | None =
                  "truncated": {"cut": cut, "mode": mode, "head": head, "layers": names},
                  "num_classes": num_classes, "image_size": image_size}
     return out
+
+
+# --- TransFusion's slim ResNets (the TF baseline) ------------------------------------------
+def _fresh(module: nn.Module) -> None:
+    """torchvision's ResNet initialisation: Kaiming-normal fan-out convolutions, BN 1 / 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def _block(kind: type, inplanes: int, planes: int, stride: int, inner: int | None = None) -> nn.Module:
+    """A residual block of ``kind`` (BasicBlock / Bottleneck) mapping ``inplanes`` →
+    ``planes · expansion``, with a projection shortcut where shapes change; ``inner`` narrows
+    its inner width (TransFusion's "sliming block": conv3 still maps back to the full width)."""
+    out = planes * kind.expansion
+    down = None
+    if stride != 1 or inplanes != out:
+        down = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+    block = kind(inplanes, planes, stride, down)
+    if inner is not None and inner != planes:
+        if kind.expansion == 1:  # BasicBlock: conv1 narrows, conv2 maps back
+            block.conv1 = nn.Conv2d(inplanes, inner, 3, stride, 1, bias=False)
+            block.bn1, block.conv2 = nn.BatchNorm2d(inner), nn.Conv2d(inner, planes, 3, 1, 1, bias=False)
+        else:  # Bottleneck: the 1×1 → 3×3 → 1×1 width narrows
+            block.conv1, block.bn1 = nn.Conv2d(inplanes, inner, 1, bias=False), nn.BatchNorm2d(inner)
+            block.conv2, block.bn2 = nn.Conv2d(inner, inner, 3, stride, 1, bias=False), nn.BatchNorm2d(inner)
+            block.conv3 = nn.Conv2d(inner, out, 1, bias=False)
+    return block
+
+
+def slim(model: nn.Module, slim_from: int, mode: str = "block", factor: int = 2, num_classes: int = 2,
+         seed: int = 0, arch: str | None = None) -> nn.Module:
+    """TransFusion's slim ResNet built from ``model`` (Raghu et al. 2019; the truncated-transfer
+    study's TF baseline, spec §A.1.4), a new model sharing no tensor with ``model``:
+
+    * ``mode="block"``, s = ``slim_from`` in 1..3: the stem and ``layer1..layer{s}`` are
+      copied; ``layer{s+1}..layer4`` have ``planes // factor`` and a fresh initialisation
+      (Kaiming-normal fan-out convolutions, BN 1/0, drawn under ``seed``). On ResNet-50,
+      s = 3 is TF-1: 12.95 M parameters with a 2-class head (:func:`medtl.models.slim_resnet50`).
+    * ``mode="layer"``, s in 1..n_blocks−1 (0-based residual-block index): every block with
+      index ≥ s is slimmed — inside block s's stage as a "sliming block" (inner width
+      ``planes // factor``, output still the stage's full width), the later stages wholly
+      (``planes // factor``); every parameter whose shape still matches ``model``'s is copied,
+      the rest freshly initialised. On ResNet-50, s = 14 (TF-2) has ≈ 17.9 M parameters.
+
+    The head is GAP → ``Linear(width, num_classes)`` (PyTorch's default init) on the slimmed
+    width; ``model.medtl["slim"]`` records the setting."""
+    a = _arch(model, arch)
+    if a.truncation != "resnet" or not hasattr(model, "layer4"):
+        raise ValueError(f"TransFusion's slim networks are defined for ResNets, not {a.name}")
+    stages = [getattr(model, f"layer{i}") for i in range(1, 5)]
+    sizes = [len(st) for st in stages]
+    limit = {"block": 3, "layer": sum(sizes) - 1}.get(mode)
+    if limit is None:
+        raise ValueError(f"mode must be 'block' or 'layer', got {mode!r}")
+    if isinstance(slim_from, bool) or not isinstance(slim_from, int) or not 1 <= slim_from <= limit:
+        raise ValueError(f"{mode}-wise slim_from must be in 1..{limit} for {a.name}, got {slim_from!r}")
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    kind = type(stages[0][0])
+    first = sum(sizes[:slim_from]) if mode == "block" else slim_from  # the first slimmed block
+    new = copy.deepcopy(model)
+    inplanes = stages[0][0].conv1.in_channels
+    with seeded(seed):
+        index = 0
+        for i, stage in enumerate(stages):
+            planes = stage[0].conv1.out_channels if kind.expansion == 1 else stage[-1].conv3.out_channels // 4
+            stride = stage[0].stride
+            stage_first = index
+            whole = first <= stage_first  # this stage and all after it are halved
+            blocks = []
+            for b in range(len(stage)):
+                if index < first:
+                    blocks.append(copy.deepcopy(stage[b]))
+                elif whole:
+                    blocks.append(_block(kind, inplanes, planes // factor, stride if b == 0 else 1))
+                else:  # a sliming block inside the stage of block `first`
+                    blocks.append(_block(kind, inplanes, planes, stride if b == 0 else 1,
+                                         inner=planes // factor))
+                inplanes = (planes // factor if whole else planes) * kind.expansion
+                index += 1
+            fresh = nn.Sequential(*blocks)
+            for b in range(len(stage)):
+                if stage_first + b >= first:
+                    _fresh(fresh[b])
+            setattr(new, f"layer{i + 1}", fresh)
+        new.fc = nn.Linear(inplanes, num_classes)
+    if mode == "layer":  # every tensor whose shape still matches is the source's
+        own = model.state_dict()
+        with torch.no_grad():
+            for k, v in new.state_dict().items():
+                if k in own and own[k].shape == v.shape and not under(k, (a.head,)):
+                    v.copy_(own[k])
+    new.medtl = {**copy.deepcopy(getattr(model, "medtl", {})), "num_classes": num_classes,
+                 "slim": {"from": slim_from, "mode": mode, "factor": factor}}
+    return new
 
 
 # --- RI / WT / ST --------------------------------------------------------------------------
