@@ -441,15 +441,15 @@ def auc_intervals(selected: pd.DataFrame, title: str = "fine-tuned test AUC with
 
 # --- truncated transfer ---------------------------------------------------------------------
 def cut_curves(table: pd.DataFrame, metrics: Sequence[str] = ("auc", "auprc_trapezoid"), title: str = ""):
-    """AUC and AUPRC of truncated transfer per cut (TTL, block- and layer-wise), with the
-    full model (FTL) and the best LWFT as horizontal reference lines (a table from
+    """AUC and AUPRC of truncated transfer per cut (TTL, block- and layer-wise; TF per slim
+    point), with the full model (FTL) and the best LWFT as horizontal reference lines (a table from
     :func:`medtl.study.truncation_study`)."""
-    ttl = table[table.method == "TTL"]
+    ttl = table[table.method.isin(["TTL", "TF"])]
     heads = ttl["head"].nunique() if "head" in ttl else 1
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.4), squeeze=False)
     for ax, m in zip(axes[0], metrics):
-        for key, g in ttl.groupby(["mode", "head"] if heads > 1 else ["mode"]):
-            label = f"TTL ({key[0]}-wise{', ' + key[1] + ' head' if heads > 1 else ''})"
+        for key, g in ttl.groupby(["method", "mode", "head"] if heads > 1 else ["method", "mode"]):
+            label = f"{key[0]} ({key[1]}-wise{', ' + key[2] + ' head' if heads > 1 else ''})"
             ax.plot(g.cut.astype(str), g[m], marker="o", label=label)
         for method, style in (("FTL", "--"), ("LWFT", ":")):
             ref = table[table.method == method]
@@ -503,6 +503,66 @@ def svcca_boxes(svcca: pd.DataFrame, title: str = "SVCCA pretrained ↔ fine-tun
     ax.set_ylim(0, 1)
     ax.set_ylabel("canonical correlation ρ")
     ax.set_title(title)
+    return fig
+
+
+def svcca_bottlenecks(blocks: pd.DataFrame, curve: pd.DataFrame | None = None, value: str = "auprc_ap"):
+    """The truncated-transfer study's ``svcca.png``: one box of SVCCA coefficients per residual
+    block output ("truncation point" 0 = after the first block), coloured by stage, beside a
+    grey box of the baseline pair (a random network of the same architecture) — with, on a
+    second axis, the test ``value`` (AUPRC) of the layer-wise TTL cut that ends at that block
+    (cut k keeps the stem and k − 1 blocks: point k − 2). ``blocks`` is
+    :func:`medtl.study.truncation_study`'s ``svcca_blocks``; ``curve`` rows with ``cut`` (the
+    layer-wise k) and ``value``."""
+    points = sorted(blocks.point.unique())
+    names = blocks.drop_duplicates("point").set_index("point").layer
+    stages = list(dict.fromkeys(names.str.split(".").str[0]))
+    colours = dict(zip(stages, sns.color_palette("tab10", len(stages))))
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(points) + 3), 3.8))
+    for pair, shift, width in (("fine-tuned", -0.18, 0.34), ("random", 0.18, 0.34)):
+        g = blocks[blocks.pair == pair]
+        if g.empty:
+            continue
+        data = [g[g.point == p].rho.to_numpy() for p in points]
+        box = ax.boxplot(data, positions=np.array(points) + shift, widths=width, patch_artist=True,
+                         showfliers=False, manage_ticks=False)
+        for p, patch in zip(points, box["boxes"]):
+            patch.set_facecolor("#bbbbbb" if pair == "random" else colours[names[p].split(".")[0]])
+    ax.set_xticks(points, [str(p) for p in points])
+    ax.set_xlabel("truncation point (residual block output)")
+    ax.set_ylabel("SVCCA ρ (pretrained ↔ fine-tuned; grey: ↔ random)")
+    ax.set_ylim(0, 1.02)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[s]) for s in stages] + [plt.Rectangle((0, 0), 1, 1,
+                                                                                            color="#bbbbbb")]
+    ax.legend(handles, [*stages, "random pair"], fontsize=7, loc="lower left")
+    if curve is not None and len(curve):
+        c = curve.assign(point=curve.cut - 2).sort_values("point")
+        c = c[c.point.isin(points)]
+        twin = ax.twinx()
+        twin.plot(c.point, c.value, "k-o", ms=4, label=f"TTL test {value}")
+        twin.set_ylabel(f"layer-wise TTL test {value}")
+        twin.legend(fontsize=7, loc="lower right")
+    ax.set_title("SVCCA per residual block, with the layer-wise cut curve")
+    return fig
+
+
+def svcca_methods(table: pd.DataFrame):
+    """The truncated-transfer study's ``svcca_horizontal.png``: for each block (panel) the
+    sorted SVCCA coefficients of pretrained ↔ each method's fine-tuned model (FTL, TF, LWFT,
+    TTL) against the normalised coefficient index, the legend giving each curve's area
+    (= its mean ρ); a block a method cut away has no curve."""
+    layers = list(dict.fromkeys(table.layer))
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 3.2), sharey=True, squeeze=False)
+    for ax, layer in zip(axes[0], layers):
+        for method, g in table[table.layer == layer].groupby("method", sort=False):
+            ax.plot(g.x, g.rho, label=f"{method} ({g.auc.iloc[0]:.2f})")
+        ax.set_title(layer)
+        ax.set_xlabel("normalised coefficient index")
+        ax.legend(fontsize=7, title="method (area)", title_fontsize=7)
+    axes[0][0].set_ylabel("SVCCA ρ, sorted")
+    axes[0][0].set_ylim(0, 1.02)
+    fig.suptitle("pretrained ↔ fine-tuned SVCCA per block and method")
+    fig.tight_layout()
     return fig
 
 

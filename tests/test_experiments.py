@@ -243,7 +243,7 @@ def test_experiment_notebooks_leave_records(synthetic_study):
                                                                   ("TTL", 1, "flatten"), ("TTL", 1, "gap")]
     flat, gap = (block[(block.cut == 1) & (block["head"] == h)].params.item() for h in ("flatten", "gap"))
     assert flat > gap  # the flatten head reads the whole feature map (the pooling ablation)
-    assert set(trunc.method) == {"TTL", "FTL", "LWFT"}
+    assert set(trunc.method) == {"TTL", "FTL", "LWFT", "TF", "TTL-1", "TTL-2", "TF-1", "TF-2", "LWFT-1", "LWFT-2"}
     assert {"auprc_ap", "auprc_trapezoid", "params", "macs"} <= set(trunc.columns)
     # feature reuse: RI/WT/ST and the hybrid at two data fractions, every analysis, CKA WT↔ST
     assert sorted(aucs.init.unique()) == ["ri", "st", "wt", "wt-st:1"] and sorted(aucs.fraction.unique()) == [0.5, 1]
@@ -347,8 +347,9 @@ def test_analysis_notebooks_on_medtl_results(synthetic_study, tmp_path, name):
     r = E.run(f"analysis/{name}", {"results_source": "medtl", "results_dir": str(out / "results")},
               out_dir=tmp_path / name)
     assert r.status == "finished" and list((r.run_dir / "figures").glob("*.png"))
-    if name == "truncation":  # the pooling ablation was run: its figure is drawn
-        assert (r.run_dir / "figures" / "pooling.png").is_file()
+    if name == "truncation":  # the pooling ablation and the search were run: their figures are drawn
+        for figure in ("pooling", "svcca_bottlenecks", "svcca_methods"):
+            assert (r.run_dir / "figures" / f"{figure}.png").is_file(), figure
     if name == "representations":  # one row per source of the similarity-vs-AUC grid (spec §B.5)
         assert (r.run_dir / "figures" / "similarity_vs_auc.png").is_file()
 

@@ -196,6 +196,11 @@ def test_svcca_per_cut_compares_the_kept_blocks():
     table = study.svcca_per_layer(src, cut, data, ["layer1", "layer2"], n_points=2000)
     assert set(table.layer) == {"layer1"}  # layer2 was cut away
     assert np.allclose(table.rho, 1.0, atol=1e-6)  # an unchanged copy: the blocks are identical
+    layerwise = M.truncate(src, 4, mode="layer", num_classes=4, image_size=28)  # stem, layer1.0-1, layer2.0
+    table = study.svcca_per_layer(src, layerwise, data, ["layer1", "layer2"], n_points=2000)
+    assert set(table.layer) == {"layer1"} and np.allclose(table.rho, 1.0, atol=1e-6)  # layer1 read at layer1.1
+    assert study.svcca_per_layer(src, M.truncate(src, 1, mode="layer", num_classes=4, image_size=28), data,
+                                 ["layer1"]).empty  # the stem alone keeps no block
 
 
 def test_ablation_and_three_method_analysis_reproduce_the_study():
@@ -226,3 +231,59 @@ def test_feature_reuse_models_truncate_into_independent_copies(arch, size, cuts)
         assert len(t.body.vit.blocks) == 3 and M.truncated_path(t, "blocks.5") is None
         assert torch.equal(M.get_module(t, M.truncated_path(t, "blocks.2.mlp.fc1")).weight,
                            model.blocks[2].mlp.fc1.weight)
+
+
+def test_the_pipelines_two_stage_search_trains_each_point_once_and_reports_the_studys_rows(tmp_path, monkeypatch):
+    """§A.2 in truncation_study: TTL, TF and LWFT each searched block-wise, then layer-wise
+    around the stage-1 winner; a validation loss planted with its minimum at layer-wise
+    k = 4 (stem + 3 blocks) gives TTL-1/TF-1/LWFT-1 at block 2 (k = 5) and -2 at k = 4; each
+    point is fine-tuned once (the sweep's cuts and FTL reused), the selected rows carry the
+    test metrics of the searched point, and the SVCCA tables cover the study's figures."""
+    import importlib
+
+    trunc = importlib.import_module("medtl.study.truncation")
+    bounds = study.BOUNDARIES["resnet18"]
+    M.save_source(M.create("resnet18", num_classes=4, seed=0), "ttl-src", root=tmp_path)
+    real, trained = trunc._train_eval, []
+
+    def k_of(model):  # the layer-wise index of what the model keeps, frozen or slimmed (10: everything)
+        info = model.medtl
+        if "truncated" in info:
+            t = info["truncated"]
+            return 10 if t["cut"] == -1 else (bounds[t["cut"]] if t["mode"] == "block" else t["cut"])
+        if "slim" in info:
+            return bounds[info["slim"]["from"]] if info["slim"]["mode"] == "block" else info["slim"]["from"] + 1
+        f = info["lwft"]
+        return bounds[f["freeze_from"] - 1] if f["mode"] == "block" else f["freeze_from"]
+
+    def planted(model, *args, **kwargs):
+        row = real(model, *args, **kwargs)
+        kind = "TTL" if "truncated" in model.medtl else "TF" if "slim" in model.medtl else "LWFT"
+        trained.append((kind, k_of(model)))
+        return {**row, "val_loss": abs(k_of(model) - 4.4)}
+
+    monkeypatch.setattr(trunc, "_train_eval", planted)
+    out = study.truncation_study("ttl-src", "shape-b", block_cuts=[1, -1], lwft=[2], models_dir=tmp_path, n_train=32,
+                                 n_test=32, epochs=1, svcca_points=500)
+    assert len(trained) == len(set(trained)) == 16  # 3 of the sweeps + 13 more points, none twice
+    assert ("TTL", 10) in trained and trained.count(("TTL", 10)) == 1  # FTL once, shared by the three searches
+    search = out["search"]
+    for method in ("TTL", "TF", "LWFT"):
+        s = search[search.method == method]
+        assert sorted(s[s.stage == 2].k) == [4, 6]  # between the boundaries around block 2 (k = 5)
+    cuts = out["cuts"].set_index("method")
+    for method in ("TTL", "TF", "LWFT"):
+        one, two = cuts.loc[f"{method}-1"], cuts.loc[f"{method}-2"]
+        assert (one["mode"], one.k, two["mode"], two.k) == ("block", 5, "layer", 4)
+        point = search[(search.method == method) & (search.k == 4)].iloc[0]
+        assert two.auc == point.auc and two.auprc_ap == point.auprc_ap and two.params == point.params
+    assert cuts.loc["TF-2", "cut"] == 4 and cuts.loc["LWFT-1", "cut"] == 2  # search coordinates: k, and block t
+    methods = out["svcca_methods"]
+    assert set(methods.method) == {"FTL", "TTL-2", "TF-2", "LWFT-2"}
+    assert set(methods[methods.method == "TTL-2"].layer) == {"layer1"}  # k = 4 keeps layer1 and layer2.0 only
+    blocks = out["svcca_blocks"]
+    assert set(blocks.pair) == {"fine-tuned", "random"} and sorted(blocks.point.unique()) == list(range(8))
+    assert blocks[blocks.pair == "fine-tuned"].groupby("point").rho.mean().iloc[0] > \
+        blocks[blocks.pair == "random"].groupby("point").rho.mean().iloc[0]  # the baseline pair reads lower
+    files = analysis.truncation_figures({"truncation": out["cuts"], **out}, tmp_path / "figs")
+    assert {"svcca_bottlenecks", "svcca_methods", "cut_curves"} <= set(files)

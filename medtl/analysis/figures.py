@@ -51,6 +51,12 @@ CAPTIONS: dict[str, str] = {
                          "RadImageNet rows) and one column per layer, with Pearson r and Spearman ρ per panel.",
     "cut_curves": "Test AUC and AUPRC of truncated transfer at each cut, against the full model (FTL) and the best "
                   "layer-wise fine-tuning (LWFT).",
+    "svcca_bottlenecks": "SVCCA between the pre-trained and the fine-tuned full model at each residual block output "
+                         "(coloured by stage; grey: the pre-trained model against a random network, the baseline), "
+                         "with the test AUPRC of the layer-wise TTL cut ending at that block.",
+    "svcca_methods": "Sorted SVCCA coefficients per block between the pre-trained model and FTL and each method's "
+                     "selected model (TF-2, LWFT-2, TTL-2 of the two-stage search); the legend gives the area (= "
+                     "mean ρ).",
     "params_vs_auc": "Model size against test AUC for every method and cut.",
     "svcca_boxes": "SVCCA coefficients between the pre-trained and the fine-tuned model at each block, per cut.",
     "pairs": "Layer-wise similarity (the study's mean CCA by default) of the hidden-representations study's 14 "
@@ -402,16 +408,35 @@ def feature_reuse_figures(tables: dict, results_source: str, out_dir: str | os.P
 
 def truncation_figures(tables: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
     """The truncated-transfer study's figures from medtl runs: AUC/AUPRC per cut with FTL
-    and LWFT reference lines, SVCCA per cut as boxplots, parameters against AUC, and the
-    pooling ablation (GAP vs flatten head per cut) when the runs hold both heads."""
+    and LWFT reference lines, SVCCA per cut as boxplots, parameters against AUC, SVCCA per
+    residual block with the layer-wise AUPRC curve (``svcca_blocks``), the FTL / TF / LWFT /
+    TTL SVCCA comparison (``svcca_methods``), and the pooling ablation (GAP vs flatten head
+    per cut) when the runs hold both heads."""
     out = Path(out_dir)
     cuts, svcca = tables.get("truncation", pd.DataFrame()), tables.get("svcca", pd.DataFrame())
     if cuts.empty:
         raise FileNotFoundError("no truncation runs (table 'truncation') in these results")
     files = {"cut_curves": P.save(P.cut_curves(cuts), out / "cut_curves.png"),
-             "params_vs_auc": P.save(P.params_vs_auc(cuts), out / "params_vs_auc.png")}
+             "svcca_bottlenecks": "SVCCA between the pre-trained and the fine-tuned full model at each residual block output "
+                         "(coloured by stage; grey: the pre-trained model against a random network, the baseline), "
+                         "with the test AUPRC of the layer-wise TTL cut ending at that block.",
+    "svcca_methods": "Sorted SVCCA coefficients per block between the pre-trained model and FTL and each method's "
+                     "selected model (TF-2, LWFT-2, TTL-2 of the two-stage search); the legend gives the area (= "
+                     "mean ρ).",
+    "params_vs_auc": P.save(P.params_vs_auc(cuts), out / "params_vs_auc.png")}
     if not svcca.empty:
         files["svcca_boxes"] = P.save(P.svcca_boxes(svcca), out / "svcca_boxes.png")
+    blocks, methods = tables.get("svcca_blocks", pd.DataFrame()), tables.get("svcca_methods", pd.DataFrame())
+    if not blocks.empty:
+        layerwise = cuts[(cuts.method == "TTL") & (cuts["mode"] == "layer")]
+        search = tables.get("search", pd.DataFrame())
+        if not search.empty:  # the search's stage-2 points are layer-wise TTL cuts too
+            s = search[(search.method == "TTL") & (search["mode"] == "layer")]
+            layerwise = pd.concat([layerwise, s[["cut", "auprc_ap"]]], ignore_index=True)
+        curve = layerwise.drop_duplicates("cut").assign(value=lambda t: t.auprc_ap)[["cut", "value"]]
+        files["svcca_bottlenecks"] = P.save(P.svcca_bottlenecks(blocks, curve), out / "svcca_bottlenecks.png")
+    if not methods.empty:
+        files["svcca_methods"] = P.save(P.svcca_methods(methods), out / "svcca_methods.png")
     block = cuts[cuts["mode"] == "block"] if "head" in cuts else cuts.iloc[:0]
     if len(block) and block["head"].nunique() > 1:  # the pooling ablation was run
         files["pooling"] = P.save(P.pooling_ablation(cuts), out / "pooling.png")

@@ -303,7 +303,8 @@ _LOADERS = {
                         lambda folder=None, results_dir=None:
                         medtl_tables(results_dir, ("pairs", "rep_aucs", "predictions", "filters", "sim_vs_auc"))),
     "truncation": (lambda folder=None, results_dir=None: _no_published("truncation"),
-                   lambda folder=None, results_dir=None: medtl_tables(results_dir, ("truncation", "svcca"))),
+                   lambda folder=None, results_dir=None: medtl_tables(results_dir, ("truncation", "svcca", "search", "svcca_blocks",
+                                                                               "svcca_methods"))),
     "benchmark": (lambda folder=None, results_dir=None: {"published_table": BENCHMARK_PUBLISHED},
                   lambda folder=None, results_dir=None: {**medtl_tables(results_dir, ("benchmark",)),
                                                          "published_table": BENCHMARK_PUBLISHED}),

@@ -180,6 +180,16 @@ def _truncated_rows(tt, M) -> list[ProtocolElement]:
           'medtl.models.spec("resnet50" / "densenet201" / "densenet121") trunc_head, trunc_head_init',
           lambda: (M.spec("resnet50").trunc_head, M.spec("resnet50").trunc_head_init,
                    M.spec("densenet201").trunc_head, M.spec("densenet121").trunc_head)),
+        P("truncated-transfer", "two-stage search (TTL-1/-2, TF-1/-2, LWFT-1/-2)", "§A.2", ("TTL", "TF", "LWFT"),
+          "medtl.study.truncation_study(search=)", lambda: _default(tt.truncation_study, "search")),
+        P("truncated-transfer", "search criterion", "§A.2 (code: least val loss; the paper's choice unverified)",
+          "val_loss", "medtl.study.truncation_study(search_on=)",
+          lambda: _default(tt.truncation_study, "search_on")),
+        P("truncated-transfer", "TF-1 / TF-2 networks", "§A.1.4, §A.5.1", (12_947_522, 17.9),
+          'medtl.models.slim(resnet50, 3) parameters, slim(resnet50, 14, "layer") in millions',
+          lambda: (lambda r: (sum(p.numel() for p in M.slim(r, 3).parameters()),
+                              round(sum(p.numel() for p in M.slim(r, 14, "layer").parameters()) / 1e6, 1)))(
+              M.create("resnet50", num_classes=2, seed=0))),
         P("truncated-transfer", "LWFT learning rates", "§A.4.4 (known bug)", "published",
           "medtl.study.lwft_sweep(setting=)", lambda: _default(tt.lwft_sweep, "setting"),
           "the study's runs lost the head/backbone lr groups to a DataParallel bug; medtl runs the method as "
