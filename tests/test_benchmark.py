@@ -729,16 +729,21 @@ def test_a_folder_of_split_lists_keeps_its_official_splits(tmp_path):
         D.get(sz, "train", size=8)
 
 
-def test_chexpert_csvs_are_splits_and_benchmark_reports_the_five_labels(tmp_path):
-    root = tmp_path / "chexpert"
+def _chexpert_folder(root, sizes=(("train", 8), ("valid", 6), ("test", 6))):
+    """CheXpert's layout: <root>/<split>.csv with paths relative to the root's parent."""
     header = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *D.CHEXPERT_LABELS]
-    for split, n in (("train", 8), ("valid", 6), ("test", 6)):
+    for split, n in sizes:
         lines = [",".join(header)]
         for i in range(n):
-            _img(root / split / f"p{i}.jpg", 25 * i)
+            _img(root / split / f"p{i}.jpg", (25 * i) % 256)
             cells = ["1.0" if (i + j) % 2 else "0.0" for j in range(14)]
-            lines.append(",".join([f"chexpert/{split}/p{i}.jpg", "Male", "50", "Frontal", "AP", *cells]))
+            lines.append(",".join([f"{root.name}/{split}/p{i}.jpg", "Male", "50", "Frontal", "AP", *cells]))
         (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_chexpert_csvs_are_splits_and_benchmark_reports_the_five_labels(tmp_path):
+    root = _chexpert_folder(tmp_path / "chexpert")
     test = D.get(root, "test", size=8)  # paths relative to the CSV's parent's parent, as CheXpert's
     assert test.meta["eval_labels"] == list(D.CHEXPERT_EVAL) and test.labels.shape == (6, 14)
     assert len(D.get(root, "val", size=8)) == 6 and len(D.get(root, "train", size=8)) == 8  # valid.csv is val
@@ -790,3 +795,37 @@ def test_the_studys_comparison_figures_come_from_the_zoo_kinds(tmp_path):
     assert explicit["mine_vs_imagenet"]["members"] == ["imagenet", "source:mine"]
     with pytest.raises(ValueError, match=r"without runs: \['byol'\]"):
         analysis.benchmark_groups(table.init, {"x": {"baseline": "imagenet", "members": ["byol"]}})
+
+
+@pytest.mark.slow
+def test_chest_xray_folders_run_through_the_benchmark_notebook(tmp_path):
+    """Spec §4 targets as a user has them: a CheXpert folder (its CSVs) and a Shenzhen folder
+    (its official lists) through the benchmark notebook under papermill: both are trained and
+    scored (their official splits: tested through ``get`` above), CheXpert on its 5 reported
+    observations, Shenzhen on its one binary label."""
+    from medtl import experiments as E
+    from medtl import results as rs
+
+    chexpert = _chexpert_folder(tmp_path / "chexpert", (("train", 12), ("valid", 6), ("test", 8)))
+    sz = tmp_path / "shenzhen"
+    for split, n in (("train", 12), ("valid", 6), ("test", 8)):
+        for i in range(n):
+            _img(sz / f"CHNCXR_{split}{i}_{i % 2}.png", (30 * i) % 256)
+        (sz / f"ShenzenCXR_{split}_data.txt").write_text(
+            "\n".join(f"CHNCXR_{split}{i}_{i % 2}.png,{i % 2}" for i in range(n)) + "\n")
+    r = E.run("experiments/benchmark", {"targets": [str(chexpert), str(sz)], "seg_targets": [],
+                                         "inits": ["random", "imagenet"], "arch": "resnet18", "trials": 2,
+                                         "epochs": 1, "n_train": None, "n_boot": 10, "progress": False},
+              out_dir=tmp_path / "run")
+    assert r.status == "finished", r
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = rs.load(r.run_dir, "benchmark")
+    auc = table[table.metric == "auc"]
+    assert set(auc.target) == {"chexpert", "shenzhen"} and sorted(auc.seed.unique()) == [0, 1]
+    import json
+
+    per = {t: len(json.loads(g.per_class.iloc[0])) for t, g in auc.groupby("target")}
+    assert per == {"chexpert": 5, "shenzhen": 1}
