@@ -107,7 +107,10 @@ def _models_fetch(args: argparse.Namespace) -> int:
 def _models_convert(args: argparse.Namespace) -> int:
     from . import models
 
-    print(models.convert_byol(args.path, args.dest))
+    if args.kind == "byol":
+        print(models.convert_byol(args.path, args.dest))
+    else:
+        print(models.convert_simclr(args.path, args.kind, args.dest, ema=args.ema))
     return 0
 
 
@@ -226,9 +229,12 @@ def _add_models(sub) -> None:
     p_fetch.add_argument("--quiet", action="store_true", help="no progress bar")
     p_fetch.set_defaults(func=_models_fetch)
     p_conv = models_sub.add_parser("convert", help="convert an upstream checkpoint in another framework's format "
-                                                   "into the weights cache (byol: DeepMind's Haiku pickle)")
-    p_conv.add_argument("kind", choices=("byol",), help="which upstream format")
-    p_conv.add_argument("path", help="the downloaded file (e.g. pretrain_res50x1.pkl)")
+                                                   "into the weights cache (byol: DeepMind's Haiku pickle; "
+                                                   "simclr-v1/-v2: a TF1 checkpoint, read without TensorFlow)")
+    p_conv.add_argument("kind", choices=("byol", "simclr-v1", "simclr-v2"), help="which zoo row it is")
+    p_conv.add_argument("path", help="the downloaded file (e.g. pretrain_res50x1.pkl) or TF checkpoint prefix "
+                                     "(e.g. r50_1x_sk0/model.ckpt-250228)")
+    p_conv.add_argument("--ema", action="store_true", help="SimCLR-v2: the moving-average weights")
     p_conv.add_argument("--dest", default=None, help="where to write the state dict (default: the zoo row's file)")
     p_conv.set_defaults(func=_models_convert)
     p_mlist = models_sub.add_parser("list", help="the zoo's 21 initialisations and whether each is cached, or "

@@ -419,9 +419,13 @@ def test_zoo_table_has_the_studys_21_initialisations():
     # the BYOL checkpoint the BYOL paper's code and the study download (DeepMind's bucket)
     assert M.get_init("byol").url == "https://storage.googleapis.com/deepmind-byol/checkpoints/pretrain_res50x1.pkl"
     # direct links where upstream has them (the study's download script and PyContrast's zoo): only
-    # iNat2021 (a download page) and SimCLR (TensorFlow checkpoints) are not fetched by medtl
-    assert {r.name for r in M.INITS.values() if r.fmt not in ("torch", "haiku")} == {"inat2021", "inat2021-mini",
-                                                                                   "simclr-v1", "simclr-v2"}
+    # iNat2021 (a download page) is not fetched by medtl; SimCLR's TF1 checkpoints are google-research/simclr's
+    assert {r.name for r in M.INITS.values() if r.fmt not in ("torch", "haiku", "tf")} == {"inat2021",
+                                                                                         "inat2021-mini"}
+    assert M.get_init("simclr-v1").url == \
+        "https://storage.googleapis.com/simclr-checkpoints/simclrv1/pretrain/1x/model.ckpt-225206"
+    assert M.get_init("simclr-v2").url == \
+        "https://storage.googleapis.com/simclr-checkpoints/simclrv2/pretrained/r50_1x_sk0/model.ckpt-250228"
     zenodo = "https://zenodo.org/record/5205234/files/"
     assert {M.get_init(n).url for n in ("chestx-ray14", "chexpert", "imagenet_chestx-ray14", "imagenet_chexpert")} == {
         f"{zenodo}{f}.pth.tar?download=1" for f in ("chestxray14", "chexpert", "ImageNet_chestxray14", "ImageNet_chexpert")}
@@ -495,7 +499,7 @@ def test_foreign_formats_name_their_conversion_tool(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="medtl models fetch byol.*and converts it"):
         M.create("resnet50", weights="byol")
-    with pytest.raises(FileNotFoundError, match="simclr-converter"):
+    with pytest.raises(FileNotFoundError, match=r"medtl models fetch simclr-v1.*model.ckpt-225206.index .*converts it"):
         M.create("resnet50", weights="simclr-v1")
     with pytest.raises(ValueError, match="download page"):
         M.fetch("inat2021", progress=False)

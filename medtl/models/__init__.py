@@ -30,6 +30,7 @@ from .inits import (
     Init,
     byol_state_dict,
     convert_byol,
+    convert_simclr,
     fetch,
     get_init,
     init_file,
@@ -60,6 +61,7 @@ from .surgery import (
     truncated_path,
     unfreeze,
 )
+from .tf_checkpoint import SIMCLR_DEPTHS, read_tf_checkpoint, simclr_modules, simclr_state_dict
 from .unet import UNET_MULTIPLE, unet, unet_encoders
 from .weights import (
     SSL_DROP_SUBSTRINGS,
@@ -96,7 +98,7 @@ from .zoo import (
 )
 
 __all__ = [
-    "BYOL_STATE_FIELDS", "byol_state_dict", "convert_byol", "read_byol", "CATEGORIES", "FORMATS", "INITS", "Init", "fetch", "get_init", "init_file", "inits_table", "is_init",
+    "BYOL_STATE_FIELDS", "byol_state_dict", "convert_byol", "convert_simclr", "read_byol", "read_tf_checkpoint", "simclr_state_dict", "simclr_modules", "SIMCLR_DEPTHS", "CATEGORIES", "FORMATS", "INITS", "Init", "fetch", "get_init", "init_file", "inits_table", "is_init",
     "register_init", "weights_cache",
     "FOUNDATION", "LOADERS", "Foundation", "FoundationModel", "foundation_dir", "foundation_table", "is_foundation",
     "load_foundation", "radimagenet_remap", "register_foundation", "unregister_foundation", "UNET_MULTIPLE", "unet", "unet_encoders",

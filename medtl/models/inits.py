@@ -39,8 +39,9 @@ FORMATS = {
     "torch": "a PyTorch checkpoint",
     "haiku": "a DeepMind Haiku pickle: `medtl models fetch byol` downloads and converts it; a pickle "
              "downloaded by hand: `medtl models convert byol PATH` writes the torchvision state dict as the row's file",
-    "tf": "a TensorFlow checkpoint: convert it with tonylins/simclr-converter (SimCLR-v1) or "
-          "Separius/SimCLRv2-Pytorch (SimCLR-v2) and place the converted .pth as the row's file",
+    "tf": "a TensorFlow (TF1) checkpoint: `medtl models fetch simclr-v1` downloads its .index and .data files "
+          "and converts them; a checkpoint downloaded by hand: `medtl models convert simclr-v1 PREFIX` (no "
+          "TensorFlow needed)",
     "manual": "published behind a download page (no direct URL): download it by hand",
 }
 CATEGORIES = ("supervised", "self-supervised", "fine-grained", "in-domain", "domain-adaptive")
@@ -92,7 +93,7 @@ INITS: Registry[Init] = Registry("initialisation")
 _FB = "https://dl.fbaipublicfiles.com"
 _ZENODO = "https://zenodo.org/record/5205234/files"  # the benchmark study's four chest X-ray ResNet-50s
 _PYCONTRAST = "https://www.dropbox.com/sh/87d24jqsl6ra7t2"  # PyContrast's model zoo (InsDis, PIRL, InfoMin)
-_SIMCLR = "https://github.com/google-research/simclr"
+_SIMCLR = "https://storage.googleapis.com/simclr-checkpoints"  # google-research/simclr's TF1 checkpoints
 _PCL = "https://storage.googleapis.com/sfr-pcl-data-research/PCL_checkpoint"
 
 
@@ -125,10 +126,10 @@ def fetch(name: str, url: str | None = None, progress: bool = True, timeout: flo
     URL (a mirror, e.g. ``file://``). A file already in the cache is returned as is.
 
     Raises:
-        ValueError: a manual-download row, a row whose upstream format needs an external
-            conversion first (TensorFlow: the message names the tool), or a checksum mismatch
-            (nothing is written). A Haiku row (BYOL) is downloaded as its pickle and
-            converted into the row's file (:func:`convert_byol`).
+        ValueError: a manual-download row or a checksum mismatch (nothing is written). A
+            Haiku row (BYOL) is downloaded as its pickle and converted into the row's file
+            (:func:`convert_byol`); a TensorFlow row (SimCLR) as its checkpoint's ``.index``
+            and ``.data`` files, converted likewise (:func:`convert_simclr`).
         OSError: the download failed (the message names the URL and the destination).
     """
     init = get_init(name)
@@ -142,8 +143,12 @@ def fetch(name: str, url: str | None = None, progress: bool = True, timeout: flo
         download(url or init.url, raw, sha256=init.sha256, sha256_prefix=init.sha256_prefix, progress=progress,
                  timeout=timeout, what=f"{name} checkpoint (Haiku pickle)")
         return convert_byol(raw, dest)
-    if init.fmt == "tf":
-        raise ValueError(f"{name}'s upstream checkpoint ({init.url}) is {FORMATS[init.fmt]}, {dest}")
+    if init.fmt == "tf":  # the checkpoint's index and data shard beside the row's file, then converted
+        prefix = dest.with_suffix("") / Path(init.url).name
+        for suffix in (".index", ".data-00000-of-00001"):
+            download((url or init.url) + suffix, prefix.with_name(prefix.name + suffix), progress=progress,
+                     timeout=timeout, what=f"{name} checkpoint ({suffix[1:]})")
+        return convert_simclr(prefix, name, dest)
     return download(url or init.url, dest, sha256=init.sha256, sha256_prefix=init.sha256_prefix, progress=progress,
                     timeout=timeout, what=f"{name} checkpoint")
 
@@ -151,15 +156,16 @@ def fetch(name: str, url: str | None = None, progress: bool = True, timeout: flo
 def init_file(name: str, arch: str | None = None) -> Path:
     """The cached file of initialisation ``name`` (checked to be a checkpoint of ``arch``
     when given). A missing file raises naming what to do: ``medtl models fetch`` and the
-    URL, the download page, or the conversion tool (Haiku and TensorFlow checkpoints are
-    loaded once converted and placed at the row's file)."""
+    URL or the download page (Haiku and TensorFlow checkpoints are fetched and converted
+    into the row's file)."""
     init = get_init(name)
     if arch is not None and init.arch != arch:
         raise ValueError(f"initialisation {name!r} is a {init.arch} checkpoint, not {arch}")
     if init.path.is_file():
         return init.path
-    if init.fmt in ("torch", "haiku"):
-        how = f"run `medtl models fetch {name}` (downloads {init.url}{' and converts it' if init.fmt == 'haiku' else ''})"
+    if init.fmt in ("torch", "haiku", "tf"):
+        what = f"{init.url}.index and .data-00000-of-00001" if init.fmt == "tf" else init.url
+        how = f"run `medtl models fetch {name}` (downloads {what}{' and converts it' if init.fmt != 'torch' else ''})"
     else:
         how = f"its upstream checkpoint ({init.url}) is {FORMATS[init.fmt]}"
     raise FileNotFoundError(f"initialisation {name!r} is not in the weights cache: {how}; the file to place is "
@@ -187,9 +193,9 @@ def _rows() -> None:
         Init("pirl", "self-supervised", "ImageNet-1k", "pretext-invariant representations (jigsaw)",
              f"{_PYCONTRAST}/AADN4jKnvTI0U5oT6hTmQZz8a/PIRL.pth?dl=1", "PIRL.pth", "pirl"),
         Init("simclr-v1", "self-supervised", "ImageNet-1k", "contrastive learning (SimCLR)",
-             _SIMCLR, "simclr-v1.pth", "simclr-v1", "tf"),
+             f"{_SIMCLR}/simclrv1/pretrain/1x/model.ckpt-225206", "simclr-v1.pth", "simclr-v1", "tf"),
         Init("simclr-v2", "self-supervised", "ImageNet-1k", "contrastive learning (SimCLR v2)",
-             _SIMCLR, "simclr-v2.pth", None, "tf"),
+             f"{_SIMCLR}/simclrv2/pretrained/r50_1x_sk0/model.ckpt-250228", "simclr-v2.pth", None, "tf"),
         Init("sela-v2", "self-supervised", "ImageNet-1k", "self-labelling (SeLa v2)",
              f"{_FB}/deepcluster/selav2_400ep_pretrain.pth.tar", "selav2_400ep_pretrain.pth.tar", "sela-v2"),
         Init("infomin", "self-supervised", "ImageNet-1k", "InfoMin augmentation contrast",
@@ -344,6 +350,25 @@ def byol_state_dict(params: Mapping[str, Mapping], state: Mapping[str, Mapping])
             put(f"{name}.{buf}", entry["average"], getattr(m, buf).shape, f"{key}/~/{ema}")
         out[f"{name}.num_batches_tracked"] = torch.tensor(0)
     return out
+
+
+def convert_simclr(prefix: str | os.PathLike, name: str = "simclr-v1", dest: str | os.PathLike | None = None,
+                   ema: bool = False) -> Path:
+    """Convert a SimCLR TF1 checkpoint (``…/model.ckpt-225206``: its ``.index`` and ``.data``
+    files, read without TensorFlow by :func:`medtl.models.read_tf_checkpoint`) into a
+    torchvision ResNet-50 state dict (:func:`medtl.models.simclr_state_dict`) and write
+    ``{"state_dict": ...}`` atomically to ``dest`` (default: row ``name``'s file in the
+    weights cache, where ``create("resnet50", weights=name)`` finds it). ``ema``: SimCLR-v2's
+    moving-average weights instead. Returns the path."""
+    from .tf_checkpoint import read_tf_checkpoint, simclr_state_dict
+
+    init = get_init(name)
+    if init.fmt != "tf":
+        raise ValueError(f"{name!r} is not a TensorFlow row of the zoo (rows: "
+                         f"{', '.join(i.name for i in INITS.values() if i.fmt == 'tf')})")
+    sd = simclr_state_dict(read_tf_checkpoint(prefix), depth=50, ema=ema)
+    target = Path(dest) if dest is not None else init.path
+    return atomic_write(target, lambda tmp: torch.save({"state_dict": sd}, tmp))
 
 
 def convert_byol(path: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
