@@ -278,6 +278,10 @@ def test_the_pipelines_two_stage_search_trains_each_point_once_and_reports_the_s
         point = search[(search.method == method) & (search.k == 4)].iloc[0]
         assert two.auc == point.auc and two.auprc_ap == point.auprc_ap and two.params == point.params
     assert cuts.loc["TF-2", "cut"] == 4 and cuts.loc["LWFT-1", "cut"] == 2  # search coordinates: k, and block t
+    plain = out["cuts"][out["cuts"].method.isin(["TTL", "FTL", "TF", "LWFT"])]  # each fine-tuned model once, own cuts
+    assert len(plain) == 16 and not plain.duplicated(["method", "mode", "cut"]).any()
+    tf = plain[plain.method == "TF"]
+    assert sorted(zip(tf["mode"], tf.cut)) == [("block", 1), ("block", 2), ("block", 3), ("layer", 3), ("layer", 5)]
     methods = out["svcca_methods"]
     assert set(methods.method) == {"FTL", "TTL-2", "TF-2", "LWFT-2"}
     assert set(methods[methods.method == "TTL-2"].layer) == {"layer1"}  # k = 4 keeps layer1 and layer2.0 only

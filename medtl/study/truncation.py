@@ -262,7 +262,7 @@ def _search_key(row) -> tuple | None:
 
 def two_stage_search(source: str, target: str, methods: Sequence[str] = SEARCH_METHODS, on: str = "val_loss",
                      known: pd.DataFrame | None = None, models: Mapping | None = None,
-                     **common) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                     **common) -> tuple[pd.DataFrame, pd.DataFrame, dict, pd.DataFrame]:
     """The study's two-stage ("hierarchical") search (spec §A.2, :func:`cut_search`) for TTL,
     TF and LWFT: stage 1 the block-wise points t = 1, 2, 3 and the full model (FTL), stage 2
     every layer-wise point between the block boundaries around the stage-1 winner; points
@@ -271,11 +271,13 @@ def two_stage_search(source: str, target: str, methods: Sequence[str] = SEARCH_M
     unverified — or ``"val_auc"``). Every point is fine-tuned once: rows of ``known`` (a
     sweep's table, e.g. the block-wise cuts) are reused, and FTL is shared by the methods.
 
-    Returns ``(search, selected, winners)``: every evaluated point (method, stage, mode,
-    cut, k, the validation value, test AUC / AUPRC, …), the study's rows ``TTL-1`` /
+    Returns ``(search, selected, winners, trained)``: every evaluated point (method, stage,
+    mode, cut, k, the validation value, test AUC / AUPRC, …), the study's rows ``TTL-1`` /
     ``TTL-2``, ``TF-1`` / ``TF-2``, ``LWFT-1`` / ``LWFT-2`` (stage-1 winner, overall winner),
-    and ``{"TTL-2": model, …}`` the fine-tuned winners when ``models`` (a dict to fill with
-    every fine-tuned model by search key) is given."""
+    ``{"TTL-2": model, …}`` the fine-tuned winners when ``models`` (a dict to fill with every
+    fine-tuned model by search key) is given, and the sweep rows of the points the search
+    fine-tuned itself (each method's own cut coordinates, as :func:`truncation_sweep`,
+    :func:`tf_sweep` and :func:`lwft_sweep` write them)."""
     if on not in ("val_loss", "val_auc"):
         raise ValueError(f"on must be 'val_loss' or 'val_auc', got {on!r}")
     bad = [m for m in methods if m not in SEARCH_METHODS]
@@ -284,7 +286,7 @@ def two_stage_search(source: str, target: str, methods: Sequence[str] = SEARCH_M
     arch = M.load_source(source, root=common.get("models_dir")).medtl["arch"]
     memo = {} if known is None else {k: r for _, r in known.iterrows() if (k := _search_key(r)) is not None}
     kept = {} if models is None else models
-    searches, selected, winners = [], [], {}
+    searches, selected, winners, fresh = [], [], {}, []
     for method in methods:
         def objective(mode, cut, method=method):
             key = ("FTL", "block", -1) if cut == -1 else (method, mode, cut)
@@ -297,6 +299,7 @@ def two_stage_search(source: str, target: str, methods: Sequence[str] = SEARCH_M
                 else:
                     table, got = truncation_sweep(source, target, [own], mode, return_models=True, **common)
                 memo[key] = table.iloc[0]
+                fresh.append(key)
                 if models is not None and got:
                     kept[key] = got[own]
             return float(memo[key][on])
@@ -315,7 +318,8 @@ def two_stage_search(source: str, target: str, methods: Sequence[str] = SEARCH_M
             key = ("FTL", "block", -1) if r.cut == -1 else (method, r["mode"], int(r.cut))
             if key in kept:
                 winners[label + (" = FTL" if r.cut == -1 else "")] = kept[key]
-    return pd.concat(searches, ignore_index=True), pd.DataFrame(selected), winners
+    return (pd.concat(searches, ignore_index=True), pd.DataFrame(selected), winners,
+            pd.DataFrame([memo[k] for k in fresh]))
 
 
 def _svcca_tables(reference, models: Mapping, winners: Mapping, data, points: int, seed: int) -> dict:
@@ -376,8 +380,8 @@ def truncation_study(source: str, target: str, block_cuts: Sequence[int] = (1, 2
         known = pd.concat([t for t in tables if "head" not in t or (t["head"] == blocks["head"].iloc[0]).all()],
                           ignore_index=True)
         kept = {("TTL", "block", c) if c != -1 else ("FTL", "block", -1): m for c, m in models.items()}
-        found, chosen, winners = two_stage_search(source, target, search, search_on, known, kept, **common)
-        tables.append(chosen)
+        found, chosen, winners, trained = two_stage_search(source, target, search, search_on, known, kept, **common)
+        tables += [trained, chosen]
         winners = {"FTL": kept[("FTL", "block", -1)], **{k: v for k, v in winners.items() if "-2" in k}}
         models.setdefault(-1, winners["FTL"])
     reference = M.load_source(source, root=models_dir)
