@@ -2,6 +2,8 @@
 the two-stage cut search, AUPRC, MACs, SVCCA per cut — and the dataset-transferability
 study's ablation and three-method analysis from its published tables."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -291,3 +293,4 @@ def test_the_pipelines_two_stage_search_trains_each_point_once_and_reports_the_s
         blocks[blocks.pair == "random"].groupby("point").rho.mean().iloc[0]  # the baseline pair reads lower
     files = analysis.truncation_figures({"truncation": out["cuts"], **out}, tmp_path / "figs")
     assert {"svcca_bottlenecks", "svcca_methods", "cut_curves"} <= set(files)
+    assert all(Path(p).suffix == ".png" and Path(p).stat().st_size > 5000 for p in files.values())

@@ -417,13 +417,7 @@ def truncation_figures(tables: dict, out_dir: str | os.PathLike) -> dict[str, Pa
     if cuts.empty:
         raise FileNotFoundError("no truncation runs (table 'truncation') in these results")
     files = {"cut_curves": P.save(P.cut_curves(cuts), out / "cut_curves.png"),
-             "svcca_bottlenecks": "SVCCA between the pre-trained and the fine-tuned full model at each residual block output "
-                         "(coloured by stage; grey: the pre-trained model against a random network, the baseline), "
-                         "with the test AUPRC of the layer-wise TTL cut ending at that block.",
-    "svcca_methods": "Sorted SVCCA coefficients per block between the pre-trained model and FTL and each method's "
-                     "selected model (TF-2, LWFT-2, TTL-2 of the two-stage search); the legend gives the area (= "
-                     "mean ρ).",
-    "params_vs_auc": P.save(P.params_vs_auc(cuts), out / "params_vs_auc.png")}
+             "params_vs_auc": P.save(P.params_vs_auc(cuts), out / "params_vs_auc.png")}
     if not svcca.empty:
         files["svcca_boxes"] = P.save(P.svcca_boxes(svcca), out / "svcca_boxes.png")
     blocks, methods = tables.get("svcca_blocks", pd.DataFrame()), tables.get("svcca_methods", pd.DataFrame())

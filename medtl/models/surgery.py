@@ -13,7 +13,7 @@ from torch import nn
 
 from .._registry import Registry
 from ..runtime import seeded
-from .zoo import ARCHS, ArchSpec, get_module, set_module, spec, under
+from .zoo import ARCHS, ArchSpec, get_module, resnet_init, set_module, spec, under
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
@@ -329,16 +329,6 @@ def truncate(model: nn.Module, cut: int, mode: str = "block", head: str | None =
 
 
 # --- TransFusion's slim ResNets (the TF baseline) ------------------------------------------
-def _fresh(module: nn.Module) -> None:
-    """torchvision's ResNet initialisation: Kaiming-normal fan-out convolutions, BN 1 / 0."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
 def _block(kind: type, inplanes: int, planes: int, stride: int, inner: int | None = None) -> nn.Module:
     """A residual block of ``kind`` (BasicBlock / Bottleneck) mapping ``inplanes`` →
     ``planes · expansion``, with a projection shortcut where shapes change; ``inner`` narrows
@@ -413,7 +403,7 @@ def slim(model: nn.Module, slim_from: int, mode: str = "block", factor: int = 2,
             fresh = nn.Sequential(*blocks)
             for b in range(len(stage)):
                 if stage_first + b >= first:
-                    _fresh(fresh[b])
+                    resnet_init(fresh[b])
             setattr(new, f"layer{i + 1}", fresh)
         new.fc = nn.Linear(inplanes, num_classes)
     if mode == "layer":  # every tensor whose shape still matches is the source's

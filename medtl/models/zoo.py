@@ -350,13 +350,19 @@ def slim_resnet50(slim_from: int = 3, slim_factor: int = 2, num_classes: int = 1
         setattr(model, f"layer{stage}", nn.Sequential(*layers))
         inplanes = planes * 4
     model.fc = nn.Linear(inplanes, num_classes)
-    for m in model.modules():
+    resnet_init(model)
+    return model
+
+
+def resnet_init(module: nn.Module) -> None:
+    """torchvision's ResNet initialisation, in place: Kaiming-normal fan-out convolutions,
+    BatchNorm weight 1 and bias 0 (linear layers keep theirs)."""
+    for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-    return model
 
 
 def _resnet50_imagenet(version: str) -> dict:
