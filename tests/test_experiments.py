@@ -1,6 +1,7 @@
 """Notebooks under papermill, sweeps (resume after a kill, failures kept), the submitit
 executor, and the committed notebooks' hygiene."""
 
+import html
 import json
 import signal
 import subprocess
@@ -239,8 +240,9 @@ def test_experiment_notebooks_leave_records(synthetic_study):
     assert set(ft[ft.scenario == "dataset"].source) == {"texture-a", "shape-a"}
     assert ft[ft.scenario == "dataset"].selected.sum() == 2
     block = trunc[(trunc["mode"] == "block") & trunc.method.isin(["TTL", "FTL"])]
-    assert sorted(zip(block.method, block.cut, block["head"])) == [("FTL", -1, "flatten"), ("FTL", -1, "gap"),
-                                                                  ("TTL", 1, "flatten"), ("TTL", 1, "gap")]
+    assert sorted(zip(block.method, block.cut, block["head"])) == [  # the sweep's, its ablation's, the search's
+        ("FTL", -1, "flatten"), ("FTL", -1, "gap"), ("TTL", 1, "flatten"), ("TTL", 1, "gap"), ("TTL", 2, "gap"),
+        ("TTL", 3, "gap")]
     flat, gap = (block[(block.cut == 1) & (block["head"] == h)].params.item() for h in ("flatten", "gap"))
     assert flat > gap  # the flatten head reads the whole feature map (the pooling ablation)
     assert set(trunc.method) == {"TTL", "FTL", "LWFT", "TF", "TTL-1", "TTL-2", "TF-1", "TF-2", "LWFT-1", "LWFT-2"}
@@ -325,33 +327,44 @@ def test_benchmark_notebooks_record_seeded_trials_and_figures(synthetic_study, t
     assert table.value.between(0, 1).all() and (table.low <= table.high).all()
     compare = pd.read_csv(run.run_dir / "compare.csv")
     assert set(compare[compare.init != "random"].marker) <= {"n.s.", "*", "**", "***", "****"}
-    # the study's comparison figures, the synthetic sources in the zoo's roles (the run's kinds)
-    r = E.run("analysis/benchmark", {"results_source": "medtl", "results_dir": str(out / "results")},
-              out_dir=tmp_path / "benchmark")
-    assert r.status == "finished"
-    assert {p.name for p in (r.run_dir / "figures").glob("*.png")} == {
-        "benchmark_bars.png", "benchmark_auc_dice.png", "benchmark_imagenet_vs_inat21.png",
-        "benchmark_ssl_vs_imagenet.png"}
+    # the study's comparison figures, the synthetic sources in the zoo's roles (the run's kinds):
+    # drawn by the report's benchmark notebook (test_the_report_runs_every_analysis_notebook_…)
+    assert set(table.init_kind) == {"scratch", "supervised", "fine-grained", "self-supervised"}
+    assert set(analysis.benchmark_groups(table)) == {"imagenet_vs_inat21", "ssl_vs_imagenet"}
+
+
+@pytest.fixture(scope="session")
+def synthetic_report(synthetic_study, tmp_path_factory):
+    """`medtl report` over the synthetic study's results: every analysis notebook whose
+    tables exist, run under papermill, its figures in the index with their captions."""
     from medtl.report import build_report
 
-    index = build_report(run.run_dir, tmp_path / "report", progress=False).read_text()
-    assert "Benchmark study" in index and "fine-grained iNat2021 against coarse-grained ImageNet" in index
-    assert "each self-supervised ImageNet initialisation against supervised ImageNet" in index
+    out, _ = synthetic_study
+    dest = tmp_path_factory.mktemp("report")
+    return dest, build_report(out / "results", dest, progress=False).read_text()
+
+
+#: each study's figures the synthetic study must produce (and the report show)
+REPORT_FIGURES = {
+    "representations": ["pairs", "similarity_vs_auc"],
+    "feature_reuse": ["gain_bubbles", "knn_balanced_accuracy", "cka_wt_st"],
+    "dataset_transferability": ["tau_bars"],
+    "finetuned_aucs": ["auc_dots"],
+    "truncation": ["cut_curves", "pooling", "svcca_bottlenecks", "svcca_methods"],
+    "architecture_transferability": ["arch_tau_bars"],
+    "benchmark": ["benchmark_bars", "benchmark_imagenet_vs_inat21", "benchmark_ssl_vs_imagenet"],
+}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["representations", "feature_reuse", "dataset_transferability", "finetuned_aucs",
-                                  "truncation", "architecture_transferability"])
-def test_analysis_notebooks_on_medtl_results(synthetic_study, tmp_path, name):
-    out, _ = synthetic_study
-    r = E.run(f"analysis/{name}", {"results_source": "medtl", "results_dir": str(out / "results")},
-              out_dir=tmp_path / name)
-    assert r.status == "finished" and list((r.run_dir / "figures").glob("*.png"))
-    if name == "truncation":  # the pooling ablation and the search were run: their figures are drawn
-        for figure in ("pooling", "svcca_bottlenecks", "svcca_methods"):
-            assert (r.run_dir / "figures" / f"{figure}.png").is_file(), figure
-    if name == "representations":  # one row per source of the similarity-vs-AUC grid (spec §B.5)
-        assert (r.run_dir / "figures" / "similarity_vs_auc.png").is_file()
+@pytest.mark.parametrize("name", list(REPORT_FIGURES))
+def test_the_report_runs_every_analysis_notebook_on_medtl_results(synthetic_report, name):
+    dest, index = synthetic_report
+    figures = dest / name / "figures"
+    assert (dest / name / "notebook.ipynb").is_file() and list(figures.glob("*.png"))
+    for figure in REPORT_FIGURES[name]:
+        assert (figures / f"{figure}.png").stat().st_size > 5000, figure
+        assert html.escape(analysis.caption(figure)) in index, figure
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ BENCHMARK_PUBLISHED = pd.DataFrame(
 #: and ``SSL_vs_ImageNet.png``): figure name → (title, the initialisation kinds drawn; see
 #: :func:`medtl.study.init_kinds`). Each is drawn against the supervised ImageNet run
 #: (``imagenet``, else the one initialisation of kind ``supervised``) when the runs hold it and
-#: at least one other initialisation of the figure's kinds.
+#: at least one initialisation of the figure's own kinds (not scratch or supervised).
 BENCHMARK_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "domain_adaptive": ("in-domain and domain-adaptive pre-training vs supervised ImageNet",
                         ("scratch", "supervised", "in-domain", "domain-adaptive")),
@@ -71,7 +71,7 @@ def benchmark_groups(runs: pd.DataFrame | Sequence[str], groups: Mapping[str, Ma
     out = {}
     for name, (title, wanted) in BENCHMARK_GROUPS.items():
         members = [i for i in present if kinds[i] in wanted and (kinds[i] != "supervised" or i == baseline)]
-        if len(members) > 1:
+        if any(kinds[i] not in ("scratch", "supervised") for i in members):  # the figure's own kind is there
             out[name] = {"title": title, "baseline": baseline, "members": members}
     return out
 

@@ -51,6 +51,8 @@ CAPTIONS: dict[str, str] = {
                          "RadImageNet rows) and one column per layer, with Pearson r and Spearman ρ per panel.",
     "cut_curves": "Test AUC and AUPRC of truncated transfer at each cut, against the full model (FTL) and the best "
                   "layer-wise fine-tuning (LWFT).",
+    "pooling": "Pooling ablation of truncated transfer: test metrics per block-wise cut with a GAP + Linear and a "
+               "Flatten + Linear head (lines), and each head's trainable parameters (bars).",
     "svcca_bottlenecks": "SVCCA between the pre-trained and the fine-tuned full model at each residual block output "
                          "(coloured by stage; grey: the pre-trained model against a random network, the baseline), "
                          "with the test AUPRC of the layer-wise TTL cut ending at that block.",
