@@ -349,7 +349,7 @@ REPORT_FIGURES = {
     "representations": ["pairs", "similarity_vs_auc"],
     "feature_reuse": ["gain_bubbles", "knn_balanced_accuracy", "cka_wt_st"],
     "dataset_transferability": ["tau_bars"],
-    "finetuned_aucs": ["auc_dots"],
+    "finetuned_aucs": ["auc_ci", "finetuned_auc_dots"],
     "truncation": ["cut_curves", "pooling", "svcca_bottlenecks", "svcca_methods"],
     "architecture_transferability": ["arch_tau_bars"],
     "benchmark": ["benchmark_bars", "benchmark_imagenet_vs_inat21", "benchmark_ssl_vs_imagenet"],
