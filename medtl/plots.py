@@ -441,23 +441,31 @@ def auc_intervals(selected: pd.DataFrame, title: str = "fine-tuned test AUC with
 
 # --- truncated transfer ---------------------------------------------------------------------
 def cut_curves(table: pd.DataFrame, metrics: Sequence[str] = ("auc", "auprc_trapezoid"), title: str = ""):
-    """AUC and AUPRC of truncated transfer per cut (TTL, block- and layer-wise; TF per slim
-    point), with the full model (FTL) and the best LWFT as horizontal reference lines (a table from
-    :func:`medtl.study.truncation_study`)."""
-    ttl = table[table.method.isin(["TTL", "TF"])]
-    heads = ttl["head"].nunique() if "head" in ttl else 1
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.4), squeeze=False)
-    for ax, m in zip(axes[0], metrics):
-        for key, g in ttl.groupby(["method", "mode", "head"] if heads > 1 else ["method", "mode"]):
-            label = f"{key[0]} ({key[1]}-wise{', ' + key[2] + ' head' if heads > 1 else ''})"
-            ax.plot(g.cut.astype(str), g[m], marker="o", label=label)
-        for method, style in (("FTL", "--"), ("LWFT", ":")):
-            ref = table[table.method == method]
-            if len(ref):
-                ax.axhline(ref[m].max(), ls=style, color="gray", label=f"{method} (best)" if method == "LWFT" else method)
-        ax.set_xlabel("cut")
-        ax.set_ylabel(m.replace("_", " "))
-        ax.legend(fontsize=7)
+    """AUC and AUPRC of truncated transfer per cut — one row of panels per cut mode
+    (block-wise cuts t; layer-wise cuts k, where TF's slim point s keeps what cut k = s + 1
+    keeps), TTL per cut and TF per slim point (per head when the pooling ablation ran) — with the full model (FTL) and the best LWFT as horizontal
+    reference lines (a table from :func:`medtl.study.truncation_study`)."""
+    lines = table[table.method.isin(["TTL", "TF"])]
+    heads = lines["head"].nunique() if "head" in lines else 1
+    modes = [m for m in ("block", "layer") if (lines["mode"] == m).any()] or ["block"]
+    fig, axes = plt.subplots(len(modes), len(metrics), figsize=(5 * len(metrics), 3.3 * len(modes)), squeeze=False)
+    for row, mode in zip(axes, modes):
+        own = lines[lines["mode"] == mode]
+        for ax, m in zip(row, metrics):
+            for key, g in own.groupby(["method", "head"] if heads > 1 else ["method"]):
+                key = key if isinstance(key, tuple) else (key,)
+                g = g.assign(x=g.cut + (1 if mode == "layer" and key[0] == "TF" else 0)).sort_values("x")
+                ax.plot(g.x, g[m], marker="o", label=key[0] + (f" ({key[1]} head)" if heads > 1 else ""))
+            for method, style in (("FTL", "--"), ("LWFT", ":")):
+                ref = table[table.method == method]
+                if len(ref):
+                    ax.axhline(ref[m].max(), ls=style, color="gray",
+                               label=f"{method} (best)" if method == "LWFT" else method)
+            ax.set_xticks(sorted(set(own.cut + ((own.method == "TF") & (mode == "layer")))))
+            ax.set_xlabel("block-wise cut t: layer1..t kept (TF: the rest slimmed)" if mode == "block"
+                          else "layer-wise cut k: stem and k − 1 blocks kept (TF: the rest slimmed)")
+            ax.set_ylabel(m.replace("_", " "))
+            ax.legend(fontsize=7)
     fig.suptitle(title or "truncated transfer: test metrics per cut")
     fig.tight_layout()
     return fig
