@@ -140,3 +140,19 @@ def test_said_once_collapses_repeats_and_number_only_differences_and_nests():
                     warnings.warn(f"H-score on N={n} samples", RuntimeWarning, stacklevel=1)
                     warnings.warn("another warning", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["H-score on N=140 samples", "another warning"]
+
+
+def test_lp_fu_says_which_input_failed_when_it_failed_for_every_candidate():
+    """FU undefined for every candidate: each LP×FU row names the failed input (not numpy's
+    "zero-size array" from normalising nothing)."""
+    import importlib
+
+    import pandas as pd
+
+    sc = importlib.import_module("medtl.transfer.score")
+    rows = [{"source": s, "metric": m, "value": v, "seconds": 0.0, "error": None if v == v else "FU failed"}
+            for s in ("a", "b") for m, v in (("lp", 0.5 if s == "a" else 0.7), ("fu", float("nan")))]
+    out = sc._across_sources(pd.DataFrame(rows), [], {"a": None, "b": None}, {}, None, ["lp_fu"], set(), "official",
+                             0, {}, "record")
+    lpfu = out[out.metric == "lp_fu"]
+    assert lpfu.value.isna().all() and set(lpfu.error) == {"needs lp and fu, which failed for this source"}

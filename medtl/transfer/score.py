@@ -313,7 +313,11 @@ def _across_sources(table, rows, models, feats, labels, need, selfs, variant, se
         lacking = set(wide.index[wide.isna().any(axis=1)]) if errors == "record" else set()
         wide = wide.drop(index=sorted(lacking))
         kw = {**options.get(m.name, {}), "exclude": sorted(selfs & set(wide.index)) or None}
-        combined, why = _attempt(errors, _call, m, tuple(wide[r] for r in m.requires), variant, seed, {m.name: kw})
+        if wide.empty:  # an input failed for every candidate: each row says which
+            combined, why = {}, None
+        else:
+            combined, why = _attempt(errors, _call, m, tuple(wide[r] for r in m.requires), variant, seed,
+                                     {m.name: kw})
         new = [{"source": s, "metric": m.name, "value": np.nan if why or s in lacking else float(combined[s]),
                 "seconds": 0.0, "error": why or (f"needs {' and '.join(m.requires)}, which failed for this source"
                                                  if s in lacking else None)}
