@@ -164,6 +164,16 @@ def _run(source, inits, models_dir, train, val, test, metric, epochs, lr, warmup
     return rows, curves
 
 
+def _check(fractions, metric, runs) -> None:
+    """:func:`feature_reuse`'s arguments that are checked before anything runs."""
+    if not fractions or any(not 0 < float(f) <= 1 for f in fractions):
+        raise ValueError(f"fractions must be in (0, 1], got {list(fractions)!r}")
+    if metric is not None and metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS} (or None: the study's for the task), got {metric!r}")
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise ValueError(f"runs must be a positive integer (the study: 5), got {runs!r}")
+
+
 def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathLike | None = None,
                   models_dir: str | os.PathLike | None = None, inits: Sequence[str | int] = ("ri", "wt", "st"),
                   fractions: Sequence[float] = (1.0,), granularity: str = "block", n_train: int | None = 600,
@@ -221,12 +231,7 @@ def feature_reuse(source: str, target: str, size: int = 28, root: str | os.PathL
     (fraction, run, init, analysis, layer, depth, value), "ratios": WT/RI and (WT−ST)/WT of
     the target metric's mean over runs per fraction, their standard deviations over runs,
     and the FID}``."""
-    if not fractions or any(not 0 < float(f) <= 1 for f in fractions):
-        raise ValueError(f"fractions must be in (0, 1], got {list(fractions)!r}")
-    if metric is not None and metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS} (or None: the study's for the task), got {metric!r}")
-    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-        raise ValueError(f"runs must be a positive integer (the study: 5), got {runs!r}")
+    _check(fractions, metric, runs)
     fid = _fid(source, fid_model, fid_reference, target, size, root, models_dir, fid_n, fid_size, seed)
     test = split(target, "test", size, root, n_test, seed)
     metric = metric or target_metric(test.task)
