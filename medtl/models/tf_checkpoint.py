@@ -87,7 +87,7 @@ def _entries(block: bytes) -> list[tuple[bytes, bytes]]:
 
 def _index_file(prefix: str | os.PathLike) -> Path:
     p = Path(prefix).expanduser()
-    if p.suffix == ".index" or (p.name.endswith(".index") and p.is_file()):
+    if p.suffix == ".index":
         return p
     if re.search(r"\.data-\d{5}-of-\d{5}$", p.name):
         return p.with_name(p.name.rsplit(".data-", 1)[0] + ".index")

@@ -41,15 +41,22 @@ def _evaluate_cut(model: nn.Module, test, image_size: int, timing: bool) -> dict
 
 
 def _train_eval(model: nn.Module, data: tuple, size: int, settings: dict, seed: int, progress, label: str,
-                timing: bool = False, **extra) -> dict:
+                timing: bool = False) -> dict:
     """Fine-tune on ``data`` = (train, val, test) and evaluate on test: the test metrics of
     :func:`_evaluate_cut` and the best checkpoint's validation loss and AUC (what the
     two-stage search chooses on)."""
     train, val, test = data
-    r = T.fit(model, train, val, seed=seed, **settings, **extra, **fit_progress(progress, label, settings["epochs"]))
+    r = T.fit(model, train, val, seed=seed, **settings, **fit_progress(progress, label, settings["epochs"]))
     best = r.history.set_index("epoch").loc[r.best_epoch] if len(r.history) else {}
     return {"val_loss": float(best.get("val_loss", np.nan)), "val_auc": float(best.get("val_auc", np.nan)),
             **_evaluate_cut(model, test, size, timing)}
+
+
+def _sweep_settings(epochs: int, lr: float, fit_kwargs: Mapping) -> dict:
+    """The sweeps' fit settings: Adam at ``lr``, batches of 64, the study's augmentation;
+    ``fit_kwargs`` override them."""
+    return {"epochs": epochs, "optimizer": "adam", "lr": lr, "batch_size": 64, "augment": TTL_RECIPE["augment"],
+            **fit_kwargs}
 
 
 def _splits(target, size, root, n_train, n_test, seed):
@@ -75,8 +82,7 @@ def truncation_sweep(source: str, target: str, cuts: Sequence[int] = (1, 2, 3, -
     for cut in cuts:
         base = M.load_source(source, root=models_dir)
         model = M.truncate(base, cut, mode=mode, head=head, num_classes=data[0].n_classes, image_size=size)
-        settings = {"epochs": epochs, "optimizer": "adam", "lr": lr, "batch_size": 64,
-                    "augment": TTL_RECIPE["augment"], **fit_kwargs}
+        settings = _sweep_settings(epochs, lr, fit_kwargs)
         rows.append({"method": "FTL" if cut == -1 else "TTL", "cut": cut, "mode": mode,
                      "head": model.medtl["truncated"]["head"],
                      **_train_eval(model, data, size, settings, seed, progress, f"cut {cut}", timing)})
@@ -144,8 +150,7 @@ def tf_sweep(source: str, target: str, slims: Sequence[int] = (1, 2, 3), mode: s
     rows, models = [], {}
     for s in slims:
         model = M.slim(M.load_source(source, root=models_dir), s, mode, num_classes=data[0].n_classes, seed=seed)
-        settings = {"epochs": epochs, "optimizer": "adam", "lr": lr, "batch_size": 64,
-                    "augment": TTL_RECIPE["augment"], **fit_kwargs}
+        settings = _sweep_settings(epochs, lr, fit_kwargs)
         rows.append({"method": "TF", "cut": s, "mode": mode, "head": "gap",
                      **_train_eval(model, data, size, settings, seed, progress, f"TF {s}")})
         models[s] = model
@@ -283,7 +288,7 @@ def two_stage_search(source: str, target: str, methods: Sequence[str] = SEARCH_M
     bad = [m for m in methods if m not in SEARCH_METHODS]
     if bad:
         raise ValueError(f"methods must be among {SEARCH_METHODS}, got {bad}")
-    arch = M.load_source(source, root=common.get("models_dir")).medtl["arch"]
+    arch = M.source_info(source, common.get("models_dir"))[1]["arch"]  # the metadata, not the weights
     memo = {} if known is None else {k: r for _, r in known.iterrows() if (k := _search_key(r)) is not None}
     kept = {} if models is None else models
     searches, selected, winners, fresh = [], [], {}, []
