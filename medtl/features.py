@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torchvision.models.feature_extraction import NodePathTracer, create_feature_extractor
 from tqdm.auto import tqdm
 
 from . import paths, runtime
@@ -27,6 +26,8 @@ POOLS = ("avg", "flatten", "none", "cls", "patches", "all")
 
 
 def _trace(model: nn.Module):
+    from torchvision.models.feature_extraction import NodePathTracer  # torchvision on first use
+
     was = model.training
     model.eval()
     try:
@@ -231,6 +232,8 @@ def iter_activations(model: nn.Module, data: ImageSet, layers: Sequence[str], po
         if _hooked(model):
             extractor = HookExtractor(model, nodes.values())
         else:
+            from torchvision.models.feature_extraction import create_feature_extractor
+
             extractor = create_feature_extractor(model, return_nodes={node: node for node in set(nodes.values())})
         extractor.to(dev).eval()
         last = _channels_last_prefixes(model)

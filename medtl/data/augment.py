@@ -9,8 +9,6 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
-from torchvision.ops import roi_align
 
 
 def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
@@ -70,6 +68,8 @@ def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) ->
     the true neighbouring pixels instead of repeating the edge pixel."""
     rois = torch.cat([torch.arange(len(x), dtype=x.dtype, device=x.device)[:, None],
                       boxes.to(device=x.device, dtype=x.dtype)], dim=1)
+    from torchvision.ops import roi_align  # torchvision on first use: importing medtl stays light
+
     return roi_align(x, rois, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
@@ -207,6 +207,8 @@ def _jitter(x: torch.Tensor, which: torch.Tensor, g: torch.Generator,
     selected by ``which``: per image, factors b, c, s ~ U(1 ± strength) and h ~ U(±hue),
     applied in a random order (``torch.randperm``), each by torchvision's own
     ``adjust_*`` (saturation and hue leave one-channel images unchanged, as torchvision)."""
+    import torchvision.transforms.v2.functional as TF  # on first use: importing medtl stays light
+
     idx = which.nonzero()[:, 0].tolist()
     if not idx:
         return x
@@ -228,6 +230,8 @@ def _jitter(x: torch.Tensor, which: torch.Tensor, g: torch.Generator,
 
 def _grayscale(x: torch.Tensor) -> torch.Tensor:
     """torchvision ``rgb_to_grayscale`` keeping three channels; one-channel images unchanged."""
+    import torchvision.transforms.v2.functional as TF
+
     return TF.rgb_to_grayscale(x, num_output_channels=3) if x.shape[1] == 3 else x
 
 
@@ -368,6 +372,8 @@ class Augment:
         return x
 
     def _intensity(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        import torchvision.transforms.v2.functional as TF
+
         b = len(x)
         if self.sharpness is not None:
             factor, p = self.sharpness

@@ -21,7 +21,6 @@ from types import MappingProxyType
 from urllib.parse import urlparse
 
 from torch import nn
-from torchvision import models as tvm
 
 from .._registry import Registry
 
@@ -130,6 +129,8 @@ class ArchSpec:
     @property
     def weights_enum(self):
         """torchvision's weights enum class of this architecture."""
+        from torchvision import models as tvm
+
         return tvm.get_model_weights(self.name)
 
     def layer_list(self, granularity: str = "stage") -> tuple[str, ...]:
@@ -148,6 +149,8 @@ class ArchSpec:
         kwargs = {**self.builder_kwargs, **kwargs}
         if self.builder is not None:
             return self.builder(**kwargs)
+        from torchvision import models as tvm
+
         return tvm.get_model(self.name, weights=None, **kwargs)
 
 
@@ -341,6 +344,8 @@ def slim_resnet50(slim_from: int = 3, slim_factor: int = 2, num_classes: int = 1
 
     if not 1 <= slim_from <= 3:
         raise ValueError(f"slim_from must be 1, 2 or 3, got {slim_from}")
+    from torchvision import models as tvm  # torchvision on first use: importing medtl stays light
+
     model = tvm.resnet50(num_classes=num_classes)
     inplanes = 64 * 4 * 2 ** (slim_from - 1)
     for stage in range(slim_from + 1, 5):
