@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,6 +213,44 @@ def run(notebook: str | os.PathLike, parameters: Mapping | None = None, out_dir:
             return RunResult(rid, run_dir, "failed", message, time.perf_counter() - t0)
         rs.finish_run(run_dir, "finished", seconds=time.perf_counter() - t0)
     return RunResult(rid, run_dir, "finished", None, time.perf_counter() - t0)
+
+
+def run_many(jobs: Sequence[tuple[str | os.PathLike, Mapping | None, str | os.PathLike | None]],
+             max_parallel: int | None = None, results_dir: str | os.PathLike | None = None) -> list[RunResult]:
+    """Run independent notebooks ``(notebook, parameters, out_dir)`` with :func:`run`, up to
+    ``max_parallel`` kernels at a time (default: one per CPU core, at most the number of
+    jobs); an ``out_dir`` of ``None`` is the run's default folder under ``results_dir``.
+    Kernels are separate processes: a notebook that spends its time starting, importing and
+    plotting (an analysis notebook) runs beside another at full speed, and when more than
+    one runs at a time each kernel gets its share of the cores for torch's thread pool
+    (``OMP_NUM_THREADS`` = cores ÷ kernels, unless the environment sets it), so that the
+    pools do not spin against each other. Every job runs to its end and is recorded; then
+    the first failure, in ``jobs`` order, is raised. Returns the results in ``jobs`` order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = list(jobs)
+    cores = os.cpu_count() or 1
+    if max_parallel is None:
+        max_parallel = cores
+    if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
+        raise ValueError(f"max_parallel must be a whole number >= 1, got {max_parallel!r}")
+    workers = min(max_parallel, len(jobs))
+    if workers == 0:
+        return []
+    share = workers > 1 and "OMP_NUM_THREADS" not in os.environ
+    if share:  # read by the kernels when they start (medtl.study's set_threads, torch itself)
+        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // workers))
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(run, nb, params, out_dir=out, results_dir=results_dir) for nb, params, out in jobs]
+            errors = [f.exception() for f in futures]  # waits for every job
+    finally:
+        if share:
+            os.environ.pop("OMP_NUM_THREADS", None)
+    for err in errors:
+        if err is not None:
+            raise err
+    return [f.result() for f in futures]
 
 
 # --- sweeps --------------------------------------------------------------------------------

@@ -198,12 +198,14 @@ def ranking_html(results_dir: str | os.PathLike, figures_dir: str | os.PathLike 
 
 
 def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, header: str = "",
-                 progress: bool = True) -> Path:
+                 progress: bool = True, max_parallel: int | None = None) -> Path:
     """Run every analysis notebook whose tables exist under ``results_dir`` (results source
     "medtl"), keep each executed notebook and its HTML in ``out_dir`` (default
     ``<results_dir>/report``), and write ``index.html``: the header, the τ_w table with CIs,
     caveats, the fine-tuned AUCs with CIs, what each metric is (when transferability results
-    exist), each figure once with a caption, and links to the notebooks. Returns the index."""
+    exist), each figure once with a caption, and links to the notebooks. The notebooks run
+    ``max_parallel`` at a time (default one per core: :func:`medtl.experiments.run_many`).
+    Returns the index."""
     from . import experiments
 
     results_dir = Path(results_dir).resolve()
@@ -213,15 +215,15 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     out.mkdir(parents=True, exist_ok=True)
     have = available_tables(results_dir)
     scenarios = analysis.medtl_scenarios(results_dir)
+    names = [name for name, (needs, scenario) in ANALYSES.items()
+             if set(needs) <= have and (scenario is None or scenario in scenarios)]
+    if progress and names:
+        print(f"report: {', '.join(names)}", flush=True)
+    experiments.run_many([(f"analysis/{name}", {"results_source": "medtl", "results_dir": str(results_dir)},
+                           out / name) for name in names], max_parallel)
     sections, links, seen = [], [], set()
-    for name, (needs, scenario) in ANALYSES.items():
-        if not set(needs) <= have or (scenario is not None and scenario not in scenarios):
-            continue
-        if progress:
-            print(f"report: {name}", flush=True)
+    for name in names:
         run_dir = out / name
-        experiments.run(f"analysis/{name}", {"results_source": "medtl", "results_dir": str(results_dir)},
-                        out_dir=run_dir)
         page = out / f"{name}.html"
         page.write_text(notebook_html(run_dir / "notebook.ipynb"))
         links.append(f'<li><a href="{page.name}">{name}</a> (executed notebook: {name}/notebook.ipynb)</li>')

@@ -52,6 +52,27 @@ def test_run_records_and_keeps_the_executed_notebook(tmp_path):
     assert "failing on purpose" in (rs.read_run(failed.run_dir) or {})["error"]
 
 
+def test_run_many_overlaps_kernels_shares_the_cores_and_raises_after_recording_every_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    nb = write_toy_notebook(tmp_path / "span.ipynb", "import os, time, pandas as pd\nfrom medtl import results\n"
+                            "t0 = time.time(); time.sleep(1.5)\nif fail:\n    raise RuntimeError(f'no {x}')\n"
+                            "results.record(pd.DataFrame({'x': [x], 't0': [t0], 't1': [time.time()], "
+                            "'omp': [os.environ.get('OMP_NUM_THREADS')]}), run_dir)")
+    out = E.run_many([(nb, {"x": 1}, tmp_path / "a"), (nb, {"x": 2}, None)], max_parallel=2, results_dir=tmp_path / "r")
+    assert [r.status for r in out] == ["finished", "finished"] and out[0].run_dir == tmp_path / "a"
+    assert out[1].run_dir == (tmp_path / "r" / "span" / E.run_id(nb, {"x": 2})).resolve()
+    a, b = (rs.load(r.run_dir).iloc[0] for r in out)
+    assert a.t0 < b.t1 and b.t0 < a.t1  # the two kernels ran at the same time
+    assert a.omp == b.omp == str(max(1, (__import__("os").cpu_count() or 1) // 2))  # each its share of the cores
+    assert "OMP_NUM_THREADS" not in __import__("os").environ  # restored
+    with pytest.raises(Exception, match="RuntimeError: no 3"):  # the first failure in job order, after all ran
+        E.run_many([(nb, {"x": 3, "fail": True}, tmp_path / "c"), (nb, {"x": 4}, tmp_path / "d")], max_parallel=2)
+    assert rs.read_run(tmp_path / "c")["status"] == "failed" and rs.read_run(tmp_path / "d")["status"] == "finished"
+    assert E.run_many([]) == []
+    with pytest.raises(ValueError, match="max_parallel must be a whole number >= 1, got 0"):
+        E.run_many([(nb, {}, tmp_path / "e")], max_parallel=0)
+
+
 def test_sweep_survives_a_failure_and_a_kill(tmp_path):
     nb = _toy_notebook(tmp_path / "toy.ipynb")
     grid = tmp_path / "grid.yaml"
@@ -218,7 +239,11 @@ def synthetic_study(tmp_path_factory):
         "architectures": {"archs": ["resnet18", "shufflenet_v2_x0_5", "mobilenet_v3_small"], "weights": None,
                           "target": "texture-b", "epochs": 1, "grid": {"lr": [0.01]}, "signs": "study-b"},
     }
-    results = {name: E.run(f"experiments/{name}", params, results_dir=out / "results") for name, params in runs.items()}
+    # the sources first; then the other notebooks, two kernels at a time (one core each)
+    results = {"pretrain": E.run("experiments/pretrain", runs.pop("pretrain"), results_dir=out / "results")}
+    done = E.run_many([(f"experiments/{name}", params, None) for name, params in runs.items()], max_parallel=2,
+                      results_dir=out / "results")
+    results.update(zip(runs, done))
     return out, results
 
 
