@@ -16,11 +16,16 @@ SHARED = REPO.parent / "shared" / "data"
 
 #: Test processes: 1, or pytest-xdist's workers (``-n 2``). Each process gets its share of
 #: the cores for torch's thread pool (more threads than cores make the pools spin against
-#: each other). The programs tests start (the CLI, notebook kernels) keep their defaults, as
-#: a user's would: a CPU training run's float rounding depends on the thread count, and the
-#: demo's known-answer tests check what a user's run gives.
+#: each other), and so do the kernels and CLI processes it starts (``OMP_NUM_THREADS``) —
+#: except the demo, which runs as a user's run does, on every core (``AS_A_USER``): a CPU
+#: training run's float rounding depends on the thread count, and the demo's known-answer
+#: tests check what a user's run on this machine gives.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+if WORKERS > 1:  # the kernels and CLI processes a worker starts take the worker's share too
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+#: the environment of a program run as a user runs it (the demo): every core for torch
+AS_A_USER = {"OMP_NUM_THREADS": str(os.cpu_count() or 1)}
 
 #: Fixtures too costly to build twice (a demo, a synthetic study, trained sources): session
 #: scoped, and under pytest-xdist every test that uses one runs on one worker (``--dist
@@ -28,6 +33,7 @@ THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
 SHARED_FIXTURES = ("offline_demo", "demo_run", "synthetic_study", "synthetic_sources")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         used = [f for f in SHARED_FIXTURES if f in getattr(item, "fixturenames", ())]
@@ -148,7 +154,7 @@ def offline_demo(tmp_path_factory):
     import sys
 
     tmp = tmp_path_factory.mktemp("offline-demo")
-    env = dict(os.environ, MEDTL_RESULTS=str(tmp / "results"), MEDTL_DATA=str(tmp / "no-data"))
+    env = dict(os.environ, MEDTL_RESULTS=str(tmp / "results"), MEDTL_DATA=str(tmp / "no-data"), **AS_A_USER)
     env.pop("MEDTL_MODELS", None)
     proc = subprocess.run([sys.executable, "-m", "medtl.cli", "demo", "--quick", "--offline", "--data", "synthetic"],
                           env=env, capture_output=True, text=True, cwd=tmp, timeout=1500)

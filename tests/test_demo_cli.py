@@ -6,14 +6,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, shared_medmnist_root, write_toy_notebook
+from conftest import AS_A_USER, REPO, shared_medmnist_root, write_toy_notebook
 
 from medtl import results as rs
 from medtl.cli import main
 
 
 def _demo(tmp_path, *args, data_env=True):
-    env = dict(os.environ, MEDTL_RESULTS=str(tmp_path / "results"))
+    env = dict(os.environ, MEDTL_RESULTS=str(tmp_path / "results"), **AS_A_USER)
     root = shared_medmnist_root()
     if root is not None and data_env:
         env["MEDTL_DATA"] = str(root)
