@@ -37,7 +37,9 @@ def test_extract_cache_reuses_and_keys_on_weights(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the cache was not used")
 
-    monkeypatch.setattr(F, "create_feature_extractor", boom)
+    import torchvision.models.feature_extraction as fx  # where extract finds it, on first use
+
+    monkeypatch.setattr(fx, "create_feature_extractor", boom)
     again = F.extract(model, ds, ["penultimate", "logits"], cache=tmp_path, progress=False)
     assert all(torch.equal(first[k], again[k]) for k in first)
     with torch.no_grad():
