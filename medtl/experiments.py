@@ -215,6 +215,15 @@ def run(notebook: str | os.PathLike, parameters: Mapping | None = None, out_dir:
     return RunResult(rid, run_dir, "finished", None, time.perf_counter() - t0)
 
 
+def core_share(parallel: int) -> dict[str, str]:
+    """``{"OMP_NUM_THREADS": cores ÷ parallel}`` for runs started ``parallel`` at a time, so
+    that their torch thread pools do not spin against each other; ``{}`` for one run at a
+    time, or where the environment already sets ``OMP_NUM_THREADS`` (a cluster job's share)."""
+    if parallel <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
+
+
 def run_many(jobs: Sequence[tuple[str | os.PathLike, Mapping | None, str | os.PathLike | None]],
              max_parallel: int | None = None, results_dir: str | os.PathLike | None = None) -> list[RunResult]:
     """Run independent notebooks ``(notebook, parameters, out_dir)`` with :func:`run`, up to
@@ -229,17 +238,16 @@ def run_many(jobs: Sequence[tuple[str | os.PathLike, Mapping | None, str | os.Pa
     from concurrent.futures import ThreadPoolExecutor
 
     jobs = list(jobs)
-    cores = os.cpu_count() or 1
     if max_parallel is None:
-        max_parallel = cores
+        max_parallel = os.cpu_count() or 1
     if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
         raise ValueError(f"max_parallel must be a whole number >= 1, got {max_parallel!r}")
     workers = min(max_parallel, len(jobs))
     if workers == 0:
         return []
-    share = workers > 1 and "OMP_NUM_THREADS" not in os.environ
+    share = core_share(workers)
     if share:  # read by the kernels when they start (medtl.study's set_threads, torch itself)
-        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // workers))
+        os.environ.update(share)
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(run, nb, params, out_dir=out, results_dir=results_dir) for nb, params, out in jobs]
@@ -309,13 +317,14 @@ def _die_with_parent() -> None:
 
 def _local(todo: list, nb: Path, max_parallel: int, progress: bool, kernel_name: str | None = None) -> list[dict]:
     rows, running, queue = [], [], list(todo)
+    env = {**os.environ, **core_share(min(max(1, max_parallel), len(todo)))}
     while queue or running:
         while queue and len(running) < max(1, max_parallel):
             rid, params, run_dir = queue.pop(0)
             arg = json.dumps({"notebook": str(nb), "params": params, "run_dir": str(run_dir), "kernel": kernel_name},
                              default=str)
             proc = subprocess.Popen([sys.executable, "-c", _WORKER, arg], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
+                                    stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_die_with_parent)
             running.append((proc, rid, params, run_dir))
         time.sleep(0.2)
         for item in list(running):
@@ -585,7 +594,8 @@ def sweep(notebook: str | os.PathLike | None, grid: Mapping | str | os.PathLike,
 
     Executors:
 
-    - ``"local"``: one process per run, ``max_parallel`` at a time.
+    - ``"local"``: one process per run, ``max_parallel`` at a time, each with its share of
+      the cores for torch (:func:`core_share`).
     - ``"slurm"``: one Slurm array task per run, submitted through submitit with the
       resources of ``slurm`` (the sweep file's ``executor:`` mapping; keys in
       :func:`medtl.slurm.parameters`: partition, account, time, mem_gb, cpus_per_run,

@@ -65,6 +65,10 @@ def test_run_many_overlaps_kernels_shares_the_cores_and_raises_after_recording_e
     assert a.t0 < b.t1 and b.t0 < a.t1  # the two kernels ran at the same time
     assert a.omp == b.omp == str(max(1, (__import__("os").cpu_count() or 1) // 2))  # each its share of the cores
     assert "OMP_NUM_THREADS" not in __import__("os").environ  # restored
+    swept = E.sweep(nb, {"x": [5, 6]}, results_dir=tmp_path / "s", max_parallel=2, progress=False)
+    assert set(swept.status) == {"finished"} and set(rs.load(tmp_path / "s").omp) == {a.omp}  # a local sweep too
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    assert E.core_share(2) == {} and E.core_share(1) == {}  # a share set outside (a cluster job's) is kept
     with pytest.raises(Exception, match="RuntimeError: no 3"):  # the first failure in job order, after all ran
         E.run_many([(nb, {"x": 3, "fail": True}, tmp_path / "c"), (nb, {"x": 4}, tmp_path / "d")], max_parallel=2)
     assert rs.read_run(tmp_path / "c")["status"] == "failed" and rs.read_run(tmp_path / "d")["status"] == "finished"
