@@ -27,16 +27,18 @@ if WORKERS > 1:  # the kernels and CLI processes a worker starts take the worker
 #: the environment of a program run as a user runs it (the demo): every core for torch
 AS_A_USER = {"OMP_NUM_THREADS": str(os.cpu_count() or 1)}
 
-#: Fixtures too costly to build twice (a demo, a synthetic study, trained sources): session
-#: scoped, and under pytest-xdist every test that uses one runs on one worker (``--dist
-#: loadgroup``), so each is built once.
-SHARED_FIXTURES = ("offline_demo", "demo_run", "synthetic_study", "synthetic_sources")
+#: Fixtures too costly to build twice (a demo, a synthetic study, trained sources) and the
+#: group of each: session scoped, and under pytest-xdist every test that uses a group's
+#: fixtures runs on one worker (``--dist loadgroup``), so each is built once. The two demos
+#: are one group: without MedMNIST files ``demo_run`` is ``offline_demo``'s run.
+SHARED_FIXTURES = {"offline_demo": "demos", "demo_run": "demos", "synthetic_study": "synthetic_study",
+                   "synthetic_sources": "synthetic_sources"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        used = [f for f in SHARED_FIXTURES if f in getattr(item, "fixturenames", ())]
+        used = [g for f, g in SHARED_FIXTURES.items() if f in getattr(item, "fixturenames", ())]
         if used:
             item.add_marker(pytest.mark.xdist_group(used[0]))
 

@@ -26,11 +26,41 @@ def _demo(tmp_path, *args, data_env=True):
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory):
-    """The reduced demo, into a results root of its own (``<root>/demo``)."""
+def demo_run(tmp_path_factory, request):
+    """The reduced demo, into a results root of its own (``<root>/demo``). Without MedMNIST
+    files the demo picks the synthetic suite (``test_the_demo_picks_its_data``), which makes it
+    the very run ``offline_demo`` makes (``--data synthetic``): that run is shared, not made twice."""
+    if shared_medmnist_root() is None:
+        folder, proc = request.getfixturevalue("offline_demo")
+        return folder, proc, None
     tmp = tmp_path_factory.mktemp("demo")
     proc, root = _demo(tmp)
     return tmp, proc, root
+
+
+def test_the_demo_picks_its_data(tmp_path):
+    """MedMNIST when the target and 2 of its sources are under the root, else the synthetic
+    suite (offline: nothing fetched); ``--data`` overrides, and a bad choice is refused."""
+    from conftest import write_fake_medmnist
+
+    from medtl import demo
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    synthetic = ("synthetic", demo.SYNTHETIC_TARGET, [*demo.SYNTHETIC_SOURCES, "random"])
+    assert demo.choose_data(empty, offline=True) == synthetic
+    with pytest.raises(FileNotFoundError, match="pneumoniamnist"):
+        demo.choose_data(empty, prefer="medmnist", offline=True)
+    with pytest.raises(ValueError, match="'auto', 'medmnist' or 'synthetic'"):
+        demo.choose_data(empty, prefer="mnist", offline=True)
+    root = tmp_path / "root"
+    small = {"train": 8, "val": 4, "test": 4}
+    for flag in ("pneumoniamnist", "breastmnist"):
+        write_fake_medmnist(root, flag, n=small)
+    assert demo.choose_data(root, offline=True) == synthetic  # the target and only 1 source: not enough
+    write_fake_medmnist(root, "retinamnist", n=small)
+    assert demo.choose_data(root, offline=True) == ("medmnist", "pneumoniamnist", ["breastmnist", "retinamnist", "random"])
+    assert demo.choose_data(root, prefer="synthetic", offline=True) == synthetic
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .evaluation import ground_truth_table, tau_w, wide_scores
+from .evaluation import ground_truth_table, tau_w_many, wide_scores
 
 
 def rank_average(scores: Mapping[str, pd.Series]) -> pd.Series:
@@ -38,6 +38,20 @@ def _aligned(scores, ground_truth, metrics, exclude_self: bool):
         if len(table) >= 3 and np.ptp(table["__auc__"].to_numpy()) > 0:
             out[target] = (table[list(metrics)].astype(float), table["__auc__"].astype(float))
     return out
+
+
+def _subset_taus(cells: dict, targets: list, subsets: list) -> np.ndarray:
+    """subsets × targets τ_w of each subset's :func:`rank_average` against the AUC: per
+    target, the metrics are ranked once and every subset's mean rank is scored in one
+    :func:`~medtl.transfer.evaluation.tau_w_many` batch (the same numbers as one
+    ``tau_w(rank_average(...))`` call per cell: sums of half-integer ranks are exact)."""
+    taus = np.empty((len(subsets), len(targets)))
+    for j, t in enumerate(targets):
+        x, g = cells[t]
+        ranks = {m: stats.rankdata(x[m].to_numpy()) for m in x.columns}
+        mean_ranks = np.stack([sum(ranks[m] for m in s) / len(s) for s in subsets])
+        taus[:, j] = tau_w_many(mean_ranks, np.broadcast_to(g.to_numpy(), mean_ranks.shape))
+    return taus
 
 
 def loto_ensemble(scores, ground_truth, metrics: Iterable[str] | None = None, max_size: int = 2,
@@ -72,8 +86,7 @@ def loto_ensemble(scores, ground_truth, metrics: Iterable[str] | None = None, ma
                          f"are defined, found {len(cells)}")
     targets = list(cells)
     subsets = [s for k in range(1, min(max_size, len(names)) + 1) for s in combinations(names, k)]
-    taus = np.array([[tau_w(rank_average({m: x[m] for m in s}).to_numpy(), g.to_numpy())
-                      for (x, g) in (cells[t] for t in targets)] for s in subsets])  # subsets × targets
+    taus = _subset_taus(cells, targets, subsets)
     rows = []
     for j, t in enumerate(targets):
         others = np.delete(taus, j, axis=1)

@@ -166,7 +166,7 @@ def tau_ci(scores, ground_truth, n_boot: int = 1000, alpha: float = 0.05, seed: 
     for metric, target, s, g in pairs(scores, ground_truth, exclude_self, exclude):
         x, y = s.to_numpy(), g.to_numpy()
         by_metric.setdefault(metric, []).append((x, y))
-        idx = np.array([rng.integers(0, len(x), len(x)) for _ in range(n_boot)]) if len(x) else None
+        idx = rng.integers(0, len(x), (n_boot, len(x))) if len(x) else None  # the stream of n_boot draws of len(x)
         boots = tau_w_many(x[idx], y[idx]) if len(x) else np.array([])
         boots = boots[~np.isnan(boots)]
         low, high = np.quantile(boots, [alpha / 2, 1 - alpha / 2]) if len(boots) >= 2 else (np.nan, np.nan)
