@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import warnings
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -25,17 +26,61 @@ from .runtime import autocast, batch_settings, check_input_size
 POOLS = ("avg", "flatten", "none", "cls", "patches", "all")
 
 
-def _trace(model: nn.Module):
-    from torchvision.models.feature_extraction import NodePathTracer  # torchvision on first use
+#: FX traces and feature extractors of live models (tracing a ResNet-18 costs ~60 ms, and the
+#: study CCA and CKA, the probes and ``rank`` read the same model's layers many times): per
+#: model, valid while :func:`_structure` is unchanged.
+_FX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    was = model.training
-    model.eval()
-    try:
-        tracer = NodePathTracer()
-        graph = tracer.trace(model)
-    finally:
-        model.train(was)
-    return graph, tracer.node_to_qualname
+
+def _structure(model: nn.Module) -> tuple:
+    """What a model's trace depends on: each submodule, parameter and buffer object, by name
+    and identity. An extractor shares the model's leaf modules and tensors, so training,
+    ``load_state_dict`` and ``.to()`` (in place) reach it; replacing a module or a tensor
+    (head surgery, re-initialisation by assignment) changes this and forces a new trace."""
+    tensors = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    return (tuple((n, id(m), type(m)) for n, m in model.named_modules(remove_duplicate=False)),
+            tuple((n, id(t)) for n, t in tensors))
+
+
+def _fx_entry(model: nn.Module) -> dict:
+    """The model's cache entry, emptied when its structure changed. It holds the objects the
+    structure names, so no identity in it can be reused by a new object while it lives."""
+    structure = _structure(model)
+    entry = _FX.get(model)
+    if entry is None or entry["structure"] != structure:
+        alive = [m for m in model.modules() if m is not model]  # never the model: the key must stay weak
+        entry = {"structure": structure, "alive": [*alive, *model.parameters(), *model.buffers()]}
+        _FX[model] = entry
+    return entry
+
+
+def _trace(model: nn.Module):
+    entry = _fx_entry(model)
+    if "trace" not in entry:
+        from torchvision.models.feature_extraction import NodePathTracer  # torchvision on first use
+
+        was = model.training
+        model.eval()
+        try:
+            tracer = NodePathTracer()
+            graph = tracer.trace(model)
+        finally:
+            model.train(was)
+        entry["trace"] = graph, tracer.node_to_qualname
+    return entry["trace"]
+
+
+def _fx_extractor(model: nn.Module, nodes) -> nn.Module:
+    """torchvision's ``create_feature_extractor`` for ``nodes``, built once per model and
+    node set (see :data:`_FX`)."""
+    entry = _fx_entry(model)
+    key = frozenset(nodes)
+    extractors = entry.setdefault("extractors", {})
+    if key not in extractors:
+        from torchvision.models.feature_extraction import create_feature_extractor
+
+        extractors[key] = create_feature_extractor(model, return_nodes={node: node for node in key})
+    return extractors[key]
 
 
 def _feature_node(model: nn.Module) -> str:
@@ -232,9 +277,7 @@ def iter_activations(model: nn.Module, data: ImageSet, layers: Sequence[str], po
         if _hooked(model):
             extractor = HookExtractor(model, nodes.values())
         else:
-            from torchvision.models.feature_extraction import create_feature_extractor
-
-            extractor = create_feature_extractor(model, return_nodes={node: node for node in set(nodes.values())})
+            extractor = _fx_extractor(model, nodes.values())
         extractor.to(dev).eval()
         last = _channels_last_prefixes(model)
         batches = loader(data, batch_size=batch_size, device=dev, **settings)

@@ -37,9 +37,7 @@ def test_extract_cache_reuses_and_keys_on_weights(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the cache was not used")
 
-    import torchvision.models.feature_extraction as fx  # where extract finds it, on first use
-
-    monkeypatch.setattr(fx, "create_feature_extractor", boom)
+    monkeypatch.setattr(F, "iter_activations", boom)  # extraction itself, whatever traces the model
     again = F.extract(model, ds, ["penultimate", "logits"], cache=tmp_path, progress=False)
     assert all(torch.equal(first[k], again[k]) for k in first)
     with torch.no_grad():
@@ -49,6 +47,45 @@ def test_extract_cache_reuses_and_keys_on_weights(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match="cache was not used"):  # other normalisation
         F.extract(M.create("shufflenet_v2_x0_5", num_classes=4, seed=0), ds, "logits", cache=tmp_path,
                   normalize="imagenet", progress=False)
+
+
+def test_a_traced_extractor_is_reused_only_while_the_model_is_the_same_structure():
+    """Tracing is done once per model and layer set; the extractor shares the model's
+    modules, so training in place reaches it, and replacing a module (head surgery) or a
+    tensor forces a new trace: every read equals a plain forward pass of the model now."""
+    import copy
+    import gc
+    import weakref
+
+    model = M.create("resnet18", num_classes=4, seed=0)
+    ds = D.synthetic("texture-a", "val", n=8)
+    x = next(iter(D.loader(ds, batch_size=8, **F.batch_settings(model, ds))))[0]
+
+    def logits(net):
+        return F.extract(net, ds, ["logits", "layer1"], progress=False)["logits"]
+
+    def direct(net):
+        with torch.no_grad():
+            return net.eval()(x)
+
+    first = logits(model)
+    traced = F._FX[model]["extractors"][frozenset({"fc", "layer1"})]
+    assert torch.allclose(first, direct(model), atol=1e-5)
+    with torch.no_grad():
+        model.layer1[0].conv1.weight.mul_(-1.5)  # in place, as an optimiser step
+    assert torch.allclose(logits(model), direct(model), atol=1e-5) and not torch.allclose(logits(model), first)
+    assert F._FX[model]["extractors"][frozenset({"fc", "layer1"})] is traced  # not traced again
+    model.fc = torch.nn.Linear(512, 3)  # surgery: a new head
+    assert logits(model).shape == (8, 3) and torch.allclose(logits(model), direct(model), atol=1e-5)
+    model.layer1[0].bn1.running_mean = torch.full((64,), 0.5)  # a tensor replaced by assignment
+    assert torch.allclose(logits(model), direct(model), atol=1e-5)
+    twin = copy.deepcopy(model)  # a derived model shares no cache entry with its original
+    assert twin not in F._FX and torch.allclose(F.extract(twin, ds, "logits", progress=False)["logits"], direct(model),
+                                                atol=1e-5)
+    gone = [weakref.ref(model), weakref.ref(twin)]
+    del model, twin, traced
+    gc.collect()
+    assert all(r() is None for r in gone)  # the cache never keeps a model alive
 
 
 def test_extract_errors():
