@@ -310,11 +310,24 @@ def test_experiment_notebooks_leave_records(synthetic_study):
         assert (r.run_dir / "notebook.ipynb").is_file() and list(r.run_dir.glob("*.png"))
 
 
+PUBLISHED_NOTEBOOKS = ["dataset_transferability", "architecture_transferability", "finetuned_aucs",
+                       "representations", "feature_reuse"]
+
+
+@pytest.fixture(scope="module")
+def published_runs(tmp_path_factory):
+    """Every analysis notebook on the published tables, run once for the tests that read them,
+    two kernels at a time (:func:`medtl.experiments.run_many`, as ``medtl report`` runs them)."""
+    out = tmp_path_factory.mktemp("published")
+    runs = E.run_many([(f"analysis/{name}", {"results_source": "published"}, out / name)
+                       for name in PUBLISHED_NOTEBOOKS], max_parallel=2)
+    return dict(zip(PUBLISHED_NOTEBOOKS, runs))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["dataset_transferability", "architecture_transferability", "finetuned_aucs",
-                                  "representations", "feature_reuse"])
-def test_analysis_notebooks_on_published_tables(tmp_path, name):
-    r = E.run(f"analysis/{name}", {"results_source": "published"}, out_dir=tmp_path / name)
+@pytest.mark.parametrize("name", PUBLISHED_NOTEBOOKS)
+def test_analysis_notebooks_on_published_tables(published_runs, name):
+    r = published_runs[name]
     pngs = list((r.run_dir / "figures").glob("*.png"))
     assert r.status == "finished" and pngs and all(p.stat().st_size > 5000 for p in pngs)
     if name == "dataset_transferability":
