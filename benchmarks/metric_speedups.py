@@ -131,6 +131,44 @@ def transrate_reference(x, y, eps=1e-4):
     return float(rate(z) - np.mean([rate(z[y == k]) for k in np.unique(y)]))
 
 
+def sfda_reference(x, y):
+    """Shao et al. 2022 (the official SFDA.py): per-class covariances by loop, λ = exp(−5·ρ̂)
+    by 3 power iterations, the generalised eigenproblem S_b v = λ S_w v by scipy and
+    coef = M V Vᵀ; second softmax, ConfMix towards the other classes' mean, refit."""
+    from scipy.linalg import eigh
+
+    c, n, d = int(y.max()) + 1, len(x), x.shape[1]
+    priors = np.bincount(y, minlength=c) / n
+
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    def fda(z, lam):
+        means = np.stack([z[y == k].mean(0) for k in range(c)])
+        sw = sum(priors[k] * np.cov(z[y == k], rowvar=False, bias=True) for k in range(c))
+        if lam is None:
+            v = u = sw.sum(1)
+            for _ in range(3):
+                u = sw @ v / np.linalg.norm(sw @ v)
+                v = sw @ u / np.linalg.norm(sw @ u)
+            lam = max(float(np.exp(-5 * (v @ sw @ u))), 1e-10)
+        st = np.cov(z, rowvar=False, bias=True)
+        st = (1 - lam) * st + lam * np.trace(st) / d * np.eye(d)
+        sw = (1 - lam) * sw + lam * np.trace(sw) / d * np.eye(d)
+        evals, evecs = eigh(st - sw, sw)
+        evecs = evecs[:, np.argsort(evals)[::-1]]
+        coef = means @ evecs @ evecs.T
+        return softmax(z @ coef.T - 0.5 * np.sum(means * coef, axis=1) + np.log(priors)), lam
+
+    p, lam = fda(x, None)
+    p = softmax(p)
+    means = np.stack([x[y == k].mean(0) for k in range(c)])
+    w = p[np.arange(n), y][:, None]
+    p2, _ = fda(w * x + (1 - w) * ((means.sum(0, keepdims=True) - means) / (c - 1))[y], lam)
+    return float(p2[np.arange(n), y].mean())
+
+
 def nce_reference(probs, y):
     """Tran et al. 2019: dummy source labels z = argmax, the joint counted sample by sample,
     −H(Y|Z) as the sum over (y, z) cells."""
@@ -215,6 +253,7 @@ def pairs(data: dict, n: int) -> dict:
         "hscore_reg": (lambda: TR.hscore_reg(x, y), lambda: hscore_reg_reference(x, y)),
         "parc": (lambda: TR.parc(x, y), (lambda: parc_reference(x, y)) if n <= 15_000 else
                  "medtl subsamples 15,000 rows above that size; the reference would score other rows"),
+        "sfda": (lambda: TR.sfda(x, y), lambda: sfda_reference(x, y)),
         "transrate": (lambda: TR.transrate(x, y), lambda: transrate_reference(x, y)),
         "nce": (lambda: TR.nce(probs, y), lambda: nce_reference(probs, y)),
         "gbc": (lambda: TR.gbc(x, y), lambda: gbc_reference(x, y)),

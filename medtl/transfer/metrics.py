@@ -493,11 +493,6 @@ def lp(features, labels, n_components: int = 50, k: int = 5, seed: int = 42, max
 
 
 # --- SFDA ----------------------------------------------------------------------------------
-def _cov(x: np.ndarray) -> np.ndarray:
-    xc = x - x.mean(0)
-    return xc.T @ xc / len(x)
-
-
 def _power_top_eig(a: np.ndarray, iterations: int = 3) -> float:
     x = a.sum(1)
     y = x
@@ -510,21 +505,22 @@ def _power_top_eig(a: np.ndarray, iterations: int = 3) -> float:
 
 
 def _fda_proba(x: np.ndarray, y: np.ndarray, c: int, lam: float | None) -> tuple[np.ndarray, float]:
-    from scipy.linalg import eigh
+    """Class probabilities of the shrinkage FDA. The official code solves S_b v = λ S_w v
+    (``scipy.linalg.eigh(S_b, S_w)``, S_b = S_t − S_w, both shrunk) and keeps every
+    eigenvector: coef = M V Vᵀ with Vᵀ S_w V = I, i.e. V Vᵀ = S_w⁻¹. So coef = M S_w⁻¹, taken
+    here by one Cholesky solve (S_w is positive definite after shrinkage) instead of a
+    generalised eigendecomposition ~10× its cost; equal to rounding (tested against the
+    eigh form)."""
+    from scipy.linalg import solve
 
     n, d = x.shape
     priors = np.bincount(y, minlength=c) / n
     means = np.stack([x[y == k].mean(0) for k in range(c)])
-    sw = sum(priors[k] * _cov(x[y == k]) for k in range(c))
+    sw = gram(x - means[y]) / n  # Σ_k p_k·cov_k: every sample's deviation from its class mean, one dsyrk
     if lam is None:
         lam = max(float(np.exp(-5 * _power_top_eig(sw))), 1e-10)
-    st = _cov(x)
-    st = (1 - lam) * st + lam * np.trace(st) / d * np.eye(d)
     sw = (1 - lam) * sw + lam * np.trace(sw) / d * np.eye(d)
-    sb = st - sw
-    evals, evecs = eigh(sb, sw)
-    evecs = evecs[:, np.argsort(evals)[::-1]]
-    coef = means @ evecs @ evecs.T
+    coef = solve(sw, means.T, assume_a="pos").T
     intercept = -0.5 * np.sum(means * coef, axis=1) + np.log(priors)
     return _softmax(x @ coef.T + intercept), lam
 
