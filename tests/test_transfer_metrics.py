@@ -246,50 +246,22 @@ def test_sfda_in_unit_interval(seed, sep):
 
 
 def _sfda_reference(x, y):
-    """SFDA as the official code (TransferabilityMetrics' SFDA.py) computes it: shrinkage
-    λ = exp(−5·ρ̂) from 3 power iterations on S_w, then the generalised eigenproblem
-    S_b v = λ S_w v with scipy and coef = M V Vᵀ (every eigenvector, sorted by eigenvalue),
-    softmax; the second softmax, ConfMix towards the other classes' mean, the refit."""
-    from scipy.linalg import eigh
+    """SFDA in the official code's form (the generalised eigenproblem S_b v = λ S_w v by
+    scipy, coef = M V Vᵀ): the reference ``benchmarks/metric_speedups.py`` times medtl against."""
+    import importlib.util
+    import sys
 
-    c, (n, d) = int(y.max()) + 1, x.shape
+    from conftest import REPO
 
-    def cov(z):
-        z = z - z.mean(0)
-        return z.T @ z / len(z)
-
-    def softmax(z):
-        e = np.exp(z - z.max(1, keepdims=True))
-        return e / e.sum(1, keepdims=True)
-
-    def fda(z, lam):
-        priors = np.bincount(y, minlength=c) / n
-        means = np.stack([z[y == k].mean(0) for k in range(c)])
-        sw = sum(priors[k] * cov(z[y == k]) for k in range(c))
-        if lam is None:
-            v = sw.sum(1)
-            u = v
-            for _ in range(3):
-                u = sw @ v
-                u = u / np.linalg.norm(u)
-                v = sw @ u
-                v = v / np.linalg.norm(v)
-            lam = max(float(np.exp(-5 * (v @ sw @ u))), 1e-10)
-        st_ = cov(z)
-        st_ = (1 - lam) * st_ + lam * np.trace(st_) / d * np.eye(d)
-        sw = (1 - lam) * sw + lam * np.trace(sw) / d * np.eye(d)
-        evals, evecs = eigh(st_ - sw, sw)
-        evecs = evecs[:, np.argsort(evals)[::-1]]
-        coef = means @ evecs @ evecs.T
-        return softmax(z @ coef.T - 0.5 * np.sum(means * coef, axis=1) + np.log(priors)), lam
-
-    p, lam = fda(x, None)
-    p = softmax(p)
-    means = np.stack([x[y == k].mean(0) for k in range(c)])
-    others = (means.sum(0, keepdims=True) - means) / (c - 1)
-    w = p[np.arange(n), y][:, None]
-    p2, _ = fda(w * x + (1 - w) * others[y], lam)
-    return float(p2[np.arange(n), y].mean())
+    bench = REPO / "benchmarks"
+    sys.path.insert(0, str(bench))  # for its _common
+    try:
+        spec = importlib.util.spec_from_file_location("metric_speedups", bench / "metric_speedups.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(bench))
+    return module.sfda_reference(x, y)
 
 
 @pytest.mark.parametrize("n, d, c, sep", [(300, 64, 4, 0.3), (200, 40, 3, 1.0), (900, 128, 10, 0.2), (120, 30, 2, 2.0)])
