@@ -3,6 +3,7 @@ executor, and the committed notebooks' hygiene."""
 
 import html
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -63,8 +64,8 @@ def test_run_many_overlaps_kernels_shares_the_cores_and_raises_after_recording_e
     assert out[1].run_dir == (tmp_path / "r" / "span" / E.run_id(nb, {"x": 2})).resolve()
     a, b = (rs.load(r.run_dir).iloc[0] for r in out)
     assert a.t0 < b.t1 and b.t0 < a.t1  # the two kernels ran at the same time
-    assert a.omp == b.omp == str(max(1, (__import__("os").cpu_count() or 1) // 2))  # each its share of the cores
-    assert "OMP_NUM_THREADS" not in __import__("os").environ  # restored
+    assert a.omp == b.omp == str(max(1, (os.cpu_count() or 1) // 2))  # each its share of the cores
+    assert "OMP_NUM_THREADS" not in os.environ  # restored
     swept = E.sweep(nb, {"x": [5, 6]}, results_dir=tmp_path / "s", max_parallel=2, progress=False)
     assert set(swept.status) == {"finished"} and set(rs.load(tmp_path / "s").omp) == {a.omp}  # a local sweep too
     monkeypatch.setenv("OMP_NUM_THREADS", "7")

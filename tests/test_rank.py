@@ -182,16 +182,12 @@ def test_a_metric_equal_for_every_candidate_is_left_out_and_said(tmp_path, candi
 @pytest.fixture(scope="module")
 def synthetic_sources(tmp_path_factory):
     models = tmp_path_factory.mktemp("syn-models")
-    old = __import__("os").environ.get("MEDTL_MODELS")
-    __import__("os").environ["MEDTL_MODELS"] = str(models)
-    for src in ("texture-a", "shape-a", "intensity"):
-        T.pretrain("resnet18", D.synthetic(src, "train"), D.synthetic(src, "val"), name=f"syn-{src}", epochs=4,
-                   lr=0.05, schedule="cosine", patience=None, augment=None, progress=False)
-    yield ["source:syn-texture-a", "source:syn-shape-a", "source:syn-intensity", "resnet18:random"]
-    if old is None:
-        __import__("os").environ.pop("MEDTL_MODELS")
-    else:
-        __import__("os").environ["MEDTL_MODELS"] = old
+    with pytest.MonkeyPatch.context() as patch:  # the models folder for the tests that use them, then restored
+        patch.setenv("MEDTL_MODELS", str(models))
+        for src in ("texture-a", "shape-a", "intensity"):
+            T.pretrain("resnet18", D.synthetic(src, "train"), D.synthetic(src, "val"), name=f"syn-{src}", epochs=4,
+                       lr=0.05, schedule="cosine", patience=None, augment=None, progress=False)
+        yield ["source:syn-texture-a", "source:syn-shape-a", "source:syn-intensity", "resnet18:random"]
 
 
 def _class_sorted_folder(data, root):
