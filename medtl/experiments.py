@@ -317,9 +317,10 @@ def _die_with_parent() -> None:
 
 def _local(todo: list, nb: Path, max_parallel: int, progress: bool, kernel_name: str | None = None) -> list[dict]:
     rows, running, queue = [], [], list(todo)
-    env = {**os.environ, **core_share(min(max(1, max_parallel), len(todo)))}
+    slots = max(1, max_parallel)
+    env = {**os.environ, **core_share(min(slots, len(todo)))}
     while queue or running:
-        while queue and len(running) < max(1, max_parallel):
+        while queue and len(running) < slots:
             rid, params, run_dir = queue.pop(0)
             arg = json.dumps({"notebook": str(nb), "params": params, "run_dir": str(run_dir), "kernel": kernel_name},
                              default=str)
