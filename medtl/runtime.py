@@ -1,6 +1,9 @@
 """Where and how computations run: the device, bf16 autocast, the batch settings a model
 expects, seeded blocks, a determinism switch, and stable ids of configurations. The lowest
-layer: every other module may use it; it imports nothing of medtl's."""
+layer: every other module may use it; it imports nothing of medtl's. torch is imported by
+the functions that use it, not by this module: the torch-free callers (configuration ids and
+grids for ``medtl.experiments``, so ``medtl sweep``/``status`` and every Slurm array task)
+start without torch's ~1.3 s import."""
 
 from __future__ import annotations
 
@@ -11,14 +14,18 @@ import json
 import re
 import warnings
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def device(spec=None) -> torch.device:
     """``"cpu"``, ``"cuda"``, ``"cuda:1"``, a torch.device, or None / ``"auto"`` (CUDA when
     available)."""
+    import torch
+
     if spec in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -29,6 +36,8 @@ def device(spec=None) -> torch.device:
 
 def autocast(dev: torch.device, amp: bool):
     """bf16 autocast on CUDA when ``amp``; a no-op context elsewhere."""
+    import torch
+
     if amp and dev.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
@@ -75,6 +84,8 @@ def seeded(seed: int | None) -> Iterator[None]:
     if seed is None:
         yield
         return
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         yield
@@ -109,6 +120,8 @@ def deterministic(enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
+    import torch
+
     cudnn = torch.backends.cudnn
     saved = (cudnn.deterministic, cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32)
     cudnn.deterministic, cudnn.benchmark = True, False
@@ -123,6 +136,8 @@ def deterministic(enabled: bool = True) -> Iterator[None]:
 @contextlib.contextmanager
 def cudnn_disabled() -> Iterator[None]:
     """cuDNN off inside the block (the dataset-transferability study's FU setting)."""
+    import torch
+
     saved = torch.backends.cudnn.enabled
     torch.backends.cudnn.enabled = False
     try:

@@ -91,6 +91,16 @@ def test_similarity_does_not_use_train():
                         (target == "medtl" and "train" in names)), f"{path}:{line} imports medtl.train"
 
 
+
+def test_running_and_recording_experiments_does_not_import_torch():
+    """A Slurm array task, ``medtl sweep`` and ``medtl status`` start from medtl.experiments
+    and medtl.results: neither may pull in torch (~1.3 s per process), which only the
+    notebooks they run need."""
+    code = ("import sys, medtl.experiments, medtl.results, medtl.runtime\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"torch modules imported: {out[:300]}"
+
 def test_nothing_imports_a_private_name_of_another_module():
     problems = []
     for path in FILES:
