@@ -1,7 +1,8 @@
 """Dense linear algebra shared by the transferability metrics and the similarity measures:
 the Gram matrix by ``dsyrk`` and a Cholesky factorisation that is used only where it is
 accurate (equilibrated, with LAPACK's condition estimate), so that callers fall back to an
-eigen/singular-value decomposition exactly where the Gram form would lose digits."""
+eigen/singular-value decomposition exactly where the Gram form would lose digits; and the
+sort of a large array on several cores (PARC ranks ~N²/2 dissimilarities)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,30 @@ def conditioned_cholesky(a: np.ndarray, rcond_min: float = RCOND_MIN) -> tuple[n
     if info != 0 or not rc > rcond_min:
         return None
     return u, s
+
+
+def sorted_parallel(values: np.ndarray, parts: int | None = None, min_size: int = 1 << 20) -> np.ndarray:
+    """``np.sort(values)`` of a 1-D array, on ``parts`` threads (default: torch's intra-op
+    thread count, as the BLAS calls around it use): a copy is partitioned in place at
+    ``parts − 1`` evenly spaced ranks by introselect (O(M); every value before rank k is
+    ≤ the k-th, every value after it ≥), then each segment is sorted in place by
+    ``ndarray.sort`` (which releases the GIL) on its own thread — the same array as one
+    ``np.sort``, NaN last (both place it as the largest value). Below ``min_size`` values,
+    one ``np.sort``."""
+    values = np.asarray(values)
+    if parts is None:
+        import torch
+
+        parts = torch.get_num_threads()
+    parts = max(1, min(int(parts), 16))
+    if values.ndim != 1 or parts < 2 or len(values) < min_size:
+        return np.sort(values)
+    out = values.copy()
+    cuts = [len(out) * i // parts for i in range(1, parts)]
+    out.partition(cuts)
+    bounds = [0, *cuts, len(out)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(parts) as pool:
+        list(pool.map(lambda i: out[bounds[i]:bounds[i + 1]].sort(), range(parts)))
+    return out

@@ -119,17 +119,19 @@ def test_parc_equals_pairwise_loops():
     assert math.isclose(TR.parc(x, y), 100 * stats.spearmanr(fd, yd).statistic, rel_tol=1e-9)
 
 
-@pytest.mark.parametrize("case", ["continuous", "ties", "all-tied", "one-low"])
+@pytest.mark.parametrize("case", ["continuous", "ties", "all-tied", "one-low", "large-ties"])
 def test_spearman_two_level_equals_scipy(case):
-    """PARC's one-sort Spearman against scipy's two rankings, ties included."""
+    """PARC's one-sort Spearman against scipy's two rankings, ties included; "large-ties"
+    is over the size at which the sort runs on several threads."""
     from medtl.transfer.metrics import spearman_two_level
 
     rng = np.random.default_rng(7)
-    values = rng.normal(size=400)
-    high = rng.random(400) < 0.7
+    n = 1_200_000 if case == "large-ties" else 400
+    values = rng.normal(size=n)
+    high = rng.random(n) < 0.7
     values = values + 0.8 * high  # a real association
-    if case == "ties":
-        values = np.round(values, 1)  # ~30 distinct values, ties across both groups
+    if case in ("ties", "large-ties"):
+        values = np.round(values, 1 if case == "ties" else 3)  # ties across both groups
     elif case == "all-tied":
         values = np.full(400, 0.25)
     elif case == "one-low":
@@ -144,9 +146,23 @@ def test_spearman_two_level_equals_scipy(case):
     else:
         assert math.isclose(got, expected, rel_tol=1e-12)
     # a variable that is one level only has no correlation: NaN, as scipy
-    assert np.isnan(spearman_two_level(values, np.ones(400, dtype=bool)))
+    assert np.isnan(spearman_two_level(values, np.ones(n, dtype=bool)))
     with pytest.raises(ValueError, match="same length"):
         spearman_two_level(values, high[:-1])
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+def test_sorted_parallel_is_one_sort(parts):
+    """The several-thread sort PARC ranks with is np.sort exactly: ties straddling the
+    partition ranks, ±inf, NaN (last), an all-equal array, integers."""
+    from medtl._linalg import sorted_parallel
+
+    rng = np.random.default_rng(parts)
+    cases = [rng.random(5000), np.round(rng.normal(size=5000), 1), np.r_[rng.normal(size=3000), np.nan, np.inf, -np.inf,
+             np.nan], np.full(4000, 0.5), np.r_[np.ones(2999), 2.0], rng.integers(0, 4, 5000), rng.random(parts - 1)]
+    for a in cases:
+        assert np.array_equal(sorted_parallel(a, parts, min_size=0), np.sort(a), equal_nan=a.dtype.kind == "f")
+    assert np.array_equal(sorted_parallel(cases[0], parts), np.sort(cases[0]))  # below min_size: one sort
 
 
 def test_parc_ignores_the_order_of_pairs_and_ties_with_scipy_on_duplicated_rows():

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from .._linalg import conditioned_cholesky, gram
+from .._linalg import conditioned_cholesky, gram, sorted_parallel
 from ..data.splits import projection_key
 from .registry import register_metric
 
@@ -398,7 +398,8 @@ def _upper_triangle_rdms(z: np.ndarray, y: np.ndarray, block: int = 512) -> tupl
 def spearman_two_level(values: np.ndarray, high: np.ndarray) -> float:
     """Spearman's ρ between ``values`` and a variable that takes two values, the larger
     where ``high`` is True — equal to ``scipy.stats.spearmanr`` (average ranks for ties),
-    from one sort instead of two rankings. The second variable's average ranks are an
+    from one sort (on several cores for large M, :func:`medtl._linalg.sorted_parallel`)
+    instead of two rankings. The second variable's average ranks are an
     increasing affine function of ``high``, so ρ is the Pearson correlation of the ranks r
     of ``values`` with the indicator b (the point-biserial form of Mann–Whitney's U):
 
@@ -415,17 +416,29 @@ def spearman_two_level(values: np.ndarray, high: np.ndarray) -> float:
     if values.shape != high.shape:
         raise ValueError(f"values and high must have the same length, got {values.shape} and {high.shape}")
     m, m0 = len(values), int(np.count_nonzero(~high))
-    ordered = np.sort(values)
-    low = np.sort(values[~high])
+    ordered = sorted_parallel(values)
+    low = sorted_parallel(values[~high])
     # average rank of each low value: (#below + #below-or-equal + 1) / 2, summed as integers
-    twice_r0 = int(np.searchsorted(ordered, low, "left").sum()) + int(np.searchsorted(ordered, low, "right").sum()) + m0
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1], True])
-    t = np.diff(starts).astype(np.float64)
-    var_r = (m * m - 1) / 12 - float((t**3 - t).sum()) / (12 * m)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:  # np.searchsorted releases the GIL: both sides at once
+        twice_r0 = sum(pool.map(lambda side: int(np.searchsorted(ordered, low, side).sum()), ("left", "right"))) + m0
+    var_r = (m * m - 1) / 12 - _tie_sum(ordered) / (12 * m)
     p0 = m0 / m
     if m0 in (0, m) or var_r <= 0:
         return float("nan")
     return float(((m + 1) * m0 - twice_r0) / (2 * m) / np.sqrt(var_r * p0 * (1 - p0)))
+
+
+def _tie_sum(ordered: np.ndarray) -> float:
+    """Σ (t³ − t) over the runs of t ≥ 2 equal values of a sorted array (NaN never equal),
+    from the positions where a value equals its predecessor (few, usually none)."""
+    pos = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if pos.size == 0:
+        return 0.0
+    last = np.flatnonzero(np.r_[np.diff(pos) != 1, True])  # the last position of each run
+    t = np.diff(np.r_[-1, last]).astype(np.float64) + 1  # a run of k equal neighbours is k + 1 values
+    return float((t**3 - t).sum())
 
 
 # --- H-score -------------------------------------------------------------------------------
