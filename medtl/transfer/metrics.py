@@ -529,7 +529,10 @@ def _fda_proba(x: np.ndarray, y: np.ndarray, c: int, lam: float | None) -> tuple
     n, d = x.shape
     priors = np.bincount(y, minlength=c) / n
     means = np.stack([x[y == k].mean(0) for k in range(c)])
-    sw = gram(x - means[y]) / n  # Σ_k p_k·cov_k: every sample's deviation from its class mean, one dsyrk
+    dev = means[y]
+    np.subtract(x, dev, out=dev)  # every sample's deviation from its class mean (one N×D buffer)
+    sw = gram(dev) / n  # Σ_k p_k·cov_k, one dsyrk
+    del dev
     if lam is None:
         lam = max(float(np.exp(-5 * _power_top_eig(sw))), 1e-10)
     sw = (1 - lam) * sw + lam * np.trace(sw) / d * np.eye(d)
@@ -572,7 +575,10 @@ def sfda(features, labels) -> float:
     means = np.stack([x[y == k].mean(0) for k in range(c)])
     others = (means.sum(0, keepdims=True) - means) / (c - 1)  # mean of the other classes' means
     w = p[np.arange(len(y)), y][:, None]
-    mixed = w * x + (1 - w) * others[y]
+    mixed, pull = x * w, others[y]  # w·x + (1 − w)·μ̄, in two N×D buffers
+    pull *= 1 - w
+    mixed += pull
+    del pull
     p2, _ = _fda_proba(mixed, y, c, lam)
     return float(p2[np.arange(len(y)), y].mean())
 
