@@ -35,7 +35,10 @@ start() {
   chmod 700 "$dir/munge"
   local host cpus mem p1 p2
   host="$(hostname -s)"
-  cpus="$(nproc)"
+  # one CPU slot more than the cores: the overrunning test job holds one slot for its whole
+  # minute, and the job-array test should still run its tasks two at a time (they mostly
+  # wait on kernel starts); config_overrides lets slurmd accept the count
+  cpus="$(( $(nproc) + 1 ))"
   mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
   [ "$mem" -lt 512 ] && mem=512
   p1="$(free_port)"; p2="$(free_port)"
@@ -79,6 +82,7 @@ KillWait=5
 InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=30
+SlurmdParameters=config_overrides
 NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
