@@ -91,7 +91,6 @@ def test_similarity_does_not_use_train():
                         (target == "medtl" and "train" in names)), f"{path}:{line} imports medtl.train"
 
 
-
 def test_running_and_recording_experiments_does_not_import_torch():
     """A Slurm array task, ``medtl sweep`` and ``medtl status`` start from medtl.experiments
     and medtl.results: neither may pull in torch (~1.3 s per process), which only the

@@ -280,6 +280,8 @@ def test_cost_estimate_measures_each_candidate_without_changing_it():
     assert row.estimate_s >= 40 * row.forward_s + (40 + 2 * 20) * row.train_s  # extraction + FU at least
     assert row.dim == 512 and np.isnan(est.per_image.set_index("source").loc["b", "estimate_s"])
     assert any(n.startswith("b: no estimate") for n in est.notes) and "a: ~" in est.before()
+    # the unmeasured candidate is said once (its note), and a feature width is a whole number
+    assert "b: ~" not in est.before() and ", 512 features)" in est.before()
     assert est.after() == "" and np.isnan(est.p5()[0])
     est.measured_s = 10.0
     assert est.p5()[0] == pytest.approx(est.per_image.finetune_low_s.sum() / 10)

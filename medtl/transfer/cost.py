@@ -108,8 +108,10 @@ class Costs:
         lines = [f"estimated time (measured per-image costs; {self.n_images} images, {self.n_boot} interval "
                  f"subsamples; within about 2x):"]
         for r in self.per_image.itertuples():
+            if not np.isfinite(r.estimate_s):  # not measured: its note says why
+                continue
             lines.append(f"  {r.source}: ~{_duration(r.estimate_s)} (forward {1e3 * r.forward_s:.2f} ms/image, "
-                         f"train step {1e3 * r.train_s:.2f} ms/image, {r.dim} features)")
+                         f"train step {1e3 * r.train_s:.2f} ms/image, {r.dim:.0f} features)")
         lines.append(f"  all candidates: ~{_duration(self.estimate_s)}")
         return "\n".join(lines + [f"  {n}" for n in self.notes])
 
