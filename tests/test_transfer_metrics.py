@@ -151,6 +151,35 @@ def test_spearman_two_level_equals_scipy(case):
         spearman_two_level(values, high[:-1])
 
 
+@pytest.mark.parametrize("name", [n for n in TR.metric_names() if TR.metric(n).kind in ("features", "probs")])
+def test_a_metric_never_writes_into_its_input(name):
+    """The metrics read the caller's float64 array in place (no N×D copy where they only
+    read it): every features/probs metric leaves it bit-identical, and runs on a read-only
+    array (a memory-mapped feature file) without trying to write it."""
+    m = TR.metric(name)
+    x, y = _data(90, 12, 3, seed=4)
+    arg = _probs(90, 6, seed=4) if m.kind == "probs" else np.maximum(x, 0) + 0.1
+    kept = arg.copy()
+    arg.flags.writeable = False
+    value = m.fn(arg, y)
+    assert np.array_equal(arg, kept) and np.isfinite(value)
+
+
+def test_cholesky_equals_numpys_and_refuses_what_is_not_positive_definite():
+    from medtl._linalg import cholesky
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(40, 7))
+    a = z.T @ z + 0.1 * np.eye(7)
+    for order in (a, np.asfortranarray(a)):
+        kept = order.copy()
+        factor = cholesky(order)
+        np.testing.assert_allclose(np.tril(factor), np.linalg.cholesky(a), rtol=1e-13, atol=1e-13)
+        assert np.array_equal(order, kept)  # the input is not factored in place
+    assert cholesky(a - (np.linalg.eigvalsh(a)[0] + 1) * np.eye(7)) is None  # one negative eigenvalue
+    assert cholesky(np.zeros((3, 3))) is None
+
+
 @pytest.mark.parametrize("parts", [2, 3, 7])
 def test_sorted_parallel_is_one_sort(parts):
     """The several-thread sort PARC ranks with is np.sort exactly: ties straddling the
@@ -424,6 +453,11 @@ def test_feature_metric_errors(fn):
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match=r"features contain NaN or inf \(1 of 30 rows\)"):
         fn(bad, y)
+    bad[3, 1], bad[7, 0], bad[9, 4] = 1.0, np.inf, -np.inf  # +inf and -inf, in rows of their own
+    with pytest.raises(ValueError, match=r"features contain NaN or inf \(2 of 30 rows\)"):
+        fn(bad, y)
+    with pytest.raises(ValueError, match="features are constant"):
+        fn(np.full_like(x, 0.25), y)
     with pytest.raises(ValueError, match="labels has 29 entries but the features/probabilities have 30 rows"):
         fn(x, y[:-1])
 

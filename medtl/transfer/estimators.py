@@ -8,6 +8,7 @@ import functools
 
 import numpy as np
 
+from .._linalg import cholesky
 from .metrics import check_features, check_probs, class_mean_rows, gram, pinv_quadratic
 from .registry import register_metric
 
@@ -116,14 +117,16 @@ def coding_rate(z: np.ndarray, eps: float = 1e-4) -> float:
 
 
 def _rate_of_gram(g: np.ndarray, n: int, eps: float) -> float:
-    """½ log det(I + G/(n ε)) of a Gram matrix G (ZᵀZ or ZZᵀ): the matrix is I plus a PSD
-    one (eigenvalues ≥ 1), so log det = 2 Σ log diag L of its Cholesky factor L."""
-    m = g / (n * eps)
+    """½ log det(I + G/(n ε)) of a Gram matrix G (ZᵀZ or ZZᵀ; a float64 array of the
+    caller's, overwritten): the matrix is I plus a PSD one (eigenvalues ≥ 1), so
+    log det = 2 Σ log diag L of its Cholesky factor L."""
+    m = g
+    m /= n * eps
     m[np.diag_indices_from(m)] += 1.0
-    try:
-        return float(np.log(np.diagonal(np.linalg.cholesky(m))).sum())  # ½ · 2 Σ log diag L
-    except np.linalg.LinAlgError:  # non-finite features: slogdet says what it can
+    factor = cholesky(m)
+    if factor is None:  # non-finite features: slogdet says what it can
         return 0.5 * float(np.linalg.slogdet(m)[1])
+    return float(np.log(np.diagonal(factor)).sum())  # ½ · 2 Σ log diag L
 
 
 @register_metric(kind="features", label="TransRate", citation="Huang et al., ICML 2022",
@@ -140,11 +143,12 @@ def transrate(features, labels, eps: float = 1e-4) -> float:
 
     Shapes: features ``N×D``, labels ``N``.
     """
-    x, y, c = check_features(features, labels)
+    x, y, c = check_features(features, labels, copy=False)
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps}")
     order = np.argsort(y, kind="stable")
-    z = x[order] - x.mean(0)  # centred, each class a contiguous block
+    z = x[order]  # each class a contiguous block (a copy), centred in place
+    z -= x.mean(0)
     ends = np.searchsorted(y[order], np.arange(c + 1))
     blocks = [z[ends[k]:ends[k + 1]] for k in range(c)]
     d = z.shape[1]
@@ -221,7 +225,7 @@ def ledoit_wolf_alpha(x: np.ndarray, cov: np.ndarray) -> float:
     trace = float(np.trace(cov))
     mu = trace / d
     frob2 = float((cov * cov).sum())
-    fourth = float(((x * x).sum(1) ** 2).sum())
+    fourth = float((np.einsum("ij,ij->i", x, x) ** 2).sum())  # Σ_i ‖x_i‖⁴, no N×D temporary
     beta = (fourth / n - frob2) / (d * n)
     delta = (frob2 - 2 * mu * trace + d * mu ** 2) / d
     beta = min(beta, delta)
@@ -242,7 +246,7 @@ def hscore_reg(features, labels) -> float:
 
     Shapes: features ``N×D``, labels ``N``.
     """
-    x, y, c = check_features(features, labels)
+    x, y, c = check_features(features, labels, copy=False)
     x = x - x.mean(0)
     cov = gram(x) / len(x)
     alpha = ledoit_wolf_alpha(x, cov)

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from .._linalg import conditioned_cholesky, gram, sorted_parallel
+from .._linalg import cholesky, conditioned_cholesky, gram, sorted_parallel
 from ..data.splits import projection_key
 from .registry import register_metric
 
@@ -65,21 +65,35 @@ def check_labels(labels, n: int | None = None, min_per_class: int = 1) -> tuple[
     return y, c
 
 
-def check_features(features, labels, min_n_per_class: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
-    """Validate ``features`` ``N×D`` (finite) against ``labels``; N must exceed C."""
+def _finite_and_varying(x: np.ndarray) -> bool:
+    """Raise a ``ValueError`` where the ``N×D`` array ``x`` holds NaN or ±inf; return whether
+    any column takes two values. Two passes over ``x`` (the column maxima and minima: NaN
+    propagates through both, ±inf shows in one) and no ``N×D`` temporary."""
+    if x.size == 0:
+        return False
+    hi, lo = x.max(0), x.min(0)
+    if not (np.isfinite(hi).all() and np.isfinite(lo).all()):
+        raise ValueError(f"features contain NaN or inf ({int((~np.isfinite(x)).any(1).sum())} of {len(x)} rows)")
+    return bool((hi != lo).any())
+
+
+def check_features(features, labels, min_n_per_class: bool = True,
+                   copy: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validate ``features`` ``N×D`` (finite, not constant) against ``labels``; N must exceed
+    C. Returns ``(features float64, labels int64, C)``: the features are a copy the caller
+    may write into, or with ``copy=False`` the input itself where it is already a float64
+    array (for callers that only read it: no N×D copy)."""
     x = _as_array(features, "features")
     if x.ndim != 2:
         raise ValueError(f"features must be N×D, got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        bad = int((~np.isfinite(x)).any(1).sum())
-        raise ValueError(f"features contain NaN or inf ({bad} of {len(x)} rows)")
+    varies = _finite_and_varying(x)
     y, c = check_labels(labels, len(x))
     if min_n_per_class and len(x) <= c:
         raise ValueError(f"N={len(x)} samples must exceed the number of classes C={c}")
-    if x.shape[1] == 0 or not np.ptp(x, axis=0).any():
+    if not varies:
         raise ValueError("features are constant (every image gives the same feature vector): no metric can rank "
                          "them; is the model's penultimate layer dead or the input blank?")
-    return x.astype(np.float64), y, c
+    return (x.astype(np.float64) if copy else np.asarray(x, dtype=np.float64)), y, c
 
 
 def check_probs(probs, labels, atol: float = 1e-4) -> tuple[np.ndarray, np.ndarray, int]:
@@ -269,15 +283,14 @@ def check_targets(features, targets) -> tuple[np.ndarray, np.ndarray]:
     x = _as_array(features, "features")
     if x.ndim != 2:
         raise ValueError(f"features must be N×D, got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"features contain NaN or inf ({int((~np.isfinite(x)).any(1).sum())} of {len(x)} rows)")
+    varies = _finite_and_varying(x)
     t = _as_array(targets, "labels").astype(np.float64)
     t = t[:, None] if t.ndim == 1 else t
     if t.ndim != 2 or len(t) != len(x):
         raise ValueError(f"regression targets must be N or N×K with N={len(x)} rows, got shape {t.shape}")
     if not np.all(np.isfinite(t)):
         raise ValueError("regression targets contain NaN or inf (unknown labels must be dropped or imputed first)")
-    if len(x) < 2 or not np.ptp(x, axis=0).any():
+    if len(x) < 2 or not varies:
         raise ValueError("features are constant or fewer than 2 samples: LogME's evidence is undefined")
     return x.astype(np.float64), t
 
@@ -459,7 +472,7 @@ def hscore(features, labels, shrinkage: float | None = None) -> float:
 
     Shapes: features ``N×D``, labels ``N``.
     """
-    x, y, c = check_features(features, labels)
+    x, y, c = check_features(features, labels, copy=False)
     x = x - x.mean(0)
     cov = gram(x) / len(x)
     if shrinkage is None and len(x) <= x.shape[1]:
@@ -523,8 +536,9 @@ def _fda_proba(x: np.ndarray, y: np.ndarray, c: int, lam: float | None) -> tuple
     eigenvector: coef = M V Vᵀ with Vᵀ S_w V = I, i.e. V Vᵀ = S_w⁻¹. So coef = M S_w⁻¹, taken
     here by one Cholesky solve (S_w is positive definite after shrinkage) instead of a
     generalised eigendecomposition ~10× its cost; equal to rounding (tested against the
-    eigh form)."""
-    from scipy.linalg import solve
+    eigh form). Where S_w is not numerically positive definite, ``scipy.linalg.solve``
+    says so (``LinAlgError``)."""
+    from scipy.linalg import cho_solve, solve
 
     n, d = x.shape
     priors = np.bincount(y, minlength=c) / n
@@ -536,7 +550,9 @@ def _fda_proba(x: np.ndarray, y: np.ndarray, c: int, lam: float | None) -> tuple
     if lam is None:
         lam = max(float(np.exp(-5 * _power_top_eig(sw))), 1e-10)
     sw = (1 - lam) * sw + lam * np.trace(sw) / d * np.eye(d)
-    coef = solve(sw, means.T, assume_a="pos").T
+    factor = cholesky(sw)
+    coef = (solve(sw, means.T, assume_a="pos") if factor is None else
+            cho_solve((factor, True), means.T, check_finite=False)).T
     intercept = -0.5 * np.sum(means * coef, axis=1) + np.log(priors)
     return _softmax(x @ coef.T + intercept), lam
 
@@ -565,7 +581,7 @@ def sfda(features, labels) -> float:
 
     Shapes: features ``N×D``, labels ``N``.
     """
-    x, y, c = check_features(features, labels)
+    x, y, c = check_features(features, labels, copy=False)  # read, never written
     if len(x) <= x.shape[1]:
         warnings.warn(f"SFDA on N={len(x)} samples of D={x.shape[1]} features (N <= D) is 1 for any features whose "
                       "classes a linear map can separate (generic when N <= D): it cannot rank sources; use more "
