@@ -23,7 +23,7 @@ def gram(x: np.ndarray) -> np.ndarray:
     return x.T @ x
 
 
-def cholesky(a: np.ndarray) -> np.ndarray | None:
+def cholesky(a: np.ndarray, overwrite: bool = False) -> np.ndarray | None:
     """The Cholesky factor ``L`` (``LLᵀ = A``) of a symmetric positive definite ``A``
     (``D×D``) in the lower triangle of the returned array — its strict upper triangle holds
     ``A``'s, as LAPACK leaves it (read only ``np.tril`` of it, or pass it to ``cho_solve``
@@ -31,11 +31,12 @@ def cholesky(a: np.ndarray) -> np.ndarray | None:
 
     scipy's LAPACK ``dpotrf`` on the column-major view of the symmetric ``A`` (its
     transpose: no reordering copy): 40 ms at D = 2048 on this machine, against 113 ms for
-    ``numpy.linalg.cholesky``, same values."""
+    ``numpy.linalg.cholesky``, same values. ``overwrite=True`` factors a float64 ``A`` in
+    place (no D×D copy; ``A`` is then garbage, also where ``None`` is returned)."""
     from scipy.linalg.lapack import dpotrf
 
     a = np.asarray(a, dtype=np.float64)
-    factor, info = dpotrf(a.T if a.flags.c_contiguous else a, lower=1, clean=0)
+    factor, info = dpotrf(a.T if a.flags.c_contiguous else a, lower=1, clean=0, overwrite_a=int(overwrite))
     return factor if info == 0 else None
 
 
@@ -56,8 +57,9 @@ def conditioned_cholesky(a: np.ndarray, rcond_min: float = RCOND_MIN) -> tuple[n
     if not (diag > 0).all() or not np.isfinite(diag).all():
         return None
     s = 1 / np.sqrt(diag)
-    scaled = a * s[:, None] * s[None, :]
-    u, info = dpotrf(scaled, lower=0, clean=1)
+    scaled = a * s[:, None]
+    scaled *= s[None, :]
+    u, info = dpotrf(scaled.T, lower=0, clean=1)  # the column-major view: no reordering copy
     if info != 0:
         return None
     rc, info = dpocon(u, np.abs(scaled).sum(0).max())  # reads the upper factor

@@ -176,6 +176,9 @@ def test_cholesky_equals_numpys_and_refuses_what_is_not_positive_definite():
         factor = cholesky(order)
         np.testing.assert_allclose(np.tril(factor), np.linalg.cholesky(a), rtol=1e-13, atol=1e-13)
         assert np.array_equal(order, kept)  # the input is not factored in place
+    own = a.copy()
+    np.testing.assert_allclose(np.tril(cholesky(own, overwrite=True)), np.linalg.cholesky(a), rtol=1e-13, atol=1e-13)
+    assert not np.array_equal(own, a)  # overwrite=True: factored in place, no copy
     assert cholesky(a - (np.linalg.eigvalsh(a)[0] + 1) * np.eye(7)) is None  # one negative eigenvalue
     assert cholesky(np.zeros((3, 3))) is None
 

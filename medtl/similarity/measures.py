@@ -242,8 +242,10 @@ def _cca_cholesky(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
     ρ = σ(U_x⁻ᵀ S_x Σxy S_y U_y⁻¹) with U_x, S_x from :func:`conditioned_cholesky` of Σxx
     (likewise Y), which equals σ(Σxx^{-1/2} Σxy Σyy^{-1/2}) because U⁻ᵀS whitens. About
     D²(N + D) flops instead of an N×D SVD of each side; ``None`` (use the SVD bases) when
-    either covariance is too ill-conditioned for the Gram form to keep 1e-9 accuracy."""
-    from scipy.linalg import solve_triangular
+    either covariance is too ill-conditioned for the Gram form to keep 1e-9 accuracy. The
+    singular values come from scipy's LAPACK ``gesdd`` on the tall orientation of the
+    whitened matrix (260 ms at 1024×2048 here, against 365 ms for ``torch.linalg.svdvals``)."""
+    from scipy.linalg import solve_triangular, svdvals
 
     if x.device.type != "cpu":
         return None
@@ -255,7 +257,7 @@ def _cca_cholesky(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
     (ux, sx), (uy, sy) = fx, fy
     m = solve_triangular(ux, (xn.T @ yn) * sx[:, None] * sy[None, :], trans="T", check_finite=False)
     m = solve_triangular(uy, m.T, trans="T", check_finite=False)
-    return torch.linalg.svdvals(torch.from_numpy(m))
+    return torch.from_numpy(svdvals(m if m.shape[0] >= m.shape[1] else m.T, check_finite=False))
 
 
 def cca(x: Array, y: Array, epsilon: float = 0.0, method: str = "svd") -> torch.Tensor:

@@ -530,31 +530,36 @@ def _power_top_eig(a: np.ndarray, iterations: int = 3) -> float:
     return float(x @ a @ y)
 
 
-def _fda_proba(x: np.ndarray, y: np.ndarray, c: int, lam: float | None) -> tuple[np.ndarray, float]:
-    """Class probabilities of the shrinkage FDA. The official code solves S_b v = λ S_w v
-    (``scipy.linalg.eigh(S_b, S_w)``, S_b = S_t − S_w, both shrunk) and keeps every
+def _fda_proba(x: np.ndarray, y: np.ndarray, c: int, lam: float | None) -> tuple[np.ndarray, float, np.ndarray]:
+    """Class probabilities of the shrinkage FDA, its λ and the class means (``C×D``). The
+    official code solves S_b v = λ S_w v (``scipy.linalg.eigh(S_b, S_w)``, S_b = S_t − S_w,
+    both shrunk) and keeps every
     eigenvector: coef = M V Vᵀ with Vᵀ S_w V = I, i.e. V Vᵀ = S_w⁻¹. So coef = M S_w⁻¹, taken
     here by one Cholesky solve (S_w is positive definite after shrinkage) instead of a
     generalised eigendecomposition ~10× its cost; equal to rounding (tested against the
-    eigh form). Where S_w is not numerically positive definite, ``scipy.linalg.solve``
-    says so (``LinAlgError``)."""
-    from scipy.linalg import cho_solve, solve
+    eigh form). Where S_w is not numerically positive definite a ``LinAlgError`` says so."""
+    from scipy.linalg import cho_solve
 
     n, d = x.shape
     priors = np.bincount(y, minlength=c) / n
     means = np.stack([x[y == k].mean(0) for k in range(c)])
     dev = means[y]
     np.subtract(x, dev, out=dev)  # every sample's deviation from its class mean (one N×D buffer)
-    sw = gram(dev) / n  # Σ_k p_k·cov_k, one dsyrk
+    sw = gram(dev)  # n·Σ_k p_k·cov_k, one dsyrk
+    sw /= n
     del dev
     if lam is None:
         lam = max(float(np.exp(-5 * _power_top_eig(sw))), 1e-10)
-    sw = (1 - lam) * sw + lam * np.trace(sw) / d * np.eye(d)
-    factor = cholesky(sw)
-    coef = (solve(sw, means.T, assume_a="pos") if factor is None else
-            cho_solve((factor, True), means.T, check_finite=False)).T
+    shift = lam * np.trace(sw) / d
+    sw *= 1 - lam  # (1 − λ) S_w + λ (tr S_w / D) I, in place
+    sw[np.diag_indices_from(sw)] += shift
+    factor = cholesky(sw, overwrite=True)
+    if factor is None:
+        raise np.linalg.LinAlgError(f"SFDA: the shrunk within-class scatter (λ = {lam:.3g}) is not positive definite; "
+                                    "are the features finite and on a sane scale?")
+    coef = cho_solve((factor, True), means.T, check_finite=False).T
     intercept = -0.5 * np.sum(means * coef, axis=1) + np.log(priors)
-    return _softmax(x @ coef.T + intercept), lam
+    return _softmax(x @ coef.T + intercept), lam, means
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -586,16 +591,15 @@ def sfda(features, labels) -> float:
         warnings.warn(f"SFDA on N={len(x)} samples of D={x.shape[1]} features (N <= D) is 1 for any features whose "
                       "classes a linear map can separate (generic when N <= D): it cannot rank sources; use more "
                       "samples than feature dimensions", RuntimeWarning, stacklevel=2)
-    p, lam = _fda_proba(x, y, c, None)
+    p, lam, means = _fda_proba(x, y, c, None)
     p = _softmax(p)
-    means = np.stack([x[y == k].mean(0) for k in range(c)])
     others = (means.sum(0, keepdims=True) - means) / (c - 1)  # mean of the other classes' means
     w = p[np.arange(len(y)), y][:, None]
     mixed, pull = x * w, others[y]  # w·x + (1 − w)·μ̄, in two N×D buffers
     pull *= 1 - w
     mixed += pull
     del pull
-    p2, _ = _fda_proba(mixed, y, c, lam)
+    p2 = _fda_proba(mixed, y, c, lam)[0]
     return float(p2[np.arange(len(y)), y].mean())
 
 
