@@ -181,10 +181,13 @@ def test_measure_errors():
     with pytest.raises(ValueError, match=r"CCA needs more samples than dimensions \(N=10, D1=20, D2=4\)"):
         S.cca(x, y)
     assert len(S.cca(x, y, epsilon=1e-3)) == 4  # regularised CCA is allowed
-    bad = x.clone()
-    bad[0, 0] = float("nan")
-    with pytest.raises(ValueError, match="X contains NaN or inf activations"):
-        S.cka(bad, y)
+    for value in (float("nan"), float("inf"), -float("inf")):  # each alone, in a row of finite values
+        bad = x.clone()
+        bad[3, 2] = value
+        with pytest.raises(ValueError, match="X contains NaN or inf activations"):
+            S.cka(bad, y)
+        with pytest.raises(ValueError, match="Y contains NaN or inf activations"):
+            S.mean_cca(y, bad.numpy()[:, :4], epsilon=1e-3)
     with pytest.raises(ValueError, match="same number of rows"):
         S.cka(x, y[:5])
     with pytest.raises(ValueError, match="must be N×D"):

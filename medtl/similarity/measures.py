@@ -30,8 +30,10 @@ def _t(x: Array, name: str) -> torch.Tensor:
     if t.ndim != 2:
         raise ValueError(f"{name} must be N×D (rows = inputs), got shape {tuple(t.shape)}; "
                          "pool or flatten conv activations first (see as_datapoints)")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} contains NaN or inf activations")
+    if t.numel():  # one pass and no N×D temporary: NaN propagates through min and max, ±inf shows in one
+        lo, hi = torch.aminmax(t)
+        if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+            raise ValueError(f"{name} contains NaN or inf activations")
     return t
 
 
@@ -216,7 +218,7 @@ def _live_columns(x: torch.Tensor, name: str) -> torch.Tensor:
     """The centred columns of ``x`` that are not constant: dead units are dropped with a
     warning; an all-constant input raises."""
     x = x - x.mean(0)
-    scale = x.abs().amax(0)
+    scale = torch.maximum(x.amax(0), -x.amin(0))  # max |x| per column, no N×D temporary
     dead = scale <= scale.max() * 1e-12 if bool(scale.max() > 0) else torch.ones_like(scale, dtype=torch.bool)
     if bool(dead.all()):
         raise ValueError(f"{name} is constant (every datapoint gives the same activations): CCA is undefined")
