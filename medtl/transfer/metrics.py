@@ -533,11 +533,11 @@ def _power_top_eig(a: np.ndarray, iterations: int = 3) -> float:
 def _fda_proba(x: np.ndarray, y: np.ndarray, c: int, lam: float | None) -> tuple[np.ndarray, float, np.ndarray]:
     """Class probabilities of the shrinkage FDA, its λ and the class means (``C×D``). The
     official code solves S_b v = λ S_w v (``scipy.linalg.eigh(S_b, S_w)``, S_b = S_t − S_w,
-    both shrunk) and keeps every
-    eigenvector: coef = M V Vᵀ with Vᵀ S_w V = I, i.e. V Vᵀ = S_w⁻¹. So coef = M S_w⁻¹, taken
-    here by one Cholesky solve (S_w is positive definite after shrinkage) instead of a
-    generalised eigendecomposition ~10× its cost; equal to rounding (tested against the
-    eigh form). Where S_w is not numerically positive definite a ``LinAlgError`` says so."""
+    both shrunk) and keeps every eigenvector: coef = M V Vᵀ with Vᵀ S_w V = I, i.e.
+    V Vᵀ = S_w⁻¹. So coef = M S_w⁻¹, taken here by one Cholesky solve (S_w is positive
+    definite after shrinkage) instead of a generalised eigendecomposition ~10× its cost;
+    equal to rounding (tested against the eigh form). Where S_w is not numerically positive
+    definite a ``LinAlgError`` says so."""
     from scipy.linalg import cho_solve
 
     n, d = x.shape
