@@ -43,14 +43,15 @@ def cholesky(a: np.ndarray, overwrite: bool = False) -> np.ndarray | None:
 def conditioned_cholesky(a: np.ndarray, rcond_min: float = RCOND_MIN) -> tuple[np.ndarray, np.ndarray] | None:
     """``(U, s)`` with ``UᵀU = S·A·S``, ``S = diag(s)``, ``s = 1/√diag(A)`` (the symmetric
     positive definite ``A``, ``D×D``, scaled to unit diagonal, which makes the condition
-    number independent of the features' scales), U upper triangular — or ``None`` where
+    number independent of the features' scales), U in the upper triangle of the returned
+    array (its strict lower triangle is not zeroed: solve with ``lower=False``) — or ``None`` where
     A has a non-positive diagonal entry, is not numerically positive definite, or the
     scaled matrix's reciprocal condition estimate (LAPACK ``dpocon``, 1-norm) is at most
     ``rcond_min``: there the caller must use a rank-revealing decomposition instead.
 
     Then A⁻¹ = S U⁻¹ U⁻ᵀ S and A^{-1/2} equals S U⁻¹ up to an orthogonal factor
     (whitening by U⁻ᵀS leaves singular values of whitened products unchanged)."""
-    from scipy.linalg.lapack import dpocon, dpotrf
+    from scipy.linalg.lapack import dpocon
 
     a = np.asarray(a, dtype=np.float64)
     diag = np.diag(a)
@@ -59,13 +60,14 @@ def conditioned_cholesky(a: np.ndarray, rcond_min: float = RCOND_MIN) -> tuple[n
     s = 1 / np.sqrt(diag)
     scaled = a * s[:, None]
     scaled *= s[None, :]
-    u, info = dpotrf(scaled.T, lower=0, clean=1)  # the column-major view: no reordering copy
-    if info != 0:
+    anorm = np.abs(scaled).sum(0).max()
+    factor = cholesky(scaled, overwrite=True)  # L in the lower triangle, L = Uᵀ
+    if factor is None:
         return None
-    rc, info = dpocon(u, np.abs(scaled).sum(0).max())  # reads the upper factor
+    rc, info = dpocon(factor, anorm, uplo="L")
     if info != 0 or not rc > rcond_min:
         return None
-    return u, s
+    return factor.T, s
 
 
 def sorted_parallel(values: np.ndarray, parts: int | None = None, min_size: int = 1 << 20) -> np.ndarray:

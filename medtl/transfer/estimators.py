@@ -9,7 +9,7 @@ import functools
 import numpy as np
 
 from .._linalg import cholesky
-from .metrics import check_features, check_probs, class_mean_rows, gram, pinv_quadratic
+from .metrics import check_features, check_probs, class_mean_rows, class_means, gram, pinv_quadratic
 from .registry import register_metric
 
 
@@ -197,7 +197,7 @@ def gbc(features, labels, dim: int | None = 64) -> float:
         raise ValueError(f"GBC needs at least 2 samples per class; class {int(counts.argmin())} has {int(counts.min())}")
     if dim is not None and x.shape[1] > dim:
         x = _pca_scores(x - x.mean(0), dim)
-    mu = np.stack([x[y == k].mean(0) for k in range(c)])
+    mu = class_means(x, y, c)
     var = np.stack([x[y == k].var(0) for k in range(c)]) + 1e-9
     total = 0.0
     for i in range(c):

@@ -134,12 +134,17 @@ def one_hot(y: np.ndarray, c: int) -> np.ndarray:
     return np.eye(c)[y]
 
 
+def class_means(x: np.ndarray, y: np.ndarray, c: int) -> np.ndarray:
+    """``C×D``: row k the mean of class k's rows of ``x`` (``N×D``; labels ``0..C-1``)."""
+    return np.stack([x[y == k].mean(0) for k in range(c)])
+
+
 def class_mean_rows(x: np.ndarray, y: np.ndarray, c: int) -> np.ndarray:
     """``B`` (``C×D``) with rows b_k = √(n_k/N)·μ_k, μ_k the mean of class k's rows of ``x``:
     BᵀB = (1/N) Σ_i μ_{y_i} μ_{y_i}ᵀ, the covariance of each sample's class mean when ``x``
     is column-centred (rank ≤ C, so H-scores need C quadratic forms, not a D×D product)."""
     counts = np.bincount(y, minlength=c)
-    return np.stack([x[y == k].mean(0) for k in range(c)]) * np.sqrt(counts / len(x))[:, None]
+    return class_means(x, y, c) * np.sqrt(counts / len(x))[:, None]
 
 
 def pinv_quadratic(a: np.ndarray, b: np.ndarray, rcond: float = 1e-15) -> float:
@@ -279,7 +284,8 @@ def logme_evidence(sigma: np.ndarray, x2: np.ndarray, res_x2: float, n: int, d: 
 def check_targets(features, targets) -> tuple[np.ndarray, np.ndarray]:
     """Validate ``features`` ``N×D`` (finite, not constant) and real-valued regression
     ``targets`` (``N`` or ``N×K``: multi-hot labels, ordinal grades, any real value);
-    returns ``(features float64, targets float64 N×K)``."""
+    returns ``(features float64, targets float64 N×K)``, the features not copied where they
+    are float64 already (LogME only reads them)."""
     x = _as_array(features, "features")
     if x.ndim != 2:
         raise ValueError(f"features must be N×D, got shape {x.shape}")
@@ -292,7 +298,7 @@ def check_targets(features, targets) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("regression targets contain NaN or inf (unknown labels must be dropped or imputed first)")
     if len(x) < 2 or not varies:
         raise ValueError("features are constant or fewer than 2 samples: LogME's evidence is undefined")
-    return x.astype(np.float64), t
+    return np.asarray(x, dtype=np.float64), t
 
 
 @register_metric(kind="features", label="LogME", citation="You et al., ICML 2021", labels=("single", "multilabel"),
@@ -321,7 +327,7 @@ def logme(features, labels, max_iter: int = 11, mode: str = "auto") -> float:
     if regression:
         f, targets = check_targets(features, lab)
     else:
-        f, y, c = check_features(features, lab)
+        f, y, c = check_features(features, lab, copy=False)  # read, never written
         targets = one_hot(y, c)
     n, d = f.shape
     if n > d:  # FᵀF = V Σ Vᵀ; the projections uᵀy = Σ^{-1/2} Vᵀ(Fᵀy) never form U (N×D)
@@ -542,7 +548,7 @@ def _fda_proba(x: np.ndarray, y: np.ndarray, c: int, lam: float | None) -> tuple
 
     n, d = x.shape
     priors = np.bincount(y, minlength=c) / n
-    means = np.stack([x[y == k].mean(0) for k in range(c)])
+    means = class_means(x, y, c)
     dev = means[y]
     np.subtract(x, dev, out=dev)  # every sample's deviation from its class mean (one N×D buffer)
     sw = gram(dev)  # n·Σ_k p_k·cov_k, one dsyrk
