@@ -16,7 +16,6 @@ top operators of one epoch of each. Prints a table and writes benchmarks/out/fit
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import torch
@@ -26,6 +25,7 @@ from torch import nn
 import medtl.data as D
 import medtl.models as M
 import medtl.train as T
+from medtl.runtime import cores
 
 
 def dataset(n: int, size: int) -> D.ImageSet:
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="alternating runs of each loop; the best counts")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(cores())
     rows = []
     print(f"{'size':>5}{'images':>8}{'plain img/s':>13}{'fit img/s':>11}{'fit/plain':>11}")
     for size in (int(s) for s in args.sizes.split(",")):

@@ -13,7 +13,6 @@ benchmarks/out/loader_speed.json). Goal: medtl's loader at least 5x faster.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import torch
@@ -23,6 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 import medtl.data as D
+from medtl.runtime import cores
 
 
 class PILDataset(Dataset):
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--root", default=None)
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(cores())
 
     if D.status("bloodmnist", 28, args.root, check_md5=False) != "missing":
         data, source = D.load("bloodmnist", "train", 28, args.root), "bloodmnist train (28 px)"

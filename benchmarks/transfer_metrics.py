@@ -20,7 +20,6 @@ time to fine-tune one of them with the ``cpu`` grid preset, times 10.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
@@ -30,6 +29,7 @@ from _common import save_record, timed
 import medtl.data as D
 import medtl.models as M
 import medtl.transfer as TR
+from medtl.runtime import cores
 
 #: The metrics the dataset-transferability study ran (the < 10 s goal was set for them).
 STUDY_SET = ("leep", "nleep", "logme", "parc", "sfda", "ncti", "hscore", "lp", "fu")
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--skip-fu-check", action="store_true", help="skip the O(B³) reference (minutes)")
     parser.add_argument("--skip-estimation", action="store_true", help="skip scoring vs fine-tuning 10 sources")
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(cores())
     records = []
     for size in args.sizes.split(","):
         n, d, c = SIZES[size]

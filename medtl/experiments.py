@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import paths
 from . import results as rs
-from .runtime import config_id, expand_grid
+from .runtime import config_id, cores, expand_grid
 from .slurm import ACTIVE, available, job_states, log_tail
 from .slurm import parameters as slurm_parameters
 
@@ -216,18 +216,18 @@ def run(notebook: str | os.PathLike, parameters: Mapping | None = None, out_dir:
 
 
 def core_share(parallel: int) -> dict[str, str]:
-    """``{"OMP_NUM_THREADS": cores ÷ parallel}`` for runs started ``parallel`` at a time, so
+    """``{"OMP_NUM_THREADS": cores ÷ parallel}`` (:func:`medtl.runtime.cores`) for runs started ``parallel`` at a time, so
     that their torch thread pools do not spin against each other; ``{}`` for one run at a
     time, or where the environment already sets ``OMP_NUM_THREADS`` (a cluster job's share)."""
     if parallel <= 1 or "OMP_NUM_THREADS" in os.environ:
         return {}
-    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
+    return {"OMP_NUM_THREADS": str(max(1, cores() // parallel))}
 
 
 def run_many(jobs: Sequence[tuple[str | os.PathLike, Mapping | None, str | os.PathLike | None]],
              max_parallel: int | None = None, results_dir: str | os.PathLike | None = None) -> list[RunResult]:
     """Run independent notebooks ``(notebook, parameters, out_dir)`` with :func:`run`, up to
-    ``max_parallel`` kernels at a time (default: one per CPU core, at most the number of
+    ``max_parallel`` kernels at a time (default: one per core this process may use, at most the number of
     jobs); an ``out_dir`` of ``None`` is the run's default folder under ``results_dir``.
     Kernels are separate processes: a notebook that spends its time starting, importing and
     plotting (an analysis notebook) runs beside another at full speed, and when more than
@@ -239,7 +239,7 @@ def run_many(jobs: Sequence[tuple[str | os.PathLike, Mapping | None, str | os.Pa
 
     jobs = list(jobs)
     if max_parallel is None:
-        max_parallel = os.cpu_count() or 1
+        max_parallel = cores()
     if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
         raise ValueError(f"max_parallel must be a whole number >= 1, got {max_parallel!r}")
     workers = min(max_parallel, len(jobs))

@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import paths
 from ._io import atomic_write
+from .runtime import cores
 
 RUN_FILE = "run.json"
 STATUSES = ("running", "finished", "failed", "interrupted", "timeout")
@@ -56,7 +57,7 @@ def environment() -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({cores()} cores)"
     return {"medtl_version": __version__, "git_commit": git_commit(), "packages": versions,
             "python": platform.python_version(), "platform": platform.platform(), "device": device}
 

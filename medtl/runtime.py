@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import os
 import re
 import warnings
 from collections.abc import Iterator, Mapping
@@ -19,6 +20,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+
+def cores() -> int:
+    """The CPU cores this process may run on: its affinity mask (what Slurm's
+    ``--cpus-per-task``, ``taskset`` or a container's cpuset grant), not the machine's count
+    that ``os.cpu_count()`` reports — on a 64-core node a 4-core job that sized its thread
+    pools or parallel kernels by ``os.cpu_count()`` would run 16× oversubscribed, and OpenMP
+    pools spinning against each other run many times slower than one pool. Falls back to
+    ``os.cpu_count()`` where the platform has no affinity call (macOS, Windows)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def device(spec=None) -> torch.device:

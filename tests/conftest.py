@@ -11,21 +11,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medtl.runtime import cores
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
 #: Test processes: 1, or pytest-xdist's workers (``-n 2``). Each process gets its share of
 #: the cores for torch's thread pool (more threads than cores make the pools spin against
 #: each other), and so do the kernels and CLI processes it starts (``OMP_NUM_THREADS``) —
-#: except the demo, which runs as a user's run does, on every core (``AS_A_USER``): a CPU
-#: training run's float rounding depends on the thread count, and the demo's known-answer
-#: tests check what a user's run on this machine gives.
+#: except the demo, which runs as a user's run does, on every core this process may use
+#: (``AS_A_USER``): a CPU training run's float rounding depends on the thread count, and
+#: the demo's known-answer tests check what a user's run on this machine gives (at one
+#: thread its shape-a source failed the "learned" check once). On this 2-core machine
+#: ``-n 2`` buys nothing (1,085 s against 1,128 s serially, 2026-12-07): torch already
+#: keeps both cores busy, and the 2-thread demo beside a busy worker ran 5.8× slower.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+THREADS = max(1, cores() // WORKERS)
 if WORKERS > 1:  # the kernels and CLI processes a worker starts take the worker's share too
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
 #: the environment of a program run as a user runs it (the demo): every core for torch
-AS_A_USER = {"OMP_NUM_THREADS": str(os.cpu_count() or 1)}
+AS_A_USER = {"OMP_NUM_THREADS": str(cores())}
 
 #: Fixtures too costly to build twice (a demo, a synthetic study, trained sources) and the
 #: group of each: session scoped, and under pytest-xdist every test that uses a group's

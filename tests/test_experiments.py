@@ -20,6 +20,7 @@ from medtl import analysis
 from medtl import experiments as E
 from medtl import results as rs
 from medtl import transfer as TR
+from medtl.runtime import cores
 
 NOTEBOOKS = sorted(p for p in (REPO / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
@@ -53,6 +54,21 @@ def test_run_records_and_keeps_the_executed_notebook(tmp_path):
     assert "failing on purpose" in (rs.read_run(failed.run_dir) or {})["error"]
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity calls on this platform")
+def test_a_process_granted_one_core_sizes_its_pools_and_kernels_by_that_core_not_the_machine():
+    # what Slurm's --cpus-per-task=1 or taskset grant: the affinity mask, not os.cpu_count()
+    code = ("import json, os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); os.environ.pop('OMP_NUM_THREADS', None)\n"
+            "from medtl import experiments as E, runtime, study, results\n"
+            "print(json.dumps([os.cpu_count(), runtime.cores(), E.core_share(2), study.set_threads(), "
+            "results.environment()['device']]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    machine, granted, share, threads, device = json.loads(out.stdout.strip().splitlines()[-1])
+    assert machine == (os.cpu_count() or 1) and granted == 1 and threads == 1 and device == "cpu (1 cores)"
+    assert share == {"OMP_NUM_THREADS": "1"}  # two kernels on one core: one thread each
+    assert cores() == len(os.sched_getaffinity(0))  # this process: every core it may use
+
+
 def test_run_many_overlaps_kernels_shares_the_cores_and_raises_after_recording_every_run(tmp_path, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     nb = write_toy_notebook(tmp_path / "span.ipynb", "import os, time, pandas as pd\nfrom medtl import results\n"
@@ -64,7 +80,7 @@ def test_run_many_overlaps_kernels_shares_the_cores_and_raises_after_recording_e
     assert out[1].run_dir == (tmp_path / "r" / "span" / E.run_id(nb, {"x": 2})).resolve()
     a, b = (rs.load(r.run_dir).iloc[0] for r in out)
     assert a.t0 < b.t1 and b.t0 < a.t1  # the two kernels ran at the same time
-    assert a.omp == b.omp == str(max(1, (os.cpu_count() or 1) // 2))  # each its share of the cores
+    assert a.omp == b.omp == str(max(1, cores() // 2))  # each its share of the cores
     assert "OMP_NUM_THREADS" not in os.environ  # restored
     swept = E.sweep(nb, {"x": [5, 6]}, results_dir=tmp_path / "s", max_parallel=2, progress=False)
     assert set(swept.status) == {"finished"} and set(rs.load(tmp_path / "s").omp) == {a.omp}  # a local sweep too

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from .. import data as D
+from ..runtime import cores
 
 #: The source name of an untrained (randomly initialised) candidate.
 RANDOM = "random"
@@ -44,10 +45,11 @@ def target_fold(name: str, size: int = 28, root: str | os.PathLike | None = None
 
 
 def set_threads() -> int:
-    """Use every core for torch's intra-op pool (notebook kernels start with defaults), or
-    the OMP_NUM_THREADS the environment sets (a cluster job's share, a test worker's)."""
+    """Use every core this process may run on (:func:`medtl.runtime.cores`) for torch's
+    intra-op pool (notebook kernels start with defaults), or the OMP_NUM_THREADS the
+    environment sets (a cluster job's share, a test worker's)."""
     env = os.environ.get("OMP_NUM_THREADS", "")
-    n = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+    n = int(env) if env.isdigit() and int(env) > 0 else cores()
     torch.set_num_threads(n)
     return n
 
