@@ -216,9 +216,10 @@ def run(notebook: str | os.PathLike, parameters: Mapping | None = None, out_dir:
 
 
 def core_share(parallel: int) -> dict[str, str]:
-    """``{"OMP_NUM_THREADS": cores ÷ parallel}`` (:func:`medtl.runtime.cores`) for runs started ``parallel`` at a time, so
-    that their torch thread pools do not spin against each other; ``{}`` for one run at a
-    time, or where the environment already sets ``OMP_NUM_THREADS`` (a cluster job's share)."""
+    """``{"OMP_NUM_THREADS": cores ÷ parallel}`` (:func:`medtl.runtime.cores`) for runs
+    started ``parallel`` at a time, so that their torch thread pools do not spin against each
+    other; ``{}`` for one run at a time, or where the environment already sets
+    ``OMP_NUM_THREADS`` (a cluster job's share)."""
     if parallel <= 1 or "OMP_NUM_THREADS" in os.environ:
         return {}
     return {"OMP_NUM_THREADS": str(max(1, cores() // parallel))}
@@ -227,8 +228,9 @@ def core_share(parallel: int) -> dict[str, str]:
 def run_many(jobs: Sequence[tuple[str | os.PathLike, Mapping | None, str | os.PathLike | None]],
              max_parallel: int | None = None, results_dir: str | os.PathLike | None = None) -> list[RunResult]:
     """Run independent notebooks ``(notebook, parameters, out_dir)`` with :func:`run`, up to
-    ``max_parallel`` kernels at a time (default: one per core this process may use, at most the number of
-    jobs); an ``out_dir`` of ``None`` is the run's default folder under ``results_dir``.
+    ``max_parallel`` kernels at a time (default: one per core this process may use, at most
+    the number of jobs); an ``out_dir`` of ``None`` is the run's default folder under
+    ``results_dir``.
     Kernels are separate processes: a notebook that spends its time starting, importing and
     plotting (an analysis notebook) runs beside another at full speed, and when more than
     one runs at a time each kernel gets its share of the cores for torch's thread pool
