@@ -24,7 +24,10 @@ SHARED = REPO.parent / "shared" / "data"
 #: the demo's known-answer tests check what a user's run on this machine gives (at one
 #: thread its shape-a source failed the "learned" check once). On this 2-core machine
 #: ``-n 2`` buys nothing (1,085 s against 1,128 s serially, 2026-12-07): torch already
-#: keeps both cores busy, and the 2-thread demo beside a busy worker ran 5.8× slower.
+#: keeps both cores busy, and the 2-thread demo beside a busy worker ran 5.8× slower. Nor
+#: with OpenMP's waiting threads asleep (OMP_WAIT_POLICY=PASSIVE, which cut a 2-thread loop's
+#: slowdown beside a busy process from 3.2× to 1.8×): ``-n 2 --dist loadgroup`` took 1,228 s
+#: against 1,139 s serially (2026-12-07), the offline demo 303 s against 123 s.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 THREADS = max(1, cores() // WORKERS)
 if WORKERS > 1:  # the kernels and CLI processes a worker starts take the worker's share too
