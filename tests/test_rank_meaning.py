@@ -93,6 +93,43 @@ def test_fu_on_a_class_sorted_target_is_defined_and_batches_are_stratified(sourc
     assert (a == other.images[D.stratified_order(other, seed=3)]).all()
 
 
+def _fu_by_definition(model, data, seed=42):
+    """FU written out (spec §2.2, stratified batches): every weight requires its gradient, as
+    a training step's backward pass computes them; the two monitored norms are read after."""
+    import copy
+
+    import torch
+
+    from medtl import runtime
+
+    a = M.arch_of(model)
+    net = copy.deepcopy(model).eval()
+    M.set_module(net, a.feature_node, torch.nn.Identity())
+    data = data.subset(D.stratified_order(data, seed, group=2), name=data.name)
+    g1, g2 = [], []
+    with runtime.seeded(seed):
+        for x, y in D.loader(data, batch_size=max(len(data) // 6, 2), **runtime.batch_settings(model, data)):
+            net.zero_grad(set_to_none=True)
+            TR.triplet_margin_loss(net(x).float(), y).backward()
+            g1.append(float(M.get_module(net, a.fu_layers[0]).weight.grad.norm()))
+            g2.append(float(M.get_module(net, a.fu_layers[1]).weight.grad.norm()))
+    return np.mean(g2) / np.mean(g1)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small"])
+def test_fu_equals_its_definition_and_leaves_the_model_as_it_was(arch):
+    """FU computes only the two monitored gradients; its value is the one every gradient's
+    backward pass gives, and the candidate keeps its weights and requires_grad flags."""
+    model = M.create(arch, num_classes=3, seed=4)
+    model.fc.weight.requires_grad_(False) if arch == "resnet18" else None
+    flags = {k: p.requires_grad for k, p in model.named_parameters()}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = _target((10, 8, 6), size=32)
+    assert TR.fu(model, data) == pytest.approx(_fu_by_definition(model, data), rel=1e-6)
+    assert flags == {k: p.requires_grad for k, p in model.named_parameters()}
+    assert all((before[k] == v).all() for k, v in model.state_dict().items())
+
+
 def test_rank_on_a_class_sorted_and_a_shuffled_target_gives_the_same_answer(sources):
     data = _target()
     args = {"metrics": ["logme", "knn_cosine", "nleep", "fu"], "n_boot": 3, "progress": False}

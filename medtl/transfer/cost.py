@@ -6,7 +6,8 @@ hyper-parameter grid over the time the ranking took.
 The estimate for candidate s on N images, with ``n_boot`` subsample replicates of m images:
 
     extraction   N · f_s                          (f_s: eval forward seconds per image)
-    FU           (N + n_boot · m) · g_s            (g_s: train-step seconds per image; when FU is asked)
+    FU           (N + n_boot · m) · g_s            (g_s: train-step seconds per image; when FU is asked;
+                                                   an upper bound: FU computes two weights' gradients)
     metrics      M(N) + n_boot · M(m)              (M: the feature/probability metrics' time,
                                                    timed on random features of the candidate's
                                                    width at two sizes and extrapolated)

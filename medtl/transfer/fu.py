@@ -101,7 +101,9 @@ def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size
     are stored shuffled, a user's folder usually is not: then no batch holds two classes and
     FU is undefined). For each batch b, the all-triplets margin
     loss (:func:`triplet_margin_loss`, margin 0.05) is back-propagated and the Frobenius
-    norms of the two monitored weight gradients are recorded:
+    norms of the two monitored weight gradients are recorded (only those two are computed:
+    FU's private copy of the model freezes every other weight, which leaves both gradients
+    as they are and saves about a third of the backward pass):
 
         FU = mean_b ‖∂L_b/∂W₂‖_F / mean_b ‖∂L_b/∂W₁‖_F,
 
@@ -127,6 +129,10 @@ def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size
     net = copy.deepcopy(model).to(dev).eval()
     set_module(net, a.feature_node, nn.Identity())
     w1, w2 = get_module(net, w1_name).weight, get_module(net, w2_name).weight
+    monitored = {id(w1), id(w2)}
+    for p in net.parameters():  # the other weights' gradients are never read: not computed (about a
+        if id(p) not in monitored:  # third of the backward pass); W₁, W₂ keep the model's own flags
+            p.requires_grad_(False)
     if order not in ("stratified", "stored"):
         raise ValueError(f"order must be 'stratified' or 'stored', got {order!r}")
     if order == "stratified":
