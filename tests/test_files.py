@@ -52,6 +52,12 @@ def test_from_list_single_and_multilabel(tmp_path):
     (tmp_path / "missing.txt").write_text("img/9.png 0\nimg/0.png 1\n")
     with pytest.raises(ValueError, match="cannot decode image .*9.png"):
         D.from_list(tmp_path / "missing.txt")
+    # every undecodable file is named in one error, not one per run
+    (tmp_path / "img" / "torn.png").write_bytes(b"not a png")
+    (tmp_path / "several.txt").write_text("img/9.png 0\nimg/0.png 1\nimg/torn.png 1\nimg/8.png 0\n")
+    with pytest.raises(ValueError, match="cannot decode 3 of 4 images") as err:
+        D.from_list(tmp_path / "several.txt")
+    assert all(f"{name}.png" in str(err.value) for name in ("9", "torn", "8")) and "0.png" not in str(err.value)
 
 
 def test_from_csv_names_indices_and_multihot(tmp_path):
@@ -74,3 +80,30 @@ def test_sixteen_bit_images_are_rescaled(tmp_path):
     img = D.decode_images([tmp_path / "x.png"], size=2, channels=1, progress=False)
     assert img[0, 0].tolist() == [[0, 64], [128, 255]]
     assert img.dtype == torch.uint8
+
+
+def test_a_folder_without_splits_is_cut_70_10_20_per_class_and_says_so(tmp_path):
+    """A class folder without train/val/test sub-folders: each class is cut 70/10/20 under the
+    seed (a tiny class too), the three splits are disjoint and cover the folder, each says
+    what it was cut from, and `rank` says which images it scored."""
+    import importlib
+
+    ranking = importlib.import_module("medtl.transfer.rank")  # the module (medtl.transfer.rank is the function)
+    counts = {"a": 20, "b": 10, "tiny": 3}
+    for cls, k in counts.items():
+        for i in range(k):
+            _png(tmp_path / "imgs" / cls / f"{i:02d}.png", 7 * i + 50 * len(cls))
+    parts = {s: D.get(tmp_path / "imgs", s, size=8) for s in ("train", "val", "test")}
+    paths = {s: set(p.meta["paths"].tolist()) for s, p in parts.items()}
+    assert not (paths["train"] & paths["val"] or paths["train"] & paths["test"] or paths["val"] & paths["test"])
+    assert sum(map(len, paths.values())) == 33
+    for s, bounds in {"train": (0, 0.7), "val": (0.7, 0.8), "test": (0.8, 1.0)}.items():  # cumulative cuts
+        per_class = np.bincount(parts[s].labels.numpy(), minlength=3).tolist()
+        assert per_class == [int(round(bounds[1] * k) - round(bounds[0] * k)) for k in counts.values()], (s, per_class)
+        assert parts[s].meta["split_from"] == {"images": 33, "fractions": {"train": 0.7, "val": 0.1, "test": 0.2},
+                                               "seed": 0}
+    assert sorted(paths["train"]) == sorted(D.get(tmp_path / "imgs", "train", size=8).meta["paths"].tolist())
+    _, scored, _ = ranking._scored_images(tmp_path / "imgs", None, 8, None, 0)
+    assert scored.startswith("the whole training split: 23 of the 33 images") and "70/10/20" in scored
+    _, scored, _ = ranking._scored_images("texture-b", None, 28, None, 0)
+    assert scored == "the whole training split"  # its own splits: nothing was cut

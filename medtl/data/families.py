@@ -163,7 +163,8 @@ _USER_CACHE: dict[tuple, ImageSet] = {}
 def split_whole(data: ImageSet, split: str, seed: int = 0, fractions: dict | None = None) -> ImageSet:
     """``split`` of a seeded stratified train/val/test partition of ``data`` (fractions
     :data:`USER_SPLIT`); each class is shuffled and cut in order, so the three splits are
-    disjoint and cover the data."""
+    disjoint and cover the data. The result's ``meta["split_from"]`` says what it was cut
+    from: ``{"images": len(data), "fractions": {split: fraction}, "seed": seed}``."""
     fractions = dict(fractions or USER_SPLIT)
     if split not in fractions:
         raise ValueError(f"unknown split {split!r}; valid splits: {tuple(fractions)}")
@@ -179,7 +180,9 @@ def split_whole(data: ImageSet, split: str, seed: int = 0, fractions: dict | Non
     idx = np.sort(np.concatenate(picked))
     if len(idx) == 0:
         raise ValueError(f"{data.name!r} has too few images ({len(data)}) for a {split} split")
-    return data.subset(idx, name=f"{data.name}/{split}")
+    out = data.subset(idx, name=f"{data.name}/{split}")
+    out.meta["split_from"] = {"images": len(data), "fractions": fractions, "seed": seed}
+    return out
 
 
 def _user_load(reader):

@@ -34,6 +34,7 @@ def decode_images(paths: Sequence[str | os.PathLike], size: int | tuple[int, int
     method = Image.Resampling.BICUBIC if resample == "bicubic" else Image.Resampling.NEAREST
     h, w = (size, size) if isinstance(size, int) else size
     out = torch.empty((len(paths), channels, h, w), dtype=torch.uint8)
+    bad = []  # (path, reason) of every file that cannot be decoded: all said at once, not one per run
     for i, p in enumerate(tqdm(paths, desc="decoding images", disable=not progress or len(paths) < 200)):
         try:
             with Image.open(p) as img:
@@ -45,9 +46,18 @@ def decode_images(paths: Sequence[str | os.PathLike], size: int | tuple[int, int
                     img = Image.fromarray(arr.round().astype(np.uint8))
                 img = img.convert("L" if channels == 1 else "RGB").resize((w, h), method)
         except (OSError, ValueError) as err:
-            raise ValueError(f"cannot decode image {p}: {err} (remove or replace the file and run again)") from err
+            bad.append((p, err))
+            continue
         arr = np.array(img, dtype=np.uint8)  # a writable copy
         out[i] = torch.from_numpy(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
+    if len(bad) == 1:
+        p, err = bad[0]
+        raise ValueError(f"cannot decode image {p}: {err} (remove or replace the file and run again)") from err
+    if bad:
+        shown = "; ".join(f"{p}: {err}" for p, err in bad[:5])
+        more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise ValueError(f"cannot decode {len(bad)} of {len(paths)} images (remove or replace them and run again): "
+                         f"{shown}{more}") from bad[0][1]
     return out
 
 
