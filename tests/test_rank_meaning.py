@@ -121,7 +121,8 @@ def test_fu_equals_its_definition_and_leaves_the_model_as_it_was(arch):
     """FU computes only the two monitored gradients; its value is the one every gradient's
     backward pass gives, and the candidate keeps its weights and requires_grad flags."""
     model = M.create(arch, num_classes=3, seed=4)
-    model.fc.weight.requires_grad_(False) if arch == "resnet18" else None
+    if arch == "resnet18":  # a frozen weight outside the monitored two keeps its flag
+        model.fc.weight.requires_grad_(False)
     flags = {k: p.requires_grad for k, p in model.named_parameters()}
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data = _target((10, 8, 6), size=32)

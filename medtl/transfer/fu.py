@@ -117,7 +117,7 @@ def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size
         batch: loader settings (normalize, image_size, channels); default from the model.
     """
     from ..data import ImageSet, loader
-    from ..models import arch_of, get_module, set_module
+    from ..models import arch_of, freeze, get_module, set_module
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"fu needs a torch model, got {type(model).__name__}")
@@ -129,10 +129,9 @@ def fu(model: nn.Module, data, layers: tuple[str, str] | None = None, batch_size
     net = copy.deepcopy(model).to(dev).eval()
     set_module(net, a.feature_node, nn.Identity())
     w1, w2 = get_module(net, w1_name).weight, get_module(net, w2_name).weight
-    monitored = {id(w1), id(w2)}
-    for p in net.parameters():  # the other weights' gradients are never read: not computed (about a
-        if id(p) not in monitored:  # third of the backward pass); W₁, W₂ keep the model's own flags
-            p.requires_grad_(False)
+    # the other weights' gradients are never read: not computed (about a third of the backward
+    # pass); W₁ and W₂ keep the model's own flags
+    freeze(net, except_layers=(w1_name, w2_name))
     if order not in ("stratified", "stored"):
         raise ValueError(f"order must be 'stratified' or 'stored', got {order!r}")
     if order == "stratified":

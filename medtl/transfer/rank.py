@@ -284,11 +284,13 @@ def _scored_images(target, n, size, root, seed):
     total = len(data)
     if n is not None and n < total:
         data = subset(data, n, stratified=True, seed=seed)
+    split = "the whole training split"
     cut = data.meta.get("split_from")  # a folder/list/table without splits of its own: medtl cut them
-    split = "the whole training split" if cut is None else (
-        f"the whole training split: {total} of the {cut['images']} images, medtl's seeded stratified "
-        f"{'/'.join(f'{100 * f:.0f}' for f in cut['fractions'].values())} {'/'.join(cut['fractions'])} split "
-        "(the target has none of its own; val and test are held out for --verify)")
+    if cut is not None:
+        percents = "/".join(f"{100 * f:.0f}" for f in cut["fractions"].values())
+        split += (f": {total} of the {cut['images']} images, medtl's seeded stratified {percents} "
+                  f"{'/'.join(cut['fractions'])} split (the target has none of its own; val and test are held "
+                  "out for --verify)")
     scored = ("all images given" if given else split) if len(data) == total \
         else f"a stratified subsample of {len(data)} of the {total} training images (n={n})"
     tname = target.name.split("/")[0] if given else Path(str(target)).name
